@@ -1,0 +1,5 @@
+import sys
+
+from nl2code.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The one ``nl2code`` entry point. Each subcommand lives in ``nl2code.commands.<name>``.
+
+A command module exposes ``add_parser(subparsers)``, which registers its parser and sets
+``func`` (an ordinary importable function taking the parsed namespace and returning an exit code).
+Modules are imported lazily only when building the parser, so importing nl2code does no work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order here is the order in `nl2code --help`. Only commands that work are listed.
+COMMANDS = ["data", "tokenizer", "train"]
+
+
+class CLIError(Exception):
+    """An error shown to the user as one line, with a non-zero exit."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nl2code",
+        description="Train, sample and evaluate natural-language-to-code models.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"nl2code.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from nl2code.config import ConfigError
+    from nl2code.data.records import DataError
+
+    try:
+        code = args.func(args)
+    except (CLIError, ConfigError, DataError) as e:
+        print(f"nl2code {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

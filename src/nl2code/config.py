@@ -1,0 +1,271 @@
+"""Typed configuration: dataclass trees loaded from YAML with dotted command-line overrides.
+
+Unknown keys and wrong types are errors naming the key and the file. Nothing in a config is ever
+executed: values are parsed with ``yaml.safe_load`` and checked against the dataclass annotations.
+
+A field can be *polymorphic*: annotate it with the base type ``Any`` and put
+``metadata={"registry": NAME}`` on it; its YAML mapping then carries a ``kind`` key that selects the
+dataclass registered under NAME with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+_REGISTRIES: dict[str, dict[str, type]] = {}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file and the dotted key."""
+
+
+def register(registry: str, kind: str):
+    """Class decorator: make a config dataclass selectable by ``kind`` in a polymorphic field."""
+
+    def deco(cls: type[T]) -> type[T]:
+        table = _REGISTRIES.setdefault(registry, {})
+        if kind in table and table[kind] is not cls:
+            raise ValueError(f"{registry} kind {kind!r} registered twice")
+        table[kind] = cls
+        cls.kind = kind  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def registry_kinds(registry: str) -> dict[str, type]:
+    return dict(_REGISTRIES.get(registry, {}))
+
+
+def _where(source: str, key: str) -> str:
+    return f"{source}: {key}" if key else source
+
+
+def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
+    """Check ``value`` against annotation ``tp`` and convert it (int->float, list->tuple...)."""
+    where = _where(source, key)
+    if tp is Any:
+        return value
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{where}: must not be null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, source, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches no type of {tp}")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_convert(v, a, source, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        out = [_convert(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        kt, vt = get_args(tp) or (Any, Any)
+        return {
+            _convert(k, kt, source, f"{key}.{k}"): _convert(v, vt, source, f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp} for value {value!r}")
+
+
+def from_dict(cls: type[T], data: Any, source: str = "<config>", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, strictly: unknown keys and bad types raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_where(source, prefix)}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        raise ConfigError(f"{source}: unknown key '{key}' (allowed: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing required key '{key}'")
+            continue
+        reg = f.metadata.get("registry")
+        if reg is not None:
+            kwargs[name] = _from_registry(reg, data[name], source, key)
+        else:
+            kwargs[name] = _convert(data[name], hints[name], source, key)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{_where(source, prefix)}: {e}") from e
+
+
+def _from_registry(registry: str, value: Any, source: str, key: str) -> Any:
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value):
+        return value
+    if not isinstance(value, dict) or "kind" not in value:
+        raise ConfigError(f"{source}: '{key}' needs a 'kind' key")
+    table = _REGISTRIES.get(registry, {})
+    kind = value["kind"]
+    if kind not in table:
+        raise ConfigError(f"{source}: {key}.kind: unknown {registry} kind {kind!r} (known: {sorted(table)})")
+    rest = {k: v for k, v in value.items() if k != "kind"}
+    return from_dict(table[kind], rest, source, key)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-safe structure of a config tree (polymorphic fields keep their ``kind``)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        kind = getattr(type(obj), "kind", None)
+        if isinstance(kind, str):
+            out["kind"] = kind
+        for f in dataclasses.fields(obj):
+            out[f.name] = to_dict(getattr(obj, f.name))
+        return out
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.lr=3e-4`` -> (["train", "lr"], 0.0003). The value is parsed as YAML (safe)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {text!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: cannot parse value: {e}") from e
+    # YAML 1.1 reads 3e-4 as a string; accept plain float syntax too.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply dotted overrides to a raw mapping (before validation, so unknown keys still fail)."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: '{p}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{line} invalid YAML: {getattr(e, 'problem', e)}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Load dataclass ``cls`` from a YAML file (or defaults when ``path`` is None) plus overrides."""
+    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source += " (with overrides)"
+    return from_dict(cls, data, source)
+
+
+def save(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "from_dict",
+    "load",
+    "parse_override",
+    "read_yaml",
+    "register",
+    "registry_kinds",
+    "save",
+    "to_dict",
+]

@@ -1,0 +1,1 @@
+"""Data: records, source loaders, tokenizer, noising and batching."""
