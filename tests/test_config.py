@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+
+from nl2code import config as C
+
+
+@dataclass
+class Opt:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.95)
+    name: Literal["adamw", "sgd"] = "adamw"
+
+
+@C.register("test_model", "tiny")
+@dataclass
+class Tiny:
+    width: int = 8
+    tied: bool = True
+
+
+@dataclass
+class Root:
+    steps: int = 10
+    opt: Opt = field(default_factory=Opt)
+    model: Any = field(default=None, metadata={"registry": "test_model"})
+    tags: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_load_with_overrides(tmp_path):
+    p = write(tmp_path, "steps: 5\nopt: {lr: 0.1}\nmodel: {kind: tiny, width: 4}\n")
+    cfg = C.load(Root, p, ["opt.lr=3e-4", "model.tied=false", "tags=[a, b]", "opt.betas=[0.8, 0.9]"])
+    assert cfg.steps == 5 and cfg.opt.lr == pytest.approx(3e-4)
+    assert isinstance(cfg.model, Tiny) and cfg.model.width == 4 and cfg.model.tied is False
+    assert cfg.tags == ["a", "b"] and cfg.opt.betas == (0.8, 0.9)
+
+
+def test_int_widens_to_float(tmp_path):
+    assert C.load(Root, write(tmp_path, "opt: {lr: 1}\n")).opt.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("stepz: 3\n", "unknown key 'stepz'"),
+        ("opt: {lrr: 3}\n", "unknown key 'opt.lrr'"),
+        ("steps: three\n", "steps: expected an integer"),
+        ("steps: 2.5\n", "steps: expected an integer"),
+        ("opt: {name: adam}\n", "opt.name: expected one of"),
+        ("model: {width: 3}\n", "'model' needs a 'kind'"),
+        ("model: {kind: huge}\n", "unknown test_model kind 'huge'"),
+        ("model: {kind: tiny, tied: 1}\n", "model.tied: expected true/false"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+        ("steps: [1\n", "invalid YAML"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path, text, match):
+    p = write(tmp_path, text)
+    with pytest.raises(C.ConfigError, match=match) as e:
+        C.load(Root, p)
+    assert str(p) in str(e.value)
+
+
+def test_bad_override_names_key():
+    with pytest.raises(C.ConfigError, match="opt.momentum"):
+        C.load(Root, None, ["opt.momentum=0.9"])
+    with pytest.raises(C.ConfigError, match="key=value"):
+        C.load(Root, None, ["steps"])
+
+
+def test_no_code_execution(tmp_path):
+    p = write(tmp_path, "note: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(C.ConfigError):
+        C.load(Root, p)
+
+
+def test_save_roundtrip(tmp_path):
+    cfg = C.load(Root, None, ["model={kind: tiny, width: 2}", "note=hi"])
+    C.save(cfg, tmp_path / "resolved.yaml")
+    again = C.load(Root, tmp_path / "resolved.yaml")
+    assert again == cfg
