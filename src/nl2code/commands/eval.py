@@ -1,0 +1,84 @@
+"""``nl2code eval TASK --samples FILE --out DIR``: score samples from any model on a benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from nl2code.cli import CLIError
+
+
+def parse_ks(text: str) -> list[int]:
+    """``"1,3,5"`` -> [1, 3, 5]; every k a positive integer."""
+    try:
+        ks = sorted({int(k) for k in text.split(",") if k.strip()})
+    except ValueError:
+        raise CLIError(f"bad --k {text!r}: expected comma-separated positive integers") from None
+    if not ks or ks[0] < 1:
+        raise CLIError(f"bad --k {text!r}: expected comma-separated positive integers")
+    return ks
+
+
+def run(args: argparse.Namespace) -> int:
+    from nl2code.data.sources import SourceError
+    from nl2code.eval.harness import run_eval
+    from nl2code.eval.tasks import EvalContext
+
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.timeout_floor <= 0 or args.timeout_factor < 0:
+        raise CLIError("--timeout-floor must be > 0 and --timeout-factor >= 0")
+    ctx = EvalContext(
+        ks=parse_ks(args.k),
+        workers=args.workers or os.cpu_count() or 1,
+        timeout_factor=args.timeout_factor,
+        timeout_floor=args.timeout_floor,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    try:
+        summary = run_eval(args.task, args.samples, args.out, args.data, ctx)
+    except SourceError as e:
+        raise CLIError(str(e)) from None
+    print(
+        json.dumps(
+            {"task": summary["task"], "metrics": summary["metrics"], "isolation": summary["isolation"], "out": args.out}
+        )
+    )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from nl2code.eval.tasks import task_names
+
+    p = sub.add_parser(
+        "eval",
+        help="score model samples on a benchmark (sandboxed execution, pass@k, BLEU, ...)",
+        description="Score samples (JSONL, one {task_id, completion} a line; several lines per task = "
+        "several candidates in rank order; MTPB rows carry test_case + completions) and write "
+        "DIR/results.jsonl, DIR/summary.json and DIR/summary.md. Generated code runs only in the "
+        "sandbox (bubblewrap when installed); summary.json records the isolation level.",
+    )
+    p.add_argument("task", choices=task_names(), help="benchmark")
+    p.add_argument("--samples", required=True, metavar="FILE", help="samples JSONL")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (written at the end)")
+    p.add_argument(
+        "--data", metavar="PATH", help="benchmark data (default: humaneval from its package; the other tasks need it)"
+    )
+    p.add_argument(
+        "--k",
+        default="1,3,5",
+        help="ks for pass@k / top-k metrics (default 1,3,5; a k larger "
+        "than a problem's number of samples is not reported)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU count)")
+    p.add_argument("--timeout-floor", type=float, default=3.0, help="minimum seconds per program (default 3)")
+    p.add_argument(
+        "--timeout-factor",
+        type=float,
+        default=3.0,
+        help="timeout = max(factor x reference solution runtime, floor) (default 3; 0 = floor only)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

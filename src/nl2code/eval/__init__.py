@@ -1,0 +1,1 @@
+"""Evaluation: a sandbox for untrusted generated code, benchmark tasks, metrics and the harness."""

@@ -1,0 +1,1 @@
+"""Metrics as pure functions: pass@k, BLEU, exact match, CodeBLEU, CodeBERTScore, diversity, ..."""

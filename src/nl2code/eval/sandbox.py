@@ -1,0 +1,508 @@
+"""The one place untrusted generated code runs: one fresh, confined subprocess per program.
+
+Isolation is the strongest level that works on this machine, probed once and recorded in every result:
+
+- ``bwrap``: bubblewrap with new network, PID, IPC and UTS namespaces, a read-only view of only the
+  system directories and the Python prefix (not home, not the project), a private size-capped
+  ``/tmp``, an empty environment, a new session, ``--die-with-parent``.
+- ``unshare-net``: new network and PID namespaces (``unshare``), no filesystem isolation.
+- ``rlimits``: resource limits only.
+
+When the harness runs as root the program also drops to a private unprivileged uid (``setpriv``),
+since ``RLIMIT_NPROC`` does not bind uid 0 and root may write anywhere; outside bwrap this needs an
+interpreter that uid can reach, which is probed. A ``+uid`` suffix on the level records it.
+Unprivileged, bwrap runs in a user namespace. On every level the program gets rlimits (CPU time,
+address space, processes, file size, open files, no core), stdin from /dev/null, a capped capture
+of stdout/stderr, and a wall-clock deadline after which its whole process group is killed. Then
+every process still running under the run's uid (or, without a uid, carrying the run's token in its
+environment) is killed, so a daemonized child cannot outlive the run even without a PID namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LEVELS = ("bwrap", "unshare-net", "rlimits")
+STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "signal", "sandbox_error")
+_SUFFIX = {"python": "prog.py", "bash": "prog.sh"}
+# Environment inside the sandbox: nothing inherited from the harness (no tokens, no paths).
+_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    # One BLAS thread: every thread counts against RLIMIT_NPROC and we run many programs at once.
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONIOENCODING": "utf-8",
+}
+# /etc entries bound read-only: the loader cache, /usr/bin/awk's alternatives link, names for ids.
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "passwd", "group",
+        "nsswitch.conf")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-program resource limits."""
+
+    timeout: float = 3.0  # wall-clock seconds; CPU limit is ceil(timeout) + 1
+    mem_mb: int = 1024  # address space (numpy/pandas need ~1 GiB of virtual memory)
+    nproc: int = 32  # processes + threads of the run's uid
+    fsize_mb: int = 16  # largest file the program may write
+    nofile: int = 64  # open file descriptors
+    output_bytes: int = 64 * 1024  # captured stdout and stderr, each; more = "output_limit"
+    tmp_mb: int = 64  # size of the private /tmp (bwrap only)
+
+
+@dataclass
+class ExecResult:
+    """Outcome of one program.
+
+    ``status`` is one of ``STATUSES``; ``reason`` says why in a few words (e.g. the exception line);
+    ``isolation`` is the level it ran under (see the module docstring).
+    """
+
+    status: str
+    stdout: str
+    stderr: str
+    seconds: float
+    reason: str
+    isolation: str
+    returncode: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class Job:
+    """One program for ``run_many``."""
+
+    program: str
+    lang: str = "python"
+    limits: Limits = field(default_factory=Limits)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not the program's fault)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing which isolation works here
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _python_roots() -> list[str]:
+    """Directories the interpreter needs (prefixes, as given and resolved, and the real executable's
+    installation), without those under /usr (bound anyway) or nested in another."""
+    given = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    given.add(str(Path(os.path.realpath(sys.executable)).parent.parent))
+    roots = {os.path.abspath(r) for r in given} | {os.path.realpath(r) for r in given}
+    out: list[str] = []
+    for r in sorted(roots, key=len):
+        if r in ("/", "/usr") or r.startswith("/usr/") or any(r.startswith(o + "/") or r == o for o in out):
+            continue
+        out.append(r)
+    return out
+
+
+def _bwrap_argv(prog_dir: str, limits: Limits) -> list[str]:
+    argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session"]  # fmt: skip
+    if not _is_root():
+        argv.append("--unshare-user")  # unprivileged path: a user namespace is required
+    # Mounts apply in order: the private /tmp first so later binds under it stay visible.
+    argv += ["--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for d in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    argv += ["--perms", "0755", "--dir", "/etc"]  # created mode 0700 otherwise (as for any parent)
+    for name in _ETC:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    made: set[str] = {"/", "/tmp", "/usr", "/etc"}
+    for root in _python_roots():
+        # bwrap creates missing parents mode 0700 when run as root: make them traversable.
+        parents = [str(p) for p in reversed(Path(root).parents)]
+        for p in parents:
+            if p not in made:
+                argv += ["--perms", "0755", "--dir", p]
+                made.add(p)
+        argv += ["--ro-bind", root, root]
+        made.add(root)
+    argv += ["--ro-bind", prog_dir, "/sandbox", "--dev", "/dev", "--proc", "/proc", "--chdir", "/tmp", "--clearenv"]
+    for k, v in _ENV.items():
+        argv += ["--setenv", k, v]
+    argv.append("--")
+    return argv
+
+
+def _unshare_argv() -> list[str]:
+    # A PID namespace too: kill(-1) and daemonized children stay inside it and die with it.
+    ns = ["--net", "--pid", "--fork", "--kill-child", "--"]
+    return ["unshare", *ns] if _is_root() else ["unshare", "--user", "--map-current-user", *ns]
+
+
+def _probe(argv: list[str]) -> bool:
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+def _setpriv_argv(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs", "--"]  # fmt: skip
+
+
+@functools.cache
+def _can_drop_uid(level: str) -> bool:
+    """Root drops to a private uid. Outside bwrap that needs the interpreter reachable by that uid
+    (not the case for a Python under a mode-700 home), which we probe."""
+    if not (_is_root() and shutil.which("setpriv")):
+        return False
+    if level == "bwrap":
+        return True
+    # setpriv's own exec still has capabilities; the interpreter must be reached from a plain
+    # process of that uid, hence the prlimit in between (as in a real run).
+    return _probe(_setpriv_argv(_UID_BASE + 255) + _limit_argv(Limits()) + [sys.executable, "-I", "-S", "-c", "pass"])
+
+
+@functools.cache
+def available_levels() -> tuple[str, ...]:
+    """Levels that work on this machine, strongest first (probed once per process)."""
+    levels = []
+    with tempfile.TemporaryDirectory(prefix="nl2code-probe-") as d:
+        os.chmod(d, 0o755)
+        py = [sys.executable, "-I", "-S", "-c", "pass"]
+        if shutil.which("bwrap") and _probe(_bwrap_argv(d, Limits()) + py):
+            levels.append("bwrap")
+        if shutil.which("unshare") and _probe(_unshare_argv() + py):
+            levels.append("unshare-net")
+    levels.append("rlimits")
+    return tuple(levels)
+
+
+def best_isolation() -> str:
+    """The level ``run`` uses by default, with ``+uid`` when the uid drop applies."""
+    level = available_levels()[0]
+    return level + ("+uid" if _can_drop_uid(level) else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Private uids: one per concurrent run, so RLIMIT_NPROC, kill(-1) and cleanup stay per run.
+
+_uid_lock = threading.Lock()
+_uid_free: list[int] = []
+_uid_counter = itertools.count()
+# A per-process range keeps two concurrent harness processes from sharing uids. The range sits far
+# above system users and the usual /etc/subuid allocations (100000 + 65536 per user), because
+# cleanup kills every process of a run's uid.
+_UID_BASE = 3_000_000_000 + (os.getpid() % 100_000) * 256
+
+
+def _take_uid() -> int:
+    with _uid_lock:
+        return _uid_free.pop() if _uid_free else _UID_BASE + next(_uid_counter) % 256
+
+
+def _give_uid(uid: int) -> None:
+    with _uid_lock:
+        _uid_free.append(uid)
+
+
+def _pids_matching(uid: int | None, token: str | None) -> list[int]:
+    """Live pids whose real uid is ``uid``, or whose environment holds ``token``."""
+    out = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if uid is not None:
+                with open(f"/proc/{entry.name}/status", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"Uid:"):
+                            if int(line.split()[1]) == uid:
+                                out.append(int(entry.name))
+                            break
+            elif token is not None:
+                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                    if token.encode() in f.read():
+                        out.append(int(entry.name))
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return out
+
+
+def _kill_leftovers(uid: int | None, token: str | None) -> None:
+    """SIGKILL every process of the run until none is left (forks may race the first sweep)."""
+    if not os.path.isdir("/proc"):
+        return
+    for _ in range(50):
+        pids = _pids_matching(uid, token)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one program
+
+
+def _rlimits(limits: Limits) -> list[tuple[str, int, int]]:
+    """(name, soft, hard) of every limit; the CPU limit leaves 1 s past the wall-clock timeout."""
+    cpu = int(limits.timeout) + 2
+    return [
+        ("cpu", cpu - 1, cpu),
+        ("as", limits.mem_mb << 20, limits.mem_mb << 20),
+        ("nproc", limits.nproc, limits.nproc),
+        ("fsize", limits.fsize_mb << 20, limits.fsize_mb << 20),
+        ("nofile", limits.nofile, limits.nofile),
+        ("core", 0, 0),
+    ]
+
+
+def _limit_argv(limits: Limits) -> list[str]:
+    """``prlimit`` (util-linux) sets the limits right before the program's exec; [] without it."""
+    if not shutil.which("prlimit"):
+        return []
+    return ["prlimit", *(f"--{n}={s}:{h}" for n, s, h in _rlimits(limits)), "--"]
+
+
+def _set_rlimits(limits: Limits) -> None:
+    """Fallback without prlimit: set the limits in the child before exec (preexec_fn)."""
+    import resource
+
+    for name, soft, hard in _rlimits(limits):
+        resource.setrlimit(getattr(resource, f"RLIMIT_{name.upper()}"), (soft, hard))
+
+
+def _classify(rc: int, stderr: str, timed_out: bool, overflow: bool, limits: Limits) -> tuple[str, str]:
+    if overflow:
+        return "output_limit", f"output exceeded {limits.output_bytes} bytes"
+    if timed_out:
+        return "timeout", f"wall-clock timeout after {limits.timeout:g}s"
+    if rc == 0:
+        return "ok", ""
+    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
+    if "MemoryError" in stderr or "Cannot allocate memory" in stderr:
+        return "memory", last[:200] or "memory limit"
+    if stderr.startswith("bwrap:") or stderr.startswith("prlimit:") or stderr.startswith("setpriv:"):
+        return "sandbox_error", last[:200]
+    # A signal shows as -N from Popen, or 128+N from bwrap's reaper.
+    sig = -rc if rc < 0 else rc - 128 if 128 < rc < 128 + 65 else None
+    if sig is not None and sig in (signal.SIGXCPU, signal.SIGKILL) and not last:
+        name = signal.Signals(sig).name
+        return ("timeout", "CPU time limit") if sig == signal.SIGXCPU else ("signal", f"killed by {name}")
+    if sig is not None and not last:
+        try:
+            return "signal", f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return "signal", f"killed by signal {sig}"
+    return "error", last[:200] or f"exit status {rc}"
+
+
+def run(
+    program: str,
+    lang: str = "python",
+    timeout: float = 3.0,
+    mem_mb: int = 1024,
+    *,
+    limits: Limits | None = None,
+    isolation: str | None = None,
+) -> ExecResult:
+    """Run ``program`` (Python or Bash source) in a fresh sandboxed subprocess.
+
+    ``limits`` overrides every limit (then ``timeout``/``mem_mb`` are ignored). ``isolation`` forces a
+    level from ``available_levels()`` (tests use it); by default the strongest one is used.
+    """
+    if lang not in _SUFFIX:
+        raise ValueError(f"unsupported language {lang!r}; expected one of {sorted(_SUFFIX)}")
+    limits = limits or Limits(timeout=timeout, mem_mb=mem_mb)
+    levels = available_levels()
+    level = isolation or levels[0]
+    if level not in levels:
+        raise SandboxError(f"isolation {level!r} is not available here (available: {', '.join(levels)})")
+    drop = _can_drop_uid(level)
+    uid = _take_uid() if drop else None
+    token = None if drop else uuid.uuid4().hex
+    prog_dir = tempfile.mkdtemp(prefix="nl2code-sbx-")
+    try:
+        return _run_in(prog_dir, program, lang, limits, level, uid, token)
+    finally:
+        _kill_leftovers(uid, token)
+        shutil.rmtree(prog_dir, ignore_errors=True)
+        if uid is not None:
+            _give_uid(uid)
+
+
+def _run_in(
+    prog_dir: str, program: str, lang: str, limits: Limits, level: str, uid: int | None, token: str | None
+) -> ExecResult:
+    name = _SUFFIX[lang]
+    Path(prog_dir, name).write_text(program, encoding="utf-8")
+    os.chmod(Path(prog_dir, name), 0o644)
+    os.chmod(prog_dir, 0o755)
+    if level == "bwrap":
+        where, cwd = "/sandbox", None
+    else:
+        where, cwd = prog_dir, prog_dir
+        if uid is not None:
+            os.chown(prog_dir, uid, uid)  # the program's cwd: writable by it, by nobody else
+    interp = [sys.executable, "-I", "-B"] if lang == "python" else ["/bin/bash", "--noprofile", "--norc"]
+    cmd = [*interp, f"{where}/{name}"]
+    cmd = _limit_argv(limits) + cmd
+    if uid is not None:
+        cmd = _setpriv_argv(uid) + cmd
+    env = dict(_ENV)
+    if level == "bwrap":
+        cmd = _bwrap_argv(prog_dir, limits) + cmd
+    else:
+        if level == "unshare-net":
+            cmd = _unshare_argv() + cmd
+        env["TMPDIR"] = env["HOME"] = prog_dir
+    if token:
+        env["NL2CODE_SANDBOX_RUN"] = token  # lets cleanup find our processes when uids are shared
+    return _execute(cmd, env, cwd, limits, level + ("+uid" if uid is not None else ""))
+
+
+def _execute(cmd: list[str], env: dict[str, str], cwd: str | None, limits: Limits, isolation: str) -> ExecResult:
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=None if shutil.which("prlimit") else functools.partial(_set_rlimits, limits),
+        )
+    except OSError as e:
+        return ExecResult("sandbox_error", "", "", 0.0, f"could not start: {e}", isolation)
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {out_fd: bytearray(), err_fd: bytearray()}
+    deadline = start + limits.timeout
+    timed_out = overflow = False
+    exited_at: float | None = None
+    sel = selectors.DefaultSelector()
+    sel.register(out_fd, selectors.EVENT_READ)
+    sel.register(err_fd, selectors.EVENT_READ)
+    try:
+        while not overflow:
+            now = time.monotonic()
+            if exited_at is None and _exited(proc.pid):
+                exited_at = now
+            if now >= deadline:
+                timed_out = exited_at is None
+                break
+            if not sel.get_map():  # both streams at EOF: wait for the exit status
+                if exited_at is not None:
+                    break
+                time.sleep(0.005)
+                continue
+            # Pipes still open 0.2 s after the program exited are held by escaped children: stop.
+            if exited_at is not None and now - exited_at > 0.2:
+                break
+            for key, _ in sel.select(timeout=min(deadline - now, 0.05)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                buf = bufs[key.fd]
+                buf += chunk[: limits.output_bytes + 1 - len(buf)]
+                overflow = overflow or len(buf) > limits.output_bytes
+    finally:
+        sel.close()
+        # Kill the whole group (bwrap, its reaper, the program) while the leader is still unreaped,
+        # so its pid cannot have been reused by an unrelated process group.
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    seconds = time.monotonic() - start
+    stdout = bytes(bufs[out_fd][: limits.output_bytes]).decode("utf-8", "replace")
+    stderr = bytes(bufs[err_fd][: limits.output_bytes]).decode("utf-8", "replace")
+    status, reason = _classify(proc.returncode, stderr, timed_out, overflow, limits)
+    return ExecResult(status, stdout, stderr, seconds, reason, isolation, proc.returncode)
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it (WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def run_many(
+    jobs: Sequence[Job],
+    workers: int | None = None,
+    progress: bool | str = False,
+    on_result: Callable[[int, ExecResult], None] | None = None,
+) -> list[ExecResult]:
+    """Run ``jobs`` on ``workers`` threads (each drives one subprocess at a time); results in job order."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    results: list[ExecResult | None] = [None] * len(jobs)
+    bar = None
+    if progress and jobs:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(jobs),
+            desc=progress if isinstance(progress, str) else "executing",
+            unit="prog",
+            file=sys.stderr,
+        )
+
+    def one(i: int) -> None:
+        job = jobs[i]
+        results[i] = run(job.program, job.lang, limits=job.limits)
+        if on_result:
+            on_result(i, results[i])
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if workers == 1:
+            for i in range(len(jobs)):
+                one(i)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(one, range(len(jobs))))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results  # type: ignore[return-value]
