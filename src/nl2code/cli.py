@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Order here is the order in `nl2code --help`. Only commands that work are listed.
-COMMANDS = ["data", "tokenizer", "train"]
+COMMANDS = ["data", "tokenizer", "train", "eval"]
 
 
 class CLIError(Exception):

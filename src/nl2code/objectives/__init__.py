@@ -1,0 +1,27 @@
+"""Objective registry: a config ``kind`` names a (config class, objective class) pair.
+
+Configs select one with ``objective: {kind: causal_lm, ...}``. A new objective adds one line to
+``OBJECTIVES``.
+"""
+
+from __future__ import annotations
+
+from nl2code.objectives.autoregressive import CausalLMConfig, CausalLMObjective
+from nl2code.objectives.base import Objective
+
+OBJECTIVES: dict[str, tuple[type, type[Objective]]] = {
+    "causal_lm": (CausalLMConfig, CausalLMObjective),
+}
+
+
+def build_objective(cfg: object) -> Objective:
+    """The objective for config ``cfg`` (an instance of a registered objective config class)."""
+    kind = getattr(type(cfg), "kind", None)
+    if kind not in OBJECTIVES or not isinstance(cfg, OBJECTIVES[kind][0]):
+        raise ValueError(
+            f"no objective registered for config {type(cfg).__name__} (known: {sorted(OBJECTIVES)})"
+        )
+    return OBJECTIVES[kind][1](cfg)
+
+
+__all__ = ["OBJECTIVES", "CausalLMConfig", "CausalLMObjective", "Objective", "build_objective"]

@@ -1,0 +1,171 @@
+"""The typed tree of a training run: ``model``, ``objective``, ``data``, ``tokenizer``, ``train``, ``stages``.
+
+Loaded from YAML with dotted overrides (``train.max_steps=100``) by :func:`load_run_config`;
+unknown keys and wrong types are errors naming the file and key. Every field carries a ``help``
+string so ``nl2code train --help`` can document every option from this one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import nl2code.models  # noqa: F401  (registers model kinds)
+import nl2code.objectives  # noqa: F401  (registers objective kinds)
+from nl2code.config import ConfigError, from_dict, load, to_dict
+from nl2code.utils.device import DeviceName, Precision
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _required(help: str, **kw: Any) -> Any:
+    return field(metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule, precision, logging and checkpointing of one training stage."""
+
+    seed: int = _f(0, "seed of weights init, data order and objective noise")
+    max_steps: int = _f(1000, "optimizer steps to train (bounds the run)")
+    batch_size: int = _f(32, "global micro-batch in examples, split evenly across data-parallel ranks")
+    grad_accum: int = _f(1, "micro-batches per optimizer step (global batch = batch_size * grad_accum)")
+    lr: float = _f(3e-4, "peak learning rate")
+    min_lr: float = _f(3e-5, "learning rate at the end of the cosine decay")
+    warmup_steps: int = _f(100, "linear warm-up steps from 0 to lr")
+    weight_decay: float = _f(0.1, "AdamW decay, applied to matrices/embeddings only (dim >= 2)")
+    betas: tuple[float, float] = _f((0.9, 0.95), "AdamW betas")
+    eps: float = _f(1e-8, "AdamW epsilon")
+    clip: float = _f(1.0, "max global gradient norm (0 = no clipping)")
+    ema_decay: float = _f(0.0, "EMA of weights, e.g. 0.9999 for diffusion (0 = off); final weights are EMA")
+    precision: Precision = _f("auto", "auto (bf16 on CUDA that supports it, else fp32) | fp32 | bf16")
+    device: DeviceName = _f("auto", "auto | cpu | cuda | mps")
+    cpu_threads: int = _f(0, "intra-op CPU threads (0 = PyTorch's default); tiny models are fastest on 1")
+    eval_every: int = _f(500, "steps between evaluations on the held-out split (0 = never)")
+    eval_batches: int = _f(20, "batches per evaluation")
+    sample_every: int = _f(1000, "steps between sample previews (0 = never)")
+    sample_count: int = _f(2, "prompts per sample preview")
+    sample_tokens: int = _f(64, "max new tokens per preview sample")
+    log_every: int = _f(10, "steps between metrics.jsonl / TensorBoard records")
+    ckpt_every: int = _f(500, "steps between checkpoints (one is always written at the end)")
+    keep_last: int = _f(3, "checkpoints kept in run_dir/checkpoints (older ones are deleted)")
+    ddp_find_unused: bool = _f(
+        False, "DDP: allow steps that leave some parameters without gradient (MoE routing, partial objectives)"
+    )
+    tensorboard: bool = _f(True, "also log to run_dir/tb with TensorBoard")
+    progress: Literal["auto", "bar", "lines", "off"] = _f(
+        "auto", "auto (bar on a terminal, else lines) | bar | lines (one per log step) | off"
+    )
+
+    def __post_init__(self) -> None:
+        positive = ("max_steps", "batch_size", "grad_accum", "log_every", "keep_last", "eval_batches")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        counts = ("warmup_steps", "eval_every", "sample_every", "ckpt_every", "sample_count", "sample_tokens")
+        for name in (*counts, "cpu_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr} min_lr={self.min_lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.clip < 0 or self.weight_decay < 0:
+            raise ValueError("clip and weight_decay must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where examples come from and how a record becomes one token sequence."""
+
+    source: str = _f("pysource", "data source name (see `nl2code data stats --help`)")
+    path: str | None = _f(None, "source file/folder, relative to the working directory (null = default)")
+    options: dict[str, Any] = _f({}, "keyword options of the source loader, e.g. {max_functions: 2000}")
+    split: str | None = _f("train", "records of this split are trained on (null = all records)")
+    eval_split: str | None = _f(None, "split to evaluate on; null = hold out eval_fraction of `split`")
+    eval_fraction: float = _f(0.05, "fraction held out (by a hash of task_id) when eval_split is null")
+    format: Literal["nl_code", "code"] = _f("nl_code", "nl_code: 'NL <sep> code <eos>' | code: 'code <eos>'")
+    loss_on: Literal["code", "all"] = _f("code", "train on the code tokens only, or on every token")
+    max_len: int = _f(256, "tokens per sequence (longer examples are cut or dropped, see overlong)")
+    overlong: Literal["truncate", "drop"] = _f("truncate", "what to do with examples longer than max_len")
+    packing: bool = _f(False, "concatenate examples into full max_len rows instead of padding")
+    shuffle: bool = _f(True, "reshuffle the training examples every epoch (seeded)")
+    max_examples: int | None = _f(None, "use at most this many training examples (null = all)")
+
+    def __post_init__(self) -> None:
+        if self.max_len < 2:
+            raise ValueError(f"max_len must be >= 2, got {self.max_len}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.max_examples is not None and self.max_examples <= 0:
+            raise ValueError("max_examples must be positive or null")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Which tokenizer the run uses, or how to train one into ``run_dir/tokenizer``."""
+
+    path: str | None = _f(None, "saved tokenizer directory; null = train one on the training data")
+    vocab_size: int = _f(8192, "vocabulary size when training a tokenizer")
+    min_frequency: int = _f(2, "minimum pair frequency when training a tokenizer")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a multi-stage run (e.g. pretrain, then finetune), each starting from the last."""
+
+    name: str = _required("stage name (its checkpoints go to run_dir/stages/NAME)")
+    data: dict[str, Any] = _f({}, "data keys overriding the top-level data section")
+    objective: Any = _f(None, "objective for this stage (default: the top-level one)", registry="objective")
+    train: dict[str, Any] = _f({}, "train keys overriding the top-level train section")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A complete, runnable training experiment."""
+
+    model: Any = _required("model architecture, selected by kind (e.g. codegen)", registry="model")
+    objective: Any = _required("training objective, selected by kind (e.g. causal_lm)", registry="objective")
+    data: DataConfig = _f(DataConfig(), "training data")
+    tokenizer: TokenizerConfig = _f(TokenizerConfig(), "tokenizer")
+    train: TrainConfig = _f(TrainConfig(), "optimisation and bookkeeping")
+    stages: list[StageConfig] = _f([], "optional list of stages; empty = one stage from the sections above")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A resolved stage: the sections above with the stage's overrides applied."""
+
+    name: str
+    data: DataConfig
+    objective: Any
+    train: TrainConfig
+
+
+def resolve_stages(cfg: RunConfig, source: str = "<config>") -> list[Stage]:
+    """The stages to run, in order; a config without ``stages`` is one stage named ``main``."""
+    if not cfg.stages:
+        return [Stage("main", cfg.data, cfg.objective, cfg.train)]
+    names = [s.name for s in cfg.stages]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"{source}: stages: duplicate stage name(s) {sorted(dup)}")
+    out = []
+    for i, st in enumerate(cfg.stages):
+        if not st.name or "/" in st.name or st.name.startswith("."):
+            raise ConfigError(f"{source}: stages[{i}].name: {st.name!r} is not a valid directory name")
+        data = from_dict(DataConfig, {**to_dict(cfg.data), **st.data}, source, f"stages[{i}].data")
+        train = from_dict(TrainConfig, {**to_dict(cfg.train), **st.train}, source, f"stages[{i}].train")
+        out.append(Stage(st.name, data, st.objective or cfg.objective, train))
+    return out
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, list[Stage]]:
+    """Load and validate a run config (and its stages) from YAML plus dotted overrides."""
+    cfg = load(RunConfig, path, overrides)
+    return cfg, resolve_stages(cfg, str(path))

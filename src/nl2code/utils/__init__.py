@@ -1,0 +1,1 @@
+"""Small shared helpers: device and precision selection, seeding and RNG state capture."""
