@@ -21,3 +21,10 @@ def shared_data() -> Path:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # Tiny test models run several times faster on one thread than on two contended ones.
+    torch.set_num_threads(1)
+    yield
