@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Order here is the order in `nl2code --help`. Only commands that work are listed.
-COMMANDS = ["data", "tokenizer", "train", "eval"]
+COMMANDS = ["demo", "data", "tokenizer", "train", "merge-moe", "generate", "infill", "eval", "serve", "hf"]
 
 
 class CLIError(Exception):
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"nl2code.commands.{name}").add_parser(sub)
+        importlib.import_module(f"nl2code.commands.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

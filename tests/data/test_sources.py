@@ -296,9 +296,9 @@ def test_mtpb_malformed(tmp_path, changes, message):
 def test_registry_and_options():
     assert set(SOURCES) == {
         "codefusion-bash", "codefusion-python", "codefusion-cf", "snippets", "conala", "nl2bash",
-        "mbpp", "humaneval", "mtpb", "xlcost", "pysource",
+        "mbpp", "humaneval", "mtpb", "xlcost", "pysource", "jsonl", "mixture",
     }  # fmt: skip
-    assert [n for n in SOURCES if path_optional(n)] == ["humaneval", "pysource"]
+    assert [n for n in SOURCES if path_optional(n)] == ["humaneval", "pysource", "mixture"]
     assert source_options("codefusion-python") == {"null_nl": "fill", "conala_path": None}
     with pytest.raises(SourceError, match="unknown source"):
         load_source("nope", "x")

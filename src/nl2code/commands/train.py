@@ -79,10 +79,12 @@ def _describe(cls: type, prefix: str) -> list[str]:
 def options_epilog() -> str:
     """Every config key ``key=value`` overrides accept, with type, default and meaning."""
     from nl2code.config import registry_kinds
-    from nl2code.train.config import DataConfig, StageConfig, TokenizerConfig, TrainConfig
+    from nl2code.train.config import AdapterConfig, DataConfig, RunConfig, StageConfig, TokenizerConfig, TrainConfig
 
     out = ["config keys (set in CONFIG.yaml or override as key=value, e.g. train.max_steps=200):"]
-    for name, cls in (("train", TrainConfig), ("data", DataConfig), ("tokenizer", TokenizerConfig)):
+    out += [" top level:", *_describe(RunConfig, "")]
+    sections = (("train", TrainConfig), ("data", DataConfig), ("tokenizer", TokenizerConfig))
+    for name, cls in (*sections, ("adapters", AdapterConfig)):
         out += [f" {name}:", *_describe(cls, f"{name}.")]
     for registry in ("model", "objective"):
         for kind, cls in sorted(registry_kinds(registry).items()):
@@ -260,6 +262,7 @@ def _run(args: argparse.Namespace, cfg: Any, stages: list, info: Any, device: An
     from nl2code.data.pipeline import BatchIterator, eval_batches, preview_set, tokenize
     from nl2code.models import build_model
     from nl2code.objectives import build_objective
+    from nl2code.train import adapters
     from nl2code.train import distributed as dist
     from nl2code.train.loop import EvalSpec, print_status, train
     from nl2code.utils.device import resolve_precision
@@ -293,6 +296,7 @@ def _run(args: argparse.Namespace, cfg: Any, stages: list, info: Any, device: An
     init = torch.Generator().manual_seed(derive_seed(cfg.train.seed, 0))
     model = build_model(model_cfg, generator=init)
     n_params = sum(p.numel() for p in model.parameters())
+    model = adapters.prepare_model(model, cfg, str(args.config), say)  # init_from weights, LoRA/NF4
     dtype = resolve_precision(cfg.train.precision, device)
     say(f"model {model_cfg.kind}: {n_params / 1e6:.2f}M parameters; device {device}, "
         f"{str(dtype).removeprefix('torch.')}, {info.world_size} process(es)")
@@ -318,10 +322,12 @@ def _run(args: argparse.Namespace, cfg: Any, stages: list, info: Any, device: An
             f"({counts['truncated']} truncated, {counts['dropped_overlong']} dropped as too long, "
             f"{counts['dropped_no_target']} without targets), {len(eval_ex)} eval examples")
         pack_len = st.data.max_len if st.data.packing else None
+        objective = build_objective(st.objective)
         try:
             batches = BatchIterator(train_ex, batch_size=st.train.batch_size, pad_id=tok.pad_id,
                                     seed=st.train.seed, shuffle=st.data.shuffle, pack_len=pack_len,
-                                    rank=info.rank, world_size=info.world_size)
+                                    rank=info.rank, world_size=info.world_size,
+                                    transform=objective.example_transform(tok, st.data))
         except ValueError as e:
             raise ConfigError(f"{args.config}: stage '{st.name}': {e}") from e
 
@@ -335,7 +341,9 @@ def _run(args: argparse.Namespace, cfg: Any, stages: list, info: Any, device: An
             decode=tok.decode,
             eos_id=tok.eos_id,
         )
-        result = train(model, build_objective(st.objective), batches, st.train, out_dir, device=device,
+        params = adapters.set_trainable(model, st.train.trainable, cfg.adapters is not None, str(args.config))
+        say(f"[{st.name}] parameters: {params}")
+        result = train(model, objective, batches, st.train, out_dir, device=device,
                        info=info, evaluation=evaluation, run_config=resolved, resume=args.resume,
                        stage=st.name, log_dir=run_dir)
         if result.status == "interrupted":
@@ -345,6 +353,8 @@ def _run(args: argparse.Namespace, cfg: Any, stages: list, info: Any, device: An
         tmp = run_dir / ".model.safetensors.tmp"
         shutil.copyfile(final, tmp)
         tmp.replace(run_dir / "model.safetensors")
+    if cfg.adapters is not None and info.is_main:
+        adapters.finalize(model, cfg, run_dir, stages[-1].train.trainable)  # merged dense model.safetensors
     dist.barrier()
     say(f"done: {run_dir / 'model.safetensors'}")
     return 0

@@ -126,6 +126,10 @@ class BatchIterator:
     takes the contiguous slice ``[r*B/W, (r+1)*B/W)`` of it, so W ranks together see exactly the
     examples one process would. Incomplete trailing batches are skipped so every rank always
     gets the same number of examples.
+
+    ``transform(row, rng)``, when given, rewrites each row before collation (span corruption,
+    FIM...) with ``rng = default_rng([seed, epoch, global row index])``: fresh every epoch, the
+    same on any number of ranks, and restored by the two-integer position on resume.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class BatchIterator:
         pack_len: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        transform: Callable[[Example, np.random.Generator], Example] | None = None,
     ):
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} is not divisible by {world_size} data-parallel ranks")
@@ -146,6 +151,7 @@ class BatchIterator:
         self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
         self.shuffle, self.pack_len = shuffle, pack_len
         self.rank, self.world_size = rank, world_size
+        self.transform = transform
         self.epoch, self.index = 0, 0
         self._rows: list[Example] | None = None
         per_epoch = len(self._epoch_rows(0)) // batch_size
@@ -172,7 +178,13 @@ class BatchIterator:
             self._rows = self._epoch_rows(self.epoch)
         start = self.index * self.batch_size
         share = self.batch_size // self.world_size
-        local = self._rows[start + self.rank * share : start + (self.rank + 1) * share]
+        first = start + self.rank * share
+        local = self._rows[first : first + share]
+        if self.transform is not None:
+            local = [
+                self.transform(row, np.random.default_rng([self.seed, self.epoch, first + j]))
+                for j, row in enumerate(local)
+            ]
         self.index += 1
         return pad_collate(local, self.pad_id)
 

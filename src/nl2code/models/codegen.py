@@ -2,7 +2,12 @@
 
 A stack of pre-norm blocks with rotary positions over a token embedding, a final RMSNorm and an
 LM head (optionally tied to the embedding). ``forward`` maps token ids to a :class:`ModelOutput`;
-losses live in ``nl2code.objectives`` and decoding in the samplers.
+losses live in ``nl2code.objectives`` and decoding in ``nl2code.sampling``.
+
+Options: a key/value cache for incremental decoding (:meth:`CodeGenLM.new_cache`), a prefix-LM
+mask (bidirectional attention over a prefix, causal after it), sparse MoE feed-forward blocks
+(``moe``), and with ``mlp: swiglu``, ``bias: false`` the architecture is exactly LLaMA's (see
+``nl2code.models.hf_export``).
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from torch import nn
 from nl2code.config import register
 from nl2code.models.layers import (
     Block,
+    KVCache,
     MLPKind,
     RMSNorm,
     RotaryEmbedding,
-    causal_padding_mask,
     init_normal_,
     residual_std,
 )
+from nl2code.models.layers import attention_mask as build_attention_mask
+from nl2code.models.moe import MoE, MoEConfig
 from nl2code.models.outputs import ModelOutput
 
 
@@ -44,6 +51,13 @@ class CodeGenConfig:
         rope_theta: rotary base.
         norm_eps: RMSNorm epsilon.
         init_std: std of the normal init (residual projections are further scaled by 1/sqrt(2L)).
+        bias: biases on the attention and MLP projections (LLaMA: none).
+        prefix_lm: attention is bidirectional over the prompt (the tokens before the first
+            training target; at generation time the prompt) and causal after it. CodeGen2 found
+            no gain from it; off by default.
+        moe: sparse mixture-of-experts feed-forward blocks (keys n_experts, top_k, gating, every,
+            capacity_factor, switch_coef, z_coef... of ``MoEConfig``; ``every`` selects the blocks), or null
+            for dense; the balancing loss is returned as ``ModelOutput.aux_loss``.
     """
 
     vocab_size: int = 0
@@ -58,6 +72,9 @@ class CodeGenConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02
+    bias: bool = False
+    prefix_lm: bool = False
+    moe: MoEConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "max_seq_len"):
@@ -92,8 +109,9 @@ class CodeGenLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            Block(cfg.d_model, cfg.n_heads, cfg.ff_width, cfg.mlp, cfg.dropout, cfg.norm_eps)
-            for _ in range(cfg.n_layers)
+            Block(cfg.d_model, cfg.n_heads, cfg.ff_width, cfg.mlp, cfg.dropout, cfg.norm_eps,
+                  bias=cfg.bias, moe=cfg.moe, layer_index=i, with_aux=True)
+            for i in range(cfg.n_layers)
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.rotary = RotaryEmbedding(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
@@ -114,36 +132,94 @@ class CodeGenLM(nn.Module):
         out_std = residual_std(self.cfg.init_std, self.cfg.n_layers)
         for block in self.blocks:
             nn.init.normal_(block.attn.out.weight, mean=0.0, std=out_std, generator=generator)
-            nn.init.normal_(block.mlp.down.weight, mean=0.0, std=out_std, generator=generator)
+            for mlp in block.mlp.experts if isinstance(block.mlp, MoE) else [block.mlp]:
+                nn.init.normal_(mlp.down.weight, mean=0.0, std=out_std, generator=generator)
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        prefix_mask: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """Run the LM.
+        """Run the LM on ``input_ids`` (B, T), appending to ``cache`` when one is given.
 
         Args:
-            input_ids: (B, T) token ids.
-            attention_mask: optional (B, T) keep-mask (1 = real token). Not needed for right
-                padding (causal attention never lets a real token see a later pad); needed for
-                left padding.
-            position_ids: optional (T,) or (B, T) positions; default ``0..T-1``.
+            input_ids: (B, T) token ids (with a cache: the new tokens only).
+            attention_mask: optional (B, T) keep-mask of these tokens (1 = real token). Right
+                padding needs none (causal attention never lets a real token see a later pad)
+                but may pass it so MoE blocks do not route pads; left padding needs it.
+            position_ids: optional (T,) or (B, T) positions; default: the number of real tokens
+                before each token (``0..T-1`` without padding), continuing from the cache.
+            cache: a :class:`KVCache` from :meth:`new_cache`; this call's keys/values are added.
+            prefix_mask: optional (B, T) True on prefix tokens, which attend to each other
+                bidirectionally (prefix-LM). With a cache, only on the first call (empty cache).
         """
-        seq_len = input_ids.shape[1]
-        if seq_len > self.cfg.max_seq_len:
-            raise ValueError(f"sequence length {seq_len} exceeds max_seq_len {self.cfg.max_seq_len}")
+        B, T = input_ids.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence length {start + T} exceeds max_seq_len {self.cfg.max_seq_len}")
+        if prefix_mask is not None and start:
+            raise ValueError("prefix_mask is only supported on the first forward over a cache")
+        keep_new = attention_mask.bool() if attention_mask is not None else None
+        keep = keep_new
+        if cache is not None:
+            ones = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+            keep = cache.extend_keep(keep_new if keep_new is not None else ones)  # (B, start + T)
         if position_ids is None:
-            position_ids = torch.arange(seq_len, device=input_ids.device)
+            if keep is not None:
+                position_ids = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
+            else:
+                position_ids = torch.arange(start, start + T, device=input_ids.device)
         cos, sin = self.rotary(position_ids)
-        attn_mask = causal_padding_mask(attention_mask) if attention_mask is not None else None
+        attn_mask = None
+        if cache is not None or prefix_mask is not None or (keep is not None and not _right_padded(keep)):
+            full = keep if keep is not None else torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+            attn_mask = build_attention_mask(full, start, prefix_mask)
         x = self.drop(self.embed(input_ids))  # (B, T, D)
-        for block in self.blocks:
-            x = block(x, cos, sin, attn_mask, is_causal=True)
+        aux_total = None
+        for i, block in enumerate(self.blocks):
+            kv = cache.layer(i) if cache is not None else None
+            x, aux = block(x, cos, sin, attn_mask, True, kv, keep_new)
+            if aux is not None:
+                aux_total = aux if aux_total is None else aux_total + aux
+        if cache is not None:
+            cache.advance(T)
         hidden = self.norm(x)
-        return ModelOutput(logits=self.lm_head(hidden), hidden=hidden)
+        return ModelOutput(logits=self.lm_head(hidden), hidden=hidden, aux_loss=aux_total)
+
+    def new_cache(
+        self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` positions."""
+        cfg = self.cfg
+        ref = self.embed.weight
+        return KVCache(cfg.n_layers, batch_size, cfg.n_heads, cfg.d_model // cfg.n_heads,
+                       min(max_len or cfg.max_seq_len, cfg.max_seq_len),
+                       dtype=dtype or ref.dtype, device=ref.device)
+
+    def moe_layers(self) -> list[MoE]:
+        """The MoE feed-forward modules, shallowest first (empty for a dense model)."""
+        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
+
+    def moe_metrics(self) -> dict[str, torch.Tensor]:
+        """Routing health of the last forward: the most loaded expert's share relative to a
+        perfectly balanced one (1.0 = balanced), worst layer; empty for a dense model."""
+        loads = []
+        for moe in self.moe_layers():
+            if moe.last_stats is not None:
+                counts = moe.last_stats.counts.float()
+                loads.append(counts.max() / counts.mean().clamp(min=1e-9))
+        return {"moe_max_load": torch.stack(loads).max()} if loads else {}
 
     def num_parameters(self) -> int:
         """Number of distinct parameters (tied weights counted once)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def _right_padded(keep: torch.Tensor) -> bool:
+    """True when every row is real tokens followed only by padding: plain causal attention is
+    then exact for the real tokens, and the fast SDPA path (no explicit mask) can be used."""
+    return bool((keep[:, 1:] <= keep[:, :-1]).all())

@@ -1,19 +1,23 @@
-"""Transformer building blocks shared by every model: RMSNorm, rotary embeddings, attention, MLP, block.
+"""Transformer building blocks shared by every model: RMSNorm, rotary embeddings, attention, MLP,
+block, attention masks and the key/value cache used for incremental decoding.
 
-Shapes: B batch, T sequence, D model width, H heads, Hd head width (D = H * Hd).
+Shapes: B batch, T sequence, D model width, H heads, Hd head width (D = H * Hd), S key length.
 Nothing here knows about tokens, losses or sampling.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MLPKind = Literal["gelu", "swiglu"]
+
+if TYPE_CHECKING:
+    from nl2code.models.moe import MoEConfig
 
 
 class RMSNorm(nn.Module):
@@ -64,7 +68,10 @@ class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention``.
 
     ``forward`` takes the rotary angles from outside so that one table serves every layer, and
-    so that a key/value cache can later feed positions offset by the cached length.
+    so that a key/value cache can feed positions offset by the cached length. With ``kv`` (this
+    layer's slot of a :class:`KVCache`) the new keys/values are appended to the cached ones and the
+    queries attend over both; the caller must then pass an explicit ``attn_mask`` (see
+    :func:`attention_mask`) whenever more than one query is new.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = False):
@@ -84,19 +91,24 @@ class Attention(nn.Module):
         sin: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = True,
+        kv: LayerKV | None = None,
     ) -> torch.Tensor:
-        """``x`` (B, T, D); ``attn_mask`` bool (B, 1, T, T), True = may attend (overrides is_causal)."""
+        """``x`` (B, T, D); ``attn_mask`` bool (B, 1, T, S), True = may attend (overrides is_causal)."""
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, Hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv is not None:
+            if attn_mask is None and T > 1:
+                raise ValueError("attention over a KV cache with several new queries needs an explicit attn_mask")
+            k, v = kv.update(k, v)  # (B, H, S, Hd) with S = cached + T
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal and attn_mask is None,
+            is_causal=is_causal and attn_mask is None and kv is None,
         )  # (B, H, T, Hd)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
@@ -121,7 +133,16 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
+
+    Args:
+        bias: biases on the attention and MLP projections (LLaMA/CodeGen2.5 have none).
+        moe: when given and ``moe.is_moe_layer(layer_index)``, the MLP is a sparse
+            :class:`~nl2code.models.moe.MoE` of ``moe.n_experts`` MLPs; this needs ``with_aux``.
+        layer_index: this block's depth (selects MoE layers and seeds the router noise).
+        with_aux: ``forward`` returns ``(x, aux_loss or None)`` instead of ``x``, so a stack can
+            sum the MoE balancing losses. Dense callers leave it off and get a tensor back.
+    """
 
     def __init__(
         self,
@@ -131,12 +152,28 @@ class Block(nn.Module):
         mlp: MLPKind = "gelu",
         dropout: float = 0.0,
         norm_eps: float = 1e-5,
+        *,
+        bias: bool = False,
+        moe: MoEConfig | None = None,
+        layer_index: int = 0,
+        with_aux: bool = False,
     ):
         super().__init__()
         self.attn_norm = RMSNorm(d_model, norm_eps)
-        self.attn = Attention(d_model, n_heads, dropout)
+        self.attn = Attention(d_model, n_heads, dropout, bias)
         self.mlp_norm = RMSNorm(d_model, norm_eps)
-        self.mlp = MLP(d_model, d_ff, mlp)
+        self.is_moe = moe is not None and moe.is_moe_layer(layer_index)
+        if self.is_moe:
+            from nl2code.models.moe import MoE
+
+            if not with_aux:
+                raise ValueError("an MoE block must be built with with_aux=True (its balancing loss is returned)")
+            self.mlp = MoE.from_config(
+                moe, d_model, lambda: MLP(d_model, d_ff, mlp, bias), seed=moe.noise_seed + layer_index
+            )
+        else:
+            self.mlp = MLP(d_model, d_ff, mlp, bias)
+        self.with_aux = with_aux
         self.drop = nn.Dropout(dropout)
 
     def forward(
@@ -146,9 +183,22 @@ class Block(nn.Module):
         sin: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = True,
-    ) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, attn_mask, is_causal))
-        return x + self.drop(self.mlp(self.mlp_norm(x)))
+        kv: LayerKV | None = None,
+        token_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` (B, T, D) -> (B, T, D), or ``(x, aux)`` with ``with_aux``.
+
+        ``token_mask`` (B, T) marks real tokens; an MoE block routes only those (padding takes no
+        expert capacity and stays out of the balancing loss).
+        """
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, attn_mask, is_causal, kv))
+        aux = None
+        if self.is_moe:
+            h, aux = self.mlp(self.mlp_norm(x), mask=token_mask)
+        else:
+            h = self.mlp(self.mlp_norm(x))
+        x = x + self.drop(h)
+        return (x, aux) if self.with_aux else x
 
 
 def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -177,3 +227,103 @@ def init_normal_(module: nn.Module, std: float, generator: torch.Generator | Non
 def residual_std(std: float, n_layers: int) -> float:
     """Std for projections that write into the residual stream (GPT-2: scaled by 1/sqrt(2L))."""
     return std / math.sqrt(2 * n_layers)
+
+
+def attention_mask(
+    keep: torch.Tensor, start: int = 0, prefix: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Bool (B, 1, T, S) mask for queries at positions ``start .. S-1`` over keys ``0 .. S-1``.
+
+    Args:
+        keep: (B, S) True on real keys (False = padding, never attended to).
+        start: position of the first query (the number of cached tokens); T = S - start.
+        prefix: optional (B, T) True on query-chunk tokens that form a bidirectional prefix
+            (prefix-LM): prefix tokens also see the later prefix tokens of the chunk.
+
+    Each query may always attend to itself, so rows of padded queries are never fully masked;
+    SDPA would return NaN for them and poison the batch.
+    """
+    keep = keep.bool()
+    B, S = keep.shape
+    device = keep.device
+    q_pos = torch.arange(start, S, device=device)
+    k_pos = torch.arange(S, device=device)
+    mask = (k_pos[None, :] <= q_pos[:, None])[None] & keep[:, None, :]  # (B, T, S)
+    if prefix is not None:
+        pre = torch.zeros(B, S, dtype=torch.bool, device=device)
+        pre[:, start:] = prefix.bool() & keep[:, start:]
+        mask |= pre[:, start:, None] & pre[:, None, :]
+    mask |= (k_pos[None, :] == q_pos[:, None])[None]
+    return mask[:, None]
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding, preallocated to ``max_len`` tokens.
+
+    Attributes:
+        k, v: (L, B, H, max_len, Hd) buffers; positions ``[0, length)`` are filled.
+        keep: (B, max_len) bool, True where the cached token is real (not left padding).
+        length: number of cached positions (the same for every row).
+
+    A model's forward appends to the cache layer by layer through :meth:`layer`, then calls
+    :meth:`advance`. :meth:`select` reorders or repeats rows (beam search, n samples per prompt).
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_heads: int,
+        head_dim: int,
+        max_len: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
+        shape = (n_layers, batch, n_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.keep = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
+        self.length = 0
+        self.max_len = max_len
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    def layer(self, index: int) -> LayerKV:
+        return LayerKV(self, index)
+
+    def extend_keep(self, keep_new: torch.Tensor) -> torch.Tensor:
+        """Record the (B, T) keep-mask of the tokens being added; returns (B, length + T)."""
+        end = self.length + keep_new.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {end} requested")
+        self.keep[:, self.length : end] = keep_new.bool()
+        return self.keep[:, :end]
+
+    def advance(self, n: int) -> None:
+        """Mark ``n`` more positions as filled (after every layer has written them)."""
+        self.length += n
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (1-D, may repeat), in that order: the new batch is ``len(index)``."""
+        index = index.to(self.k.device)
+        self.k = self.k.index_select(1, index)
+        self.v = self.v.index_select(1, index)
+        self.keep = self.keep.index_select(0, index)
+
+
+class LayerKV:
+    """One layer's view of a :class:`KVCache`: appends new keys/values at the cache's length."""
+
+    def __init__(self, cache: KVCache, index: int):
+        self.cache, self.index = cache, index
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k``, ``v`` (B, H, T, Hd); return all keys/values so far (B, H, length + T, Hd)."""
+        c, start = self.cache, self.cache.length
+        end = start + k.shape[2]
+        c.k[self.index, :, :, start:end] = k.to(c.k.dtype)
+        c.v[self.index, :, :, start:end] = v.to(c.v.dtype)
+        return c.k[self.index, :, :, :end].to(k.dtype), c.v[self.index, :, :, :end].to(v.dtype)

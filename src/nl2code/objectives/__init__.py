@@ -6,11 +6,17 @@ Configs select one with ``objective: {kind: causal_lm, ...}``. A new objective a
 
 from __future__ import annotations
 
-from nl2code.objectives.autoregressive import CausalLMConfig, CausalLMObjective
+from nl2code.objectives.autoregressive import (
+    CausalLMConfig,
+    CausalLMObjective,
+    CodeGen2MixtureConfig,
+    CodeGen2MixtureObjective,
+)
 from nl2code.objectives.base import Objective
 
 OBJECTIVES: dict[str, tuple[type, type[Objective]]] = {
     "causal_lm": (CausalLMConfig, CausalLMObjective),
+    "codegen2_mixture": (CodeGen2MixtureConfig, CodeGen2MixtureObjective),
 }
 
 
@@ -24,4 +30,12 @@ def build_objective(cfg: object) -> Objective:
     return OBJECTIVES[kind][1](cfg)
 
 
-__all__ = ["OBJECTIVES", "CausalLMConfig", "CausalLMObjective", "Objective", "build_objective"]
+__all__ = [
+    "OBJECTIVES",
+    "CausalLMConfig",
+    "CausalLMObjective",
+    "CodeGen2MixtureConfig",
+    "CodeGen2MixtureObjective",
+    "Objective",
+    "build_objective",
+]

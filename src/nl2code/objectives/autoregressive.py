@@ -1,15 +1,24 @@
-"""Next-token cross-entropy for causal LMs (plain, and FIM: FIM batches are just reordered tokens)."""
+"""Next-token cross-entropy for causal LMs: plain (``causal_lm``) and the CodeGen2 infill mixture
+(``codegen2_mixture``: span corruption and FIM are just rewritten token sequences, so the loss is
+the same; the objective only asks the batch stream for the rewrite, see ``example_transform``).
+
+A model whose config sets ``prefix_lm`` gets a bidirectional prefix: the tokens before each row's
+first target (with ``data.loss_on: code``, the NL and ``<sep>``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nl2code.config import register
-from nl2code.data.collate import Batch
+from nl2code.data.collate import Batch, Example
 from nl2code.objectives.base import Objective
 
 
@@ -29,9 +38,61 @@ class CausalLMConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
+@register("objective", "codegen2_mixture")
+@dataclass(frozen=True)
+class CodeGen2MixtureConfig:
+    """CodeGen2's objective mixture: next-token CE on files that are, each with its own draw,
+    span-corrupted (prob. ``span_rate``), else FIM-rewritten (prob. ``fim_rate``), else left as is.
+
+    With the defaults a file is span-corrupted 50%, FIM 25% (half PSM, half SPM), plain 25%.
+    CodeGen2 itself is ``fim_rate: 0``; FIM-only training (Bavarian et al.) is ``span_rate: 0``.
+    Rewrites are drawn fresh every epoch; evaluation batches stay plain left-to-right.
+
+    Attributes:
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        span_rate: probability that a file is span-corrupted.
+        fim_rate: probability that a file that is not span-corrupted is FIM-rewritten.
+        spm_rate: share of FIM rewrites in SPM order (the rest PSM).
+        mask_ratio: per file, the masked fraction is drawn uniformly from this [low, high] range.
+        mean_span_len: average masked span length in tokens (sets the number of spans).
+        max_spans: most spans (sentinels) per file; at most the tokenizer's sentinel count.
+        loss_on: ``all`` tokens of a rewritten file (CodeGen2) or only its ``answer`` part.
+    """
+
+    label_smoothing: float = 0.0
+    span_rate: float = 0.5
+    fim_rate: float = 0.5
+    spm_rate: float = 0.5
+    mask_ratio: tuple[float, float] = (0.05, 0.5)
+    mean_span_len: float = 8.0
+    max_spans: int = 16
+    loss_on: Literal["all", "answer"] = "all"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name in ("span_rate", "fim_rate", "spm_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        lo, hi = self.mask_ratio
+        if not 0.0 <= lo <= hi < 1.0:
+            raise ValueError(f"mask_ratio must be [low, high] with 0 <= low <= high < 1, got {list(self.mask_ratio)}")
+        if self.mean_span_len < 1 or self.max_spans < 1:
+            raise ValueError("mean_span_len and max_spans must be >= 1")
+
+
 def target_mask(batch: Batch) -> torch.Tensor:
     """(B, T-1) bool: which next-token targets ``input_ids[:, 1:]`` are scored."""
     return batch.loss_mask[:, 1:] & batch.attention_mask[:, 1:]
+
+
+def prefix_mask(batch: Batch) -> torch.Tensor:
+    """(B, T) bool: the real tokens before each row's first target (the prefix of a prefix-LM)."""
+    return (batch.loss_mask.long().cumsum(-1) == 0) & batch.attention_mask
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
 
 
 class CausalLMObjective(Objective):
@@ -42,13 +103,19 @@ class CausalLMObjective(Objective):
     The model's ``aux_loss`` (e.g. MoE balance), when present, is added to the loss.
     """
 
-    def __init__(self, cfg: CausalLMConfig | None = None):
+    def __init__(self, cfg: CausalLMConfig | CodeGen2MixtureConfig | None = None):
         self.cfg = cfg or CausalLMConfig()
 
     def __call__(
         self, model: nn.Module, batch: Batch, generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = model(batch.input_ids)
+        inner = _unwrap(model)
+        kwargs: dict[str, torch.Tensor] = {}
+        if getattr(getattr(inner, "cfg", None), "prefix_lm", False):
+            kwargs["prefix_mask"] = prefix_mask(batch)
+        if getattr(inner, "moe_layers", None) and inner.moe_layers():
+            kwargs["attention_mask"] = batch.attention_mask  # MoE blocks must not route padding
+        out = model(batch.input_ids, **kwargs)
         logits = out.logits[:, :-1].float()  # (B, T-1, V)
         smoothing = self.cfg.label_smoothing
         targets = batch.input_ids[:, 1:]  # (B, T-1)
@@ -65,6 +132,8 @@ class CausalLMObjective(Objective):
         if out.aux_loss is not None:
             loss = loss + out.aux_loss
             metrics["aux_loss"] = out.aux_loss.detach()
+        if hasattr(inner, "moe_metrics"):
+            metrics.update(inner.moe_metrics())
         return loss, metrics
 
     def weight(self, batch: Batch) -> int:
@@ -86,17 +155,60 @@ class CausalLMObjective(Objective):
         the samplers.
         """
         device = next(model.parameters()).device
-        max_len = getattr(getattr(model, "cfg", None), "max_seq_len", None)
+        cfg = getattr(model, "cfg", None)
+        max_len = getattr(cfg, "max_seq_len", None)
         outputs = []
         for prompt in prompts:
             ids = torch.tensor([prompt], dtype=torch.long, device=device)
             new: list[int] = []
             for _ in range(max_new_tokens):
                 context = ids if max_len is None else ids[:, -max_len:]
-                nxt = int(model(context).logits[0, -1].argmax())
+                kwargs = {}
+                if getattr(cfg, "prefix_lm", False):  # the (visible part of the) prompt is the prefix
+                    visible_prompt = len(prompt) - (ids.shape[1] - context.shape[1])
+                    kwargs["prefix_mask"] = (torch.arange(context.shape[1], device=device) < visible_prompt)[None]
+                nxt = int(model(context, **kwargs).logits[0, -1].argmax())
                 if nxt == eos_id:
                     break
                 new.append(nxt)
                 ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)
             outputs.append(new)
         return outputs
+
+
+class CodeGen2MixtureObjective(CausalLMObjective):
+    """Next-token CE over rows rewritten by :class:`~nl2code.data.noising.InfillMixture`.
+
+    The rewrite needs the tokenizer (FIM cuts the decoded text), so it runs in the batch stream:
+    :meth:`example_transform` hands the stream a function applied to every training row with a
+    random generator derived from (seed, epoch, row) - fresh each epoch and exactly resumable.
+    """
+
+    cfg: CodeGen2MixtureConfig
+
+    def __init__(self, cfg: CodeGen2MixtureConfig | None = None):
+        super().__init__(cfg or CodeGen2MixtureConfig())
+
+    def example_transform(
+        self, tokenizer: Any, data_cfg: Any
+    ) -> Callable[[Example, np.random.Generator], Example]:
+        from nl2code.data.noising import InfillMixture, SpecialIds
+
+        cfg = self.cfg
+        if cfg.max_spans > tokenizer.num_sentinels:
+            raise ValueError(f"objective.max_spans {cfg.max_spans} exceeds the tokenizer's "
+                             f"{tokenizer.num_sentinels} <mask_i> sentinels")
+        return InfillMixture(
+            special=SpecialIds.from_tokenizer(tokenizer),
+            encode=tokenizer.encode,
+            decode=tokenizer.decode,
+            max_len=data_cfg.max_len,
+            span_rate=cfg.span_rate,
+            fim_rate=cfg.fim_rate,
+            spm_rate=cfg.spm_rate,
+            mask_ratio=cfg.mask_ratio,
+            mean_span_len=cfg.mean_span_len,
+            max_spans=cfg.max_spans,
+            protect_prefix=data_cfg.format == "nl_code",
+            loss_on=cfg.loss_on,
+        )

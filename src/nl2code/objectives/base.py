@@ -8,11 +8,14 @@ loop itself never changes. Subclass :class:`Objective` and register a config kin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from nl2code.data.collate import Batch
+from nl2code.data.collate import Batch, Example
 
 
 class Objective(ABC):
@@ -39,6 +42,18 @@ class Objective(ABC):
     def weight(self, batch: Batch) -> int:
         """Number of units the loss averages over (default: sequences)."""
         return len(batch)
+
+    def example_transform(
+        self, tokenizer: Any, data_cfg: Any
+    ) -> Callable[[Example, np.random.Generator], Example] | None:
+        """A rewrite the training batch stream applies to every row before collation, or None.
+
+        Used by objectives whose inputs are rewritten token sequences that need the tokenizer
+        (span corruption, FIM). The stream calls it with a generator derived from (seed, epoch,
+        row), so rewrites are fresh each epoch yet reproducible and resumable from the data
+        position alone. ``tokenizer`` is the run's CodeTokenizer, ``data_cfg`` its DataConfig.
+        """
+        return None
 
     def preview(
         self,

@@ -7,7 +7,7 @@ string so ``nl2code train --help`` can document every option from this one place
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,10 @@ class TrainConfig:
     tensorboard: bool = _f(True, "also log to run_dir/tb with TensorBoard")
     progress: Literal["auto", "bar", "lines", "off"] = _f(
         "auto", "auto (bar on a terminal, else lines) | bar | lines (one per log step) | off"
+    )
+    trainable: Literal["auto", "router"] = _f(
+        "auto", "auto: every parameter (only the adapters when `adapters` is set) | router: only the MoE "
+        "routers (plus the adapters when set)"
     )
 
     def __post_init__(self) -> None:
@@ -126,15 +130,45 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class AdapterConfig:
+    """Train low-rank adapters on a frozen base instead of the whole model (LoRA / QLoRA)."""
+
+    kind: Literal["lora"] = _f("lora", "adapter kind")
+    r: int = _f(8, "adapter rank")
+    alpha: float = _f(16.0, "scale numerator: the update is (alpha / r) * B A")
+    dropout: float = _f(0.0, "dropout on the adapter input")
+    rslora: bool = _f(False, "scale by alpha / sqrt(r) (rsLoRA) instead of alpha / r")
+    targets: list[str] = _f(
+        ["qkv", "attn\\.out", "mlp\\.(gate|up|down)"],
+        "regexes of the Linear layers to adapt (whole dotted name or a dotted suffix)",
+    )
+    quantize_base: Literal["nf4"] | None = _f(None, "hold the frozen base Linears in 4-bit NF4 (QLoRA-style)")
+    double_quant: bool = _f(False, "NF4: also quantise the block scales to 8 bits")
+    block_size: int = _f(64, "NF4: weights per absmax block")
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.block_size < 2 or self.block_size % 2:
+            raise ValueError(f"need r >= 1 and an even block_size >= 2, got r={self.r} block_size={self.block_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.targets:
+            raise ValueError("targets must name at least one layer pattern")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A complete, runnable training experiment."""
 
-    model: Any = _required("model architecture, selected by kind (e.g. codegen)", registry="model")
-    objective: Any = _required("training objective, selected by kind (e.g. causal_lm)", registry="objective")
+    model: Any = _f(None, "model architecture, selected by kind (e.g. codegen); default: init_from's",
+                    registry="model")
+    objective: Any = _f(None, "training objective, selected by kind (e.g. causal_lm); default: init_from's",
+                        registry="objective")
     data: DataConfig = _f(DataConfig(), "training data")
     tokenizer: TokenizerConfig = _f(TokenizerConfig(), "tokenizer")
     train: TrainConfig = _f(TrainConfig(), "optimisation and bookkeeping")
     stages: list[StageConfig] = _f([], "optional list of stages; empty = one stage from the sections above")
+    init_from: str | None = _f(None, "start from this run directory's final weights, tokenizer, model and objective")
+    adapters: AdapterConfig | None = _f(None, "train only LoRA adapters on the frozen model (see adapters.*)")
 
 
 @dataclass(frozen=True)
@@ -167,5 +201,24 @@ def resolve_stages(cfg: RunConfig, source: str = "<config>") -> list[Stage]:
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, list[Stage]]:
     """Load and validate a run config (and its stages) from YAML plus dotted overrides."""
-    cfg = load(RunConfig, path, overrides)
+    cfg = resolve_init_from(load(RunConfig, path, overrides), str(path))
     return cfg, resolve_stages(cfg, str(path))
+
+
+def resolve_init_from(cfg: RunConfig, source: str = "<config>") -> RunConfig:
+    """Fill ``model``, ``objective`` and ``tokenizer.path`` from ``init_from``'s run where unset."""
+    if cfg.init_from is None:
+        for name in ("model", "objective"):
+            if getattr(cfg, name) is None:
+                raise ConfigError(f"{source}: missing required key '{name}' (or set init_from: RUN_DIR)")
+        return cfg
+    init = Path(cfg.init_from)
+    for required in ("config.yaml", "model.safetensors", "tokenizer/tokenizer.json"):
+        if not (init / required).is_file():
+            raise ConfigError(f"{source}: init_from: {init / required} is missing (not a finished run directory)")
+    base = load(RunConfig, init / "config.yaml")
+    tokenizer = cfg.tokenizer
+    if tokenizer.path is None:
+        tokenizer = replace(tokenizer, path=str(init / "tokenizer"))
+    return replace(cfg, model=cfg.model or base.model, objective=cfg.objective or base.objective,
+                   tokenizer=tokenizer)

@@ -26,6 +26,7 @@ from nl2code.data.sources.codefusion import (
 )
 from nl2code.data.sources.conala import load_conala
 from nl2code.data.sources.humaneval import load_humaneval
+from nl2code.data.sources.jsonl import load_jsonl, load_mixture
 from nl2code.data.sources.mbpp import load_mbpp
 from nl2code.data.sources.mtpb import load_mtpb
 from nl2code.data.sources.nl2bash import load_nl2bash
@@ -49,6 +50,8 @@ SOURCES: dict[str, Callable[..., LoadResult]] = {
     "mtpb": load_mtpb,
     "xlcost": load_xlcost,
     "pysource": load_pysource,
+    "jsonl": load_jsonl,
+    "mixture": load_mixture,
 }
 
 

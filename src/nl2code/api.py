@@ -1,0 +1,134 @@
+"""One generation API for every consumer: ``nl2code generate``/``infill``, the eval harness,
+the server and the demo all call :func:`load_generator` and ``Generator.generate``.
+
+A run directory holds ``config.yaml`` (the resolved run config), ``tokenizer/`` and
+``model.safetensors``. Each model kind has a backend (a class taking a :class:`LoadedRun`) named in
+:data:`BACKENDS`; backends are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+# model kind -> "module:ClassName" of its Generator backend
+BACKENDS: dict[str, str] = {
+    "codegen": "nl2code.sampling.autoregressive:ARGenerator",
+    "codefusion": "nl2code.sampling.diffusion:DiffusionGenerator",
+}
+
+
+class RunError(ValueError):
+    """A run directory that cannot be loaded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings shared by all backends (each ignores what does not apply to it).
+
+    Attributes:
+        n: candidates per prompt, returned best first.
+        max_new_tokens: AR: tokens to generate; diffusion: ignored (the code length is fixed).
+        temperature: AR sampling temperature; 0 = greedy (or beam search when num_beams > 1).
+        top_k: AR: keep the k most likely tokens (0 = off).
+        top_p: AR: nucleus sampling mass (1.0 = off).
+        num_beams: AR beam search width (1 = off).
+        stop: strings that end a candidate (cut before the stop string).
+        seed: seed of all sampling noise; the same seed gives the same output.
+        steps: diffusion: denoising steps at inference (None = the training T).
+        batch_size: prompts x candidates decoded together.
+    """
+
+    n: int = 1
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num_beams: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    steps: int | None = None
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
+            raise ValueError("n, max_new_tokens, num_beams and batch_size must be >= 1")
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("need temperature >= 0, top_k >= 0 and 0 < top_p <= 1")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError("steps must be >= 1")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One generated program and its score (mean token log-probability; higher is better)."""
+
+    text: str
+    score: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedRun:
+    """Everything a backend needs from a run directory."""
+
+    run_dir: Path
+    config: Any  # nl2code.train.config.RunConfig
+    model: torch.nn.Module
+    tokenizer: Any  # nl2code.data.tokenizer.CodeTokenizer
+    device: torch.device
+
+
+class Generator(Protocol):
+    kind: str
+
+    def generate(self, prompts: list[str], cfg: GenerationConfig) -> list[list[Candidate]]:
+        """For each prompt, ``cfg.n`` candidates, best first."""
+        ...
+
+    def infill(self, prefix: str, suffix: str, cfg: GenerationConfig) -> list[Candidate]:
+        """Candidates for the text between ``prefix`` and ``suffix``, best first."""
+        ...
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load the resolved config, tokenizer and final weights of a run directory."""
+    from safetensors.torch import load_model
+
+    from nl2code.config import ConfigError, load
+    from nl2code.data.tokenizer import CodeTokenizer
+    from nl2code.models import build_model
+    from nl2code.train.config import RunConfig
+
+    run_dir = Path(run_dir)
+    cfg_path, weights = run_dir / "config.yaml", run_dir / "model.safetensors"
+    for p in (cfg_path, weights, run_dir / "tokenizer" / "tokenizer.json"):
+        if not p.is_file():
+            raise RunError(f"{p}: missing (is {run_dir} a finished run directory?)")
+    try:
+        cfg = load(RunConfig, cfg_path)
+    except ConfigError as e:
+        raise RunError(str(e)) from e
+    tokenizer = CodeTokenizer.load(run_dir / "tokenizer")
+    model = build_model(cfg.model)
+    try:
+        load_model(model, str(weights), strict=True, device="cpu")
+    except (RuntimeError, OSError, ValueError) as e:
+        raise RunError(f"{weights}: cannot load weights: {e}") from e
+    dev = torch.device(device)
+    model.to(dev).eval()
+    return LoadedRun(run_dir, cfg, model, tokenizer, dev)
+
+
+def load_generator(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """The generation backend for the run directory's model kind."""
+    run = load_run(run_dir, device)
+    kind = getattr(type(run.config.model), "kind", None)
+    if kind not in BACKENDS:
+        raise RunError(f"{run.run_dir}/config.yaml: no generator for model kind {kind!r}")
+    module, _, name = BACKENDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)(run)

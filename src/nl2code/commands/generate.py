@@ -1,0 +1,235 @@
+"""``nl2code generate --run DIR [PROMPT ...]``: ranked candidates from any trained run (AR or diffusion).
+
+Prompts come from the arguments, from ``--prompts-file`` (one per line, or JSONL with a
+``prompt``/``nl`` field and optional ``task_id``), or from a benchmark (``--benchmark TASK``). With
+``--out`` every candidate becomes a JSONL row ``{task_id, prompt, rank, completion, score}`` that
+``nl2code eval`` reads directly (MTPB rows are ``{task_id, test_case, completions, sample}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nl2code.cli import CLIError
+
+EPILOG = """\
+output: without --json, each prompt and its candidates (best first, with the mean token
+log-probability). With --json: for ONE prompt a JSON list of strings, for several a list of lists
+(one per prompt, in input order). With --out FILE.jsonl: one row per candidate.
+
+decoding (codegen runs): --temperature 0 is greedy; greedy with -n K > 1 is beam search with K beams
+(K distinct candidates); --num-beams B > 1 is beam search; otherwise sampling (top-k / top-p).
+Diffusion runs use -n, --seed, --steps and --batch-size and ignore the AR-only flags.
+
+examples:
+  nl2code generate --run runs/bash "find all python files modified today" -n 5 --json
+  nl2code generate --run runs/bash --benchmark codefusion-bash -n 5 --out samples.jsonl \\
+      --data ../shared/data/codefusion/benchmarks/BashBenchmarks.json
+  nl2code eval codefusion-bash --samples samples.jsonl --data ... --out results/
+  nl2code generate --run runs/py --benchmark mtpb --data mtpb.jsonl --temperature 0.2 --top-p 0.95 \\
+      -n 5 --out mtpb_samples.jsonl
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="generate ranked candidates for prompts or a benchmark from a trained run",
+        description="Load the final model of a run directory and generate -n candidates per prompt, "
+        "best first. Works for every model kind (codegen, codefusion).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (NL for NL->code runs, code for code runs)")
+    p.add_argument("--run", required=True, metavar="DIR",
+                   help="run directory (config.yaml, tokenizer/, model.safetensors)")
+    src = p.add_argument_group("prompt sources (instead of PROMPT arguments)")
+    src.add_argument("--prompts-file", metavar="FILE",
+                     help="one prompt per line, or JSONL rows with prompt/nl (+ task_id)")
+    src.add_argument("--benchmark", metavar="TASK",
+                     help="prompts of an eval task: humaneval, mbpp, mtpb, codefusion-bash, codefusion-python, "
+                     "codefusion-cf, nl2bash, conala")
+    src.add_argument("--data", metavar="PATH", help="the benchmark's data (as for nl2code eval --data)")
+    src.add_argument("--limit", type=int, metavar="N", help="only the first N prompts / benchmark problems")
+    src.add_argument("--test-cases", default="0,1,2,3,4", metavar="LIST", help="MTPB test cases (default 0,1,2,3,4)")
+    dec = p.add_argument_group("decoding")
+    dec.add_argument("-n", type=int, default=1, help="candidates per prompt (default 1)")
+    dec.add_argument("--seed", type=int, default=0, help="seed of all sampling noise (default 0)")
+    dec.add_argument("--steps", type=int, help="diffusion: denoising steps (default: the training T)")
+    dec.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    dec.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
+    dec.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
+    dec.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = off)")
+    dec.add_argument("--max-new-tokens", type=int, default=128, help="AR: tokens per candidate (default 128)")
+    dec.add_argument("--stop", action="append", default=[], metavar="STR",
+                     help="stop string (repeatable; Python escapes like \\n are decoded)")
+    dec.add_argument("--batch-size", type=int, default=16, help="prompts x candidates decoded together")
+    dec.add_argument("--prompt-format", choices=["auto", "nl", "code"], default="auto",
+                     help="codegen: read prompts as NL (continue 'NL <sep>') or code; auto = as the run trained")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print JSON (see below)")
+    out.add_argument("--out", metavar="FILE.jsonl", help="write one JSONL row per candidate")
+    out.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"], help="default cpu")
+    out.add_argument("--threads", type=int, default=1,
+                     help="CPU intra-op threads (0 = PyTorch's default); small models are fastest on 1")
+    p.set_defaults(func=run)
+
+
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t`` ... in a command-line stop string become the characters."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise CLIError(f"--stop {text!r}: bad escape ({e.reason})") from None
+
+
+def read_prompts_file(path: str) -> list[tuple[str | None, str]]:
+    """(task_id or None, prompt) per line of a plain or JSONL prompts file; DataError on bad rows."""
+    from nl2code.data.records import DataError
+
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(path, None, None, f"cannot read: {e}") from None
+    numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise DataError(path, None, None, "no prompts in file")
+    jsonl = p.suffix == ".jsonl" or all(line.lstrip().startswith("{") for _, line in numbered)
+    if not jsonl:
+        return [(None, line) for _, line in numbered]
+    out = []
+    for lineno, line in numbered:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, lineno, None, f"invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(path, lineno, None, "expected a JSON object")
+        key = "prompt" if "prompt" in row else "nl" if "nl" in row else None
+        if key is None or not isinstance(row[key], str):
+            raise DataError(path, lineno, "prompt", "expected a string field 'prompt' (or 'nl')")
+        tid = row.get("task_id")
+        out.append((None if tid is None else str(tid), row[key]))
+    return out
+
+
+def set_threads(n: int) -> None:
+    """Intra-op CPU threads; 0 keeps PyTorch's default."""
+    if n < 0:
+        raise CLIError(f"--threads must be >= 0, got {n}")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _generation_config(args: argparse.Namespace) -> Any:
+    from nl2code.api import GenerationConfig
+
+    try:
+        return GenerationConfig(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
+                                stop=tuple(unescape(s) for s in args.stop), seed=args.seed, steps=args.steps,
+                                batch_size=args.batch_size)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def _generate(gen: Any, prompts: list[str], cfg: Any, prompt_format: str | None) -> list[list[Any]]:
+    if prompt_format is None or getattr(gen, "kind", None) != "codegen":
+        return gen.generate(prompts, cfg)
+    return gen.generate(prompts, cfg, prompt_format=prompt_format)
+
+
+def _requests(args: argparse.Namespace, gen: Any) -> list[tuple[str | None, str, tuple[str, ...], str | None]]:
+    """(task_id, prompt, extra stop strings, prompt format or None) for every prompt."""
+    fmt = None if args.prompt_format == "auto" else args.prompt_format
+    sources = sum(bool(x) for x in (args.prompts, args.prompts_file, args.benchmark))
+    if sources != 1:
+        raise CLIError("give prompts as arguments, or --prompts-file, or --benchmark (exactly one)")
+    if args.benchmark:
+        from nl2code.prompts import benchmark_prompts
+
+        model_format = fmt or getattr(gen, "prompt_format", "nl")
+        try:
+            prompts = benchmark_prompts(args.benchmark, args.data, model_format, args.limit)
+        except (KeyError, ValueError) as e:
+            raise CLIError(f"--benchmark {args.benchmark}: {e}") from None
+        return [(b.task_id, b.prompt, b.stop, b.format) for b in prompts]
+    rows = read_prompts_file(args.prompts_file) if args.prompts_file else [(None, p) for p in args.prompts]
+    return [(tid, prompt, (), fmt) for tid, prompt in rows[: args.limit]]
+
+
+def _mtpb(args: argparse.Namespace, gen: Any, cfg: Any) -> int:
+    from nl2code.data.sources import load_source
+    from nl2code.sampling.mtpb import mtpb_samples
+
+    if getattr(gen, "kind", None) != "codegen":
+        raise CLIError("--benchmark mtpb needs an autoregressive (codegen) run: it continues code turn by turn")
+    if not args.out:
+        raise CLIError("--benchmark mtpb writes samples: give --out FILE.jsonl")
+    if args.data is None:
+        raise CLIError("--benchmark mtpb needs --data PATH (CodeGen's codegen1/benchmark/mtpb.jsonl)")
+    try:
+        cases = [int(c) for c in args.test_cases.split(",") if c.strip()]
+    except ValueError:
+        raise CLIError(f"bad --test-cases {args.test_cases!r}") from None
+    problems = load_source("mtpb", args.data).records[: args.limit]
+    with open(args.out, "w", encoding="utf-8") as f:
+        for row in mtpb_samples(gen, problems, cfg, cases):
+            f.write(json.dumps(row) + "\n")
+    print(f"wrote {len(problems) * len(cases) * cfg.n} MTPB samples to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from nl2code.api import RunError, load_generator
+
+    cfg = _generation_config(args)
+    if args.limit is not None and args.limit < 1:
+        raise CLIError("--limit must be >= 1")
+    from nl2code.utils.device import resolve_device
+
+    try:
+        set_threads(args.threads)
+        gen = load_generator(args.run, resolve_device(args.device))
+    except (RunError, RuntimeError) as e:
+        raise CLIError(str(e)) from None
+    if args.benchmark == "mtpb":
+        return _mtpb(args, gen, cfg)
+    requests = _requests(args, gen)
+    # one generate call per (stop strings, format) group, results put back in input order
+    results: list[list[Any]] = [[] for _ in requests]
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, _, stop, fmt) in enumerate(requests):
+        groups.setdefault((stop, fmt), []).append(i)
+    for (stop, fmt), idx in groups.items():
+        group_cfg = dataclasses.replace(cfg, stop=tuple(cfg.stop) + stop)
+        for i, cands in zip(idx, _generate(gen, [requests[i][1] for i in idx], group_cfg, fmt), strict=True):
+            results[i] = cands
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            for (tid, prompt, _, _), cands in zip(requests, results, strict=True):
+                for rank, c in enumerate(cands):
+                    row = {"task_id": tid, "prompt": prompt, "rank": rank, "completion": c.text, "score": c.score}
+                    if tid is None:
+                        del row["task_id"]
+                    f.write(json.dumps(row) + "\n")
+    if args.json:
+        texts = [[c.text for c in cands] for cands in results]
+        print(json.dumps(texts[0] if len(texts) == 1 else texts, ensure_ascii=False))
+    elif not args.out:
+        for i, ((_, prompt, _, _), cands) in enumerate(zip(requests, results, strict=True)):
+            print(f"=== prompt {i + 1}: {prompt}")
+            for rank, c in enumerate(cands):
+                print(f"--- {rank + 1} (score {c.score:.3f})\n{c.text}")
+    else:
+        print(f"wrote {sum(len(c) for c in results)} candidates for {len(requests)} prompts to {args.out}",
+              file=sys.stderr)
+    return 0

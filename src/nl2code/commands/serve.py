@@ -1,0 +1,99 @@
+"""``nl2code serve --run DIR``: an OpenAI-compatible completions server and web playground for a run."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+from nl2code.cli import CLIError
+
+EPILOG = """\
+endpoints:
+  GET  /                 the playground: type a description, see the candidates and their scores
+  POST /v1/completions   OpenAI-compatible: prompt (str or list), n, temperature, top_p, max_tokens,
+                         stop, seed, suffix (infill between prompt and suffix); choices carry a score
+  GET  /v1/models        the served model
+  GET  /health           status, limits and batching counters
+
+example:
+  nl2code serve --run runs/demo/codegen --port 8000
+  curl -s localhost:8000/v1/completions -H 'content-type: application/json' \\
+       -d '{"prompt": "Return the larger of two numbers.", "n": 3, "max_tokens": 64}'
+
+The server binds 127.0.0.1 unless --host says otherwise; it runs generated text through no
+interpreter (it only returns it).
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a run over HTTP (OpenAI-compatible /v1/completions + web playground)",
+        description="Load the model of a run directory and serve it over HTTP: an OpenAI-compatible "
+        "completions endpoint that batches concurrent requests, a health check and a playground page.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory (config.yaml, tokenizer/, "
+                   "model.safetensors), e.g. runs/demo/codegen")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    p.add_argument("--model-name", default=None, help="name in responses (default: the run directory's name)")
+    p.add_argument("--max-batch", type=int, default=32, help="most prompts per model call (default 32)")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0,
+                   help="how long a request waits for others to join its batch (default 10)")
+    p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default 65536)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling seeds of unseeded requests")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import torch
+    import uvicorn
+
+    from nl2code.api import RunError, load_generator
+    from nl2code.serve import Limits, create_app
+
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be in [0, 65535], got {args.port}")
+    if args.max_batch < 1 or args.batch_wait_ms < 0 or args.max_body < 1024:
+        raise CLIError("need --max-batch >= 1, --batch-wait-ms >= 0 and --max-body >= 1024")
+    if args.threads < 0:
+        raise CLIError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        generator = load_generator(args.run, device=args.device)
+    except (RunError, RuntimeError) as e:
+        raise CLIError(str(e)) from None
+    name = args.model_name or Path(args.run).resolve().name
+    app = create_app(generator, model_name=name, limits=Limits(max_body_bytes=args.max_body),
+                     max_batch_prompts=args.max_batch, max_wait_ms=args.batch_wait_ms, seed=args.seed)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: the server is reachable from other machines and has no "
+              "authentication", file=sys.stderr)
+    sock = _bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    print(f"serving {args.run} ({getattr(generator, 'kind', '?')}) as {name!r} on http://{args.host}:{port}/ "
+          "(Ctrl+C to stop)", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket, bound here so port 0 can be resolved and printed before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CLIError(f"cannot bind {host}:{port}: {e.strerror or e}") from None
+    sock.listen(128)
+    return sock

@@ -1,0 +1,244 @@
+"""The demo's steps as functions of a :class:`Context`; each returns the facts its marker records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nl2code.demo.pipeline import DemoError, DemoSettings
+
+
+@dataclass
+class Context:
+    out: Path
+    settings: DemoSettings
+    config_dir: Path
+    say: Callable[[str], None]
+
+    def corpus_options(self) -> dict[str, Any]:
+        s = self.settings
+        return {} if s.max_functions is None else {"max_functions": s.max_functions}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- corpus and tokenizer -------------------------------------------------------------------------
+
+
+def corpus(ctx: Context) -> dict[str, Any]:
+    """Mine the stdlib; pick the held-out functions (test-split modules, short code, stable order)."""
+    from nl2code.data.sources import load_source
+
+    res = load_source("pysource", None, **ctx.corpus_options())
+    test = [r for r in res.records if r.split == "test" and r.code.count("\n") <= ctx.settings.heldout_max_lines]
+    # A stable pseudo-random order (CRC-32 of the id), so the chosen functions span many modules.
+    test.sort(key=lambda r: zlib.crc32(r.task_id.encode()))
+    chosen = test[: ctx.settings.heldout]
+    write_jsonl(ctx.out / "corpus" / "heldout.jsonl",
+                [{"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in chosen])
+    stats = {"records": res.split_counts(), "dropped": dict(res.dropped), "notes": res.notes,
+             "heldout": len(chosen), "heldout_candidates": len(test)}
+    write_json(ctx.out / "corpus" / "stats.json", stats)
+    ctx.say(f"      {sum(stats['records'].values())} functions ({stats['records']}), "
+            f"{len(chosen)} held out for scoring")
+    return stats
+
+
+def tokenizer(ctx: Context) -> dict[str, Any]:
+    from nl2code.data.sources import load_source
+    from nl2code.data.tokenizer import CodeTokenizer
+
+    records = [r for r in load_source("pysource", None, **ctx.corpus_options()).records if r.split == "train"]
+    texts = [t for r in records for t in (r.nl, r.code) if t]
+    tok = CodeTokenizer.train(texts, vocab_size=ctx.settings.vocab_size, show_progress=sys.stderr.isatty())
+    tok.save(ctx.out / "tokenizer")
+    return {"vocab_size": tok.vocab_size, "texts": len(texts)}
+
+
+# -- training -------------------------------------------------------------------------------------
+
+_STEP_KEYS = ("max_steps", "warmup_steps", "eval_every", "sample_every", "ckpt_every", "log_every")
+
+
+def _scale_train(train: dict[str, Any], scale: float) -> dict[str, Any]:
+    """Step counts x ``scale``; positive counts stay >= 1 so nothing that was on turns off."""
+    out = dict(train)
+    for key in _STEP_KEYS:
+        if isinstance(out.get(key), int) and out[key] > 0:
+            out[key] = max(1, round(out[key] * scale))
+    return out
+
+
+def demo_config(ctx: Context, name: str) -> dict[str, Any]:
+    """The model's YAML from the config folder with the demo's tokenizer, corpus size and budget."""
+    from nl2code.config import read_yaml
+
+    raw = read_yaml(ctx.config_dir / f"{name}.yaml")
+    raw["tokenizer"] = {"path": str((ctx.out / "tokenizer").resolve())}
+    options = ctx.corpus_options()
+    if options:
+        for section in [raw.setdefault("data", {})] + [st["data"] for st in raw.get("stages", []) if "data" in st]:
+            section["options"] = {**section.get("options", {}), **options}
+    scale = ctx.settings.steps_scale
+    if scale != 1.0:
+        raw["train"] = _scale_train(raw.get("train", {}), scale)
+        for st in raw.get("stages", []):
+            if "train" in st:
+                st["train"] = _scale_train(st["train"], scale)
+    return raw
+
+
+def train(ctx: Context, name: str) -> dict[str, Any]:
+    import torch
+    import yaml
+
+    from nl2code.commands.train import run_train
+
+    cfg_path = ctx.out / "configs" / f"{name}.yaml"
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(yaml.safe_dump(demo_config(ctx, name), sort_keys=False), encoding="utf-8")
+    run_dir = ctx.out / name
+    threads = torch.get_num_threads()
+    args = argparse.Namespace(config=str(cfg_path), overrides=[], run_dir=str(run_dir), resume=True,
+                              print_config=False)
+    try:
+        code = run_train(args)
+    finally:
+        torch.set_num_threads(threads)  # the training config may have changed it for this process
+    if code != 0:
+        raise DemoError(f"training {name} stopped (exit {code}); run the demo again to resume it")
+    return {"run_dir": str(run_dir), "config": str(cfg_path)}
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+
+def first_paragraph(text: str) -> str:
+    """A docstring's summary (lines up to the first blank one, joined), the form the models train on."""
+    lines = []
+    for line in text.strip().splitlines():
+        if not line.strip() or line.strip().startswith(">>>"):
+            break
+        lines.append(line.strip())
+    return " ".join(lines)
+
+
+_DEF = re.compile(r"^(\s*(?:async\s+)?def\s+)([A-Za-z_]\w*)", re.M)
+
+
+def humaneval_completion(generated: str, entry_point: str) -> str:
+    """Turn a generated function into a HumanEval completion.
+
+    The models write whole functions from a description, while HumanEval's completion continues a
+    prompt that ends inside the function. A prompt whose body is only its docstring is already a valid
+    function, so the generated function follows it on a new line, renamed to the entry point so the
+    test calls it (the last definition wins). No other repair is made.
+    """
+    return "\n" + _DEF.sub(lambda m: m.group(1) + entry_point, generated, count=1)
+
+
+def _generate_all(gen: Any, prompts: list[str], ctx: Context, desc: str, chunk: int = 8) -> list[list[Any]]:
+    """Candidates for every prompt, ``chunk`` prompts per call, with a progress bar."""
+    from tqdm import tqdm
+
+    from nl2code.api import GenerationConfig
+
+    s = ctx.settings
+    out: list[list[Any]] = []
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", leave=False, disable=not sys.stderr.isatty())
+    for i in range(0, len(prompts), chunk):
+        # A seed per chunk: reproducible, and chunks do not repeat each other's noise.
+        cfg = GenerationConfig(n=s.n, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
+                               seed=s.seed * 1_000_003 + i, batch_size=chunk * s.n)
+        out += gen.generate(prompts[i : i + chunk], cfg)
+        bar.update(len(prompts[i : i + chunk]))
+    bar.close()
+    return out
+
+
+def generate(ctx: Context, name: str) -> dict[str, Any]:
+    from nl2code.api import load_generator
+    from nl2code.data.sources import load_source
+
+    gen = load_generator(ctx.out / name)
+    heldout = read_jsonl(ctx.out / "corpus" / "heldout.jsonl")
+    results = _generate_all(gen, [r["nl"] for r in heldout], ctx, f"{name} held-out")
+    rows = [{"task_id": r["task_id"], "rank": j, "completion": c.text, "score": c.score}
+            for r, cands in zip(heldout, results, strict=True) for j, c in enumerate(cands)]
+    write_jsonl(ctx.out / "samples" / name / "heldout.jsonl", rows)
+
+    problems = load_source("humaneval").records[: ctx.settings.humaneval_problems]
+    results = _generate_all(gen, [first_paragraph(p.nl) for p in problems], ctx, f"{name} HumanEval")
+    rows = [{"task_id": p.task_id, "rank": j, "completion": humaneval_completion(c.text, p.extras["entry_point"]),
+             "generated": c.text, "score": c.score}
+            for p, cands in zip(problems, results, strict=True) for j, c in enumerate(cands)]
+    write_jsonl(ctx.out / "samples" / name / "humaneval.jsonl", rows)
+    return {"heldout_prompts": len(heldout), "humaneval_prompts": len(problems), "n": ctx.settings.n}
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+def evaluate(ctx: Context, name: str) -> dict[str, Any]:
+    from nl2code.demo.scores import heldout_scores, humaneval_scores
+    from nl2code.eval.harness import run_eval
+    from nl2code.eval.tasks import EvalContext
+
+    s = ctx.settings
+    refs = {r["task_id"]: r["code"] for r in read_jsonl(ctx.out / "corpus" / "heldout.jsonl")}
+    samples: dict[str, list[str]] = {}
+    for row in sorted(read_jsonl(ctx.out / "samples" / name / "heldout.jsonl"), key=lambda r: r["rank"]):
+        samples.setdefault(row["task_id"], []).append(row["completion"])
+    scores = heldout_scores(refs, samples, s.n)
+
+    he_dir = ctx.out / "eval" / name / "humaneval"
+    ectx = EvalContext(ks=list(s.ks), workers=os.cpu_count() or 1, timeout_floor=s.timeout_floor,
+                       progress=sys.stderr.isatty())
+    summary = run_eval("humaneval", ctx.out / "samples" / name / "humaneval.jsonl", he_dir, None, ectx)
+    he = humaneval_scores(read_jsonl(he_dir / "results.jsonl"), s.n)
+    he["isolation"] = summary["isolation"]
+    metrics = {"heldout": scores, "humaneval": he}
+    write_json(ctx.out / "eval" / name / "metrics.json", metrics)
+    ctx.say(f"      {name}: syntax@1 {scores['at_k']['syntax_valid'][0]:.2f}, "
+            f"exact@1 {scores['at_k']['exact_match'][0]:.2f}, BLEU {scores['bleu']:.1f}, "
+            f"CodeBLEU {scores['codebleu']:.3f}, HumanEval pass@1 {he['at_k']['pass'][0]:.3f}")
+    return {"heldout_problems": len(refs), "humaneval_problems": he["problems"]}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report(ctx: Context, models: list[str], skipped: dict[str, str]) -> dict[str, Any]:
+    from nl2code.demo.report import collect, summary_table, write_report
+
+    data = collect(ctx.out, models, skipped, ctx.settings)
+    path = write_report(ctx.out / "report", data)
+    table = summary_table(data)
+    (ctx.out / "report" / "summary.md").write_text(table + "\n", encoding="utf-8")
+    ctx.say("\n" + table + "\n")
+    ctx.say(f"report: {path}")
+    return {"report": str(path), "models": models, "skipped": skipped}

@@ -1,0 +1,155 @@
+"""Gaussian diffusion in a continuous embedding space: forward noising and the reverse step.
+
+The scheduler holds the schedule and nothing trainable; the objective calls :meth:`add_noise` and the
+sampler calls :meth:`set_timesteps` + :meth:`step` (diffusers' split, layout.md rule 4). It works for
+any tensor shape ``(B, ...)`` whose first dimension is the batch.
+
+The reverse step is DDIM's generalised update (Song et al. 2021) with stochasticity ``eta``:
+``eta = 1`` over all T steps is ancestral DDPM sampling with the posterior variance; ``eta = 0`` is
+deterministic DDIM; both allow fewer inference steps than training steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from nl2code.diffusion.schedules import alphas_cumprod, spaced_timesteps
+
+PredictionType = Literal["sample", "epsilon"]
+
+
+@dataclass
+class StepOutput:
+    """Result of one reverse step.
+
+    Attributes:
+        prev_sample: ``x_{t'}``, the sample at the next (less noisy) timestep; ``x_0`` after the last.
+        pred_original_sample: the ``x_0`` estimate the step was computed from.
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+class GaussianScheduler:
+    """Variance-preserving Gaussian diffusion with a named schedule.
+
+    Args:
+        num_train_timesteps: T; CodeFusion uses 1200 (codefusion.md §3).
+        schedule: ``"sqrt"`` (CodeFusion/Diffusion-LM), ``"linear"`` or ``"cosine"``.
+        prediction_type: what the network outputs: ``"sample"`` (``x_0``) or ``"epsilon"`` (the noise).
+        eta: default reverse-step stochasticity (1 = DDPM, 0 = DDIM); :meth:`step` can override it.
+    """
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1200,
+        schedule: str = "sqrt",
+        prediction_type: PredictionType = "sample",
+        eta: float = 1.0,
+    ):
+        if prediction_type not in ("sample", "epsilon"):
+            raise ValueError(f"prediction_type must be 'sample' or 'epsilon', got {prediction_type!r}")
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        self.num_train_timesteps = num_train_timesteps
+        self.schedule = schedule
+        self.prediction_type = prediction_type
+        self.eta = eta
+        self.alphas_cumprod = alphas_cumprod(schedule, num_train_timesteps)  # float64 (T,)
+        self.timesteps = spaced_timesteps(num_train_timesteps, num_train_timesteps)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _alpha_bar(self, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+        """``alpha_bar[t]`` shaped to broadcast against ``like`` (``(B,)`` t -> ``(B, 1, ...)``).
+
+        ``t = -1`` means "clean" (alpha_bar = 1); it is the step after the last.
+        """
+        t = torch.as_tensor(t, device=like.device).long()
+        ab = torch.cat([self.alphas_cumprod, self.alphas_cumprod.new_ones(1)])  # index -1 -> 1.0
+        if ((t < -1) | (t >= self.num_train_timesteps)).any():
+            raise ValueError(f"timestep out of range -1..{self.num_train_timesteps - 1}: {t.tolist()}")
+        out = ab.to(like.device)[t].to(like.dtype)
+        return out.reshape(out.shape + (1,) * (like.dim() - out.dim()))
+
+    def sample_timesteps(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """Uniform training timesteps ``(B,)`` in ``0 .. T-1`` (uniform t, codefusion.md §10.11)."""
+        gen_device = generator.device if generator is not None else None
+        t = torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator, device=gen_device)
+        return t.to(device) if device is not None else t
+
+    def to_x0(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """The ``x_0`` estimate implied by the network output (identity for ``"sample"``)."""
+        if self.prediction_type == "sample":
+            return model_output
+        ab = self._alpha_bar(t, x_t)
+        return (x_t - (1 - ab).sqrt() * model_output) / ab.sqrt()
+
+    def to_epsilon(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """The noise implied by an ``x_0`` estimate: ``(x_t - sqrt(ab) x_0) / sqrt(1 - ab)``."""
+        ab = self._alpha_bar(t, x_t)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    # -- training -----------------------------------------------------------------------------
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``q(x_t | x_0)``: ``sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise`` with per-example ``t`` ``(B,)``."""
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
+        ab = self._alpha_bar(t, x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    # -- sampling -----------------------------------------------------------------------------
+    def set_timesteps(self, num_inference_steps: int) -> torch.Tensor:
+        """Choose the reverse-process timesteps (descending); returns and stores them."""
+        self.timesteps = spaced_timesteps(self.num_train_timesteps, num_inference_steps)
+        return self.timesteps
+
+    def previous_timestep(self, t: int) -> int:
+        """The timestep after ``t`` in the current inference schedule; ``-1`` after the last."""
+        hits = (self.timesteps == int(t)).nonzero()
+        if hits.numel() == 0:
+            raise ValueError(f"timestep {int(t)} is not in the inference schedule; call set_timesteps first")
+        i = int(hits[0, 0])
+        return int(self.timesteps[i + 1]) if i + 1 < len(self.timesteps) else -1
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        t: int,
+        x_t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eta: float | None = None,
+        x0_override: torch.Tensor | None = None,
+    ) -> StepOutput:
+        """One reverse step ``x_t -> x_{t'}`` where ``t'`` follows ``t`` in :attr:`timesteps`.
+
+        Args:
+            model_output: the network output at ``(x_t, t)``, interpreted per ``prediction_type``.
+            t: the current timestep (one value for the whole batch).
+            x_t: the current sample.
+            generator: RNG for the fresh noise (only used when ``eta > 0``).
+            eta: stochasticity; defaults to the scheduler's.
+            x0_override: use this ``x_0`` estimate instead of the one implied by ``model_output``
+                (clamping to embeddings, infilling); the noise direction is re-derived from it.
+        """
+        eta = self.eta if eta is None else eta
+        t = int(t)
+        prev = self.previous_timestep(t)
+        x0 = self.to_x0(model_output, x_t, t) if x0_override is None else x0_override
+        if prev < 0:
+            return StepOutput(prev_sample=x0, pred_original_sample=x0)
+        ab_t, ab_prev = self._alpha_bar(t, x_t), self._alpha_bar(prev, x_t)
+        eps = self.to_epsilon(x0, x_t, t)
+        # DDIM eq. 16: sigma^2 = eta^2 * (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev).
+        var = eta**2 * (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)
+        prev_sample = ab_prev.sqrt() * x0 + (1 - ab_prev - var).clamp_min(0).sqrt() * eps
+        if eta > 0:
+            gen_device = generator.device if generator is not None else x_t.device
+            z = torch.randn(x_t.shape, generator=generator, device=gen_device, dtype=x_t.dtype)
+            prev_sample = prev_sample + var.sqrt() * z.to(x_t.device)
+        return StepOutput(prev_sample=prev_sample, pred_original_sample=x0)

@@ -1,0 +1,242 @@
+"""CodeFusion's GENIE-adapted three-term loss, for fine-tuning and both pre-training tasks.
+
+codefusion.md §4: ``L_t = |N-term| + |D(x^_0, E_s) - L(y)| + CE(H(D_s), y)``:
+
+1. the denoiser's regression term: MSE of ``x^_0`` against ``x_0 = L(y)`` (``prediction="sample"``)
+   or of ``eps^`` against ``eps`` (``prediction="epsilon"``); norms are MSE as in GENIE's code (§4);
+2. the decoder term: MSE of ``D_s = D(x^_0, E(s))`` against ``L(y)``;
+3. cross-entropy of ``H(D_s)`` against ``y``.
+
+Without a decoder (``decoder_layers=0``, the GENIE-style baseline) term 2 vanishes and term 3 becomes
+GENIE's rounding loss ``CE(H(L(y)), y)`` (§8), which keeps the embeddings decodable.
+
+Tasks (§5): ``finetune`` encodes the utterance (``batch.extras["nl"]``); ``unconditional`` replaces
+``E(s)`` with fresh N(0, I) noise; ``cpd`` encodes the code with a random subset of its identifier and
+keyword occurrences masked (``batch.extras["cpd_groups"]``, see ``nl2code.data.cpd``) and
+reconstructs the whole code. The same loss is used in every stage (§4).
+
+Padding: code is padded with ``pad_id`` to the model's fixed ``code_length`` (§2), and pad positions are
+diffused and scored too, because the sampler finds the program's end by the first predicted pad/eos.
+``pad_weight`` scales their share of each sequence's loss. Timesteps are uniform (§10.11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nl2code.config import register
+from nl2code.data.collate import Batch
+from nl2code.data.cpd import cpd_mask, groups_from_ids
+from nl2code.diffusion.gaussian import GaussianScheduler
+from nl2code.models.codefusion import CodeFusion, scheduler_for
+from nl2code.objectives.base import Objective
+
+Task = Literal["finetune", "unconditional", "cpd"]
+
+
+@register("objective", "codefusion")
+@dataclass(frozen=True)
+class CodeFusionLossConfig:
+    """CodeFusion objective.
+
+    Attributes:
+        task: ``finetune`` (NL -> code), ``unconditional`` (pre-training a) or ``cpd`` (pre-training b).
+        denoise_weight: weight of term 1 (the paper sums the three terms unweighted).
+        decoder_weight: weight of term 2.
+        ce_weight: weight of term 3.
+        pad_weight: relative weight of pad positions within a sequence (1 = plain mean over n).
+        cpd_mask_rate: probability of masking each identifier/keyword occurrence (``cpd`` only).
+        cpd_collapse: a masked occurrence becomes one ``<mask>`` (GENIE) rather than one per token.
+        mask_id: the tokenizer's ``<mask>`` id (``CodeTokenizer.mask_id`` is 2).
+    """
+
+    task: Task = "finetune"
+    denoise_weight: float = 1.0
+    decoder_weight: float = 1.0
+    ce_weight: float = 1.0
+    pad_weight: float = 1.0
+    cpd_mask_rate: float = 0.5
+    cpd_collapse: bool = True
+    mask_id: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.cpd_mask_rate <= 1.0:
+            raise ValueError(f"cpd_mask_rate must be in [0, 1], got {self.cpd_mask_rate}")
+
+
+def pad_code(
+    code_ids: torch.Tensor, keep: torch.Tensor, length: int, pad_id: int, pad_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad code (B, T) to (B, ``length``) and give per-position loss weights (B, length).
+
+    ``keep`` (B, T) marks real tokens; everything else becomes ``pad_id`` with weight ``pad_weight``.
+    """
+    batch, width = code_ids.shape
+    if width > length:
+        raise ValueError(f"code batch is {width} tokens long but the model's code_length is {length}; truncate it")
+    ids = torch.full((batch, length), pad_id, dtype=torch.long, device=code_ids.device)
+    real = torch.zeros((batch, length), dtype=torch.bool, device=code_ids.device)
+    ids[:, :width] = torch.where(keep.bool(), code_ids, pad_id)
+    real[:, :width] = keep.bool()
+    weights = torch.where(real, 1.0, pad_weight)
+    return ids, weights
+
+
+def _row_mean(per_pos: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean over positions per sequence, then mean over sequences: (B, N) -> scalar."""
+    return ((per_pos * weights).sum(1) / weights.sum(1).clamp_min(1e-8)).mean()
+
+
+def codefusion_loss(
+    model: CodeFusion,
+    scheduler: GaussianScheduler,
+    code_ids: torch.Tensor,
+    weights: torch.Tensor,
+    enc: torch.Tensor,
+    enc_mask: torch.Tensor | None,
+    generator: torch.Generator,
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The three-term loss for one batch; see the module docstring.
+
+    Args:
+        model: the CodeFusion network.
+        scheduler: the forward process (``add_noise``) matching ``model.cfg``.
+        code_ids: (B, N) gold code, padded to the model's ``code_length``.
+        weights: (B, N) per-position loss weights (see :func:`pad_code`).
+        enc: (B, S, D) E(s), or the noise that replaces it.
+        enc_mask: (B, S) True on real context positions, or None.
+        generator: draws the timesteps and the noise.
+        loss_weights: weights of the denoiser, decoder and cross-entropy terms.
+    """
+    B = code_ids.shape[0]
+    x0 = model.embed_code(code_ids)  # (B, N, E)
+    noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
+    t = scheduler.sample_timesteps(B, generator, device=x0.device)
+    x_t = scheduler.add_noise(x0, noise, t)
+    out = model.denoise(x_t, t, enc, enc_mask)
+    x0_hat = scheduler.to_x0(out, x_t, t)
+    target = x0 if scheduler.prediction_type == "sample" else noise
+    denoise = _row_mean((out - target).pow(2).mean(-1), weights)
+    if model.decoder is not None:
+        hidden = model.decode(x0_hat, enc, enc_mask)
+        decoder = _row_mean((hidden - x0).pow(2).mean(-1), weights)
+        logits = model.logits(hidden).float()
+    else:  # GENIE: rounding loss on the gold embeddings; no decoder term
+        decoder = x0.new_zeros(())
+        logits = model.logits(x0).float()
+    ce_pos = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
+    ce = _row_mean(ce_pos, weights)
+    w_den, w_dec, w_ce = loss_weights
+    loss = w_den * denoise + w_dec * decoder + w_ce * ce
+    with torch.no_grad():
+        real = code_ids != model.cfg.pad_id
+        correct = (logits.argmax(-1) == code_ids) & real
+        metrics = {
+            "denoise": denoise.detach(),
+            "decoder": decoder.detach(),
+            "ce": ce.detach(),
+            "acc": correct.sum() / real.sum().clamp_min(1),
+            "embed_norm": model.code_embed.weight.norm(dim=-1).mean(),
+        }
+    return loss, metrics
+
+
+def cpd_inputs(
+    code_ids: torch.Tensor,
+    keep: torch.Tensor,
+    groups: torch.Tensor,
+    *,
+    mask_id: int,
+    pad_id: int,
+    mask_rate: float,
+    collapse: bool,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked-code encoder inputs (B, S) and keep-mask for CPD, redrawn every call.
+
+    ``groups`` (B, T) holds each token's identifier/keyword occurrence number (0 = not maskable),
+    aligned with ``code_ids``. One draw from ``generator`` seeds the per-row numpy masking, so the
+    masks are reproducible from the generator's state alone.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ids, k, g in zip(code_ids.tolist(), keep.tolist(), groups.tolist()):
+        n = sum(k)
+        ex = cpd_mask(ids[:n], groups_from_ids(g[:n]), mask_id, rng, mask_rate=mask_rate, collapse=collapse)
+        rows.append(ex.input_ids or [pad_id])
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = True
+    return out.to(code_ids.device), mask.to(code_ids.device)
+
+
+class CodeFusionObjective(Objective):
+    """``(model, batch, generator) -> (loss, metrics)`` for a :class:`CodeFusion` model.
+
+    The batch carries code in ``input_ids``/``attention_mask`` and, per task, the utterance in
+    ``extras["nl"]``/``extras["nl_mask"]`` (finetune) or occurrence numbers in
+    ``extras["cpd_groups"]`` (cpd). The loss is a mean over sequences (``weight`` = batch size).
+    """
+
+    def __init__(self, cfg: CodeFusionLossConfig | None = None):
+        self.cfg = cfg or CodeFusionLossConfig()
+        self._schedulers: dict[object, GaussianScheduler] = {}
+
+    def scheduler(self, model: CodeFusion) -> GaussianScheduler:
+        if model.cfg not in self._schedulers:
+            self._schedulers[model.cfg] = scheduler_for(model.cfg)
+        return self._schedulers[model.cfg]
+
+    def context(
+        self, model: CodeFusion, batch: Batch, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """E(s) and its mask for this task (§5)."""
+        cfg, mcfg = self.cfg, model.cfg
+        if cfg.task == "unconditional":
+            shape = (len(batch), mcfg.max_nl_length, mcfg.d_model)
+            return torch.randn(shape, generator=generator, device=generator.device).to(batch.input_ids.device), None
+        if cfg.task == "cpd":
+            if "cpd_groups" not in batch.extras:
+                raise ValueError("CPD objective needs batch.extras['cpd_groups'] (see nl2code.data.cpd.group_ids)")
+            ids, mask = cpd_inputs(
+                batch.input_ids,
+                batch.attention_mask,
+                batch.extras["cpd_groups"],
+                mask_id=cfg.mask_id,
+                pad_id=mcfg.pad_id,
+                mask_rate=cfg.cpd_mask_rate,
+                collapse=cfg.cpd_collapse,
+                generator=generator,
+            )
+            return model.encode(ids, mask), mask
+        if "nl" not in batch.extras:
+            raise ValueError("finetune objective needs the utterance in batch.extras['nl']")
+        mask = batch.extras["nl_mask"]
+        return model.encode(batch.extras["nl"], mask), mask
+
+    def __call__(
+        self, model: nn.Module, batch: Batch, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if not isinstance(model, CodeFusion):
+            raise TypeError(f"the codefusion objective needs a CodeFusion model, got {type(model).__name__}")
+        mcfg = model.cfg
+        code, weights = pad_code(
+            batch.input_ids, batch.attention_mask, mcfg.code_length, mcfg.pad_id, self.cfg.pad_weight
+        )
+        enc, enc_mask = self.context(model, batch, generator)
+        loss_weights = (self.cfg.denoise_weight, self.cfg.decoder_weight, self.cfg.ce_weight)
+        return codefusion_loss(model, self.scheduler(model), code, weights, enc, enc_mask, generator, loss_weights)

@@ -1,0 +1,260 @@
+"""CodeFusion sampling: the reverse diffusion loop, candidate ranking and infilling.
+
+codefusion.md §3: ``x_T ~ N(0, I)`` of shape ``(n, E)``; the scheduler removes noise step by step with
+the denoiser alone (no decoder inside the loop); after the last step D and H run once, each position
+takes its argmax token and the program is cut at the first pad (or eos). Top-k candidates come from
+k independent noise draws; they are ranked by the mean token log-probability of H up to and
+including the terminator (the paper's ranking rule was not recovered, §3), never by the reference.
+
+Ablations (§7 Table 4): ``rounding="grounding"`` replaces D+H by nearest-embedding rounding of the
+final ``x_0``; ``"clamping"`` also snaps ``x^_0`` to its nearest embedding at every step (GENIE).
+Unconditional models (pre-training task a) get fresh N(0, I) noise in place of ``E(s)`` at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from nl2code.models.codefusion import CodeFusion, scheduler_for
+
+Rounding = Literal["decoder", "grounding", "clamping"]
+ROUNDINGS = ("decoder", "grounding", "clamping")
+
+
+@dataclass
+class DiffusionSamples:
+    """Candidates per prompt, best first.
+
+    Attributes:
+        ids: ``ids[i][j]`` is candidate j of prompt i, cut before the first pad/eos.
+        scores: the matching mean token log-probabilities (higher is better).
+    """
+
+    ids: list[list[list[int]]]
+    scores: list[list[float]]
+
+
+def infill_template(
+    prefix: list[int],
+    suffix: list[int],
+    middle_length: int,
+    code_length: int,
+    pad_id: int,
+    eos_id: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layout ``prefix + middle + suffix (+ eos) + pads`` of length ``code_length``.
+
+    Returns the template ids (N,) (the middle holds ``pad_id`` placeholders) and the bool mask (N,)
+    of known positions: everything except the middle.
+    """
+    tail = list(suffix) + ([eos_id] if eos_id is not None else [])
+    used = len(prefix) + middle_length + len(tail)
+    if middle_length < 1 or used > code_length:
+        raise ValueError(
+            f"infill: prefix {len(prefix)} + middle {middle_length} + suffix {len(tail)} must fit code_length "
+            f"{code_length} with a middle of at least 1"
+        )
+    ids = list(prefix) + [pad_id] * middle_length + tail + [pad_id] * (code_length - used)
+    known = torch.ones(code_length, dtype=torch.bool)
+    known[len(prefix) : len(prefix) + middle_length] = False
+    return torch.tensor(ids, dtype=torch.long), known
+
+
+class DiffusionSampler:
+    """Reverse-diffusion sampler for a :class:`CodeFusion` model.
+
+    Args:
+        model: the network (its config fixes T, the schedule and the prediction type).
+        num_steps: inference steps; None = all T training steps (the paper's 1200); fewer are
+            evenly spaced (DDIM-style).
+        eta: reverse-step stochasticity, 1 = DDPM, 0 = deterministic DDIM.
+        rounding: ``decoder`` (CodeFusion), ``grounding`` or ``clamping`` (see module docstring).
+        eos_id: a second terminator besides the model's pad id, or None.
+        max_rows: most sequences denoised at once (prompts x candidates), to bound memory.
+    """
+
+    def __init__(
+        self,
+        model: CodeFusion,
+        *,
+        num_steps: int | None = None,
+        eta: float = 1.0,
+        rounding: Rounding = "decoder",
+        eos_id: int | None = None,
+        max_rows: int = 64,
+    ):
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"unknown rounding {rounding!r} (known: {', '.join(ROUNDINGS)})")
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        self.model = model
+        self.scheduler = scheduler_for(model.cfg, eta=eta)
+        self.num_steps = num_steps or model.cfg.num_timesteps
+        self.rounding = rounding
+        self.stop_ids = {model.cfg.pad_id} | ({eos_id} if eos_id is not None else set())
+        self.max_rows = max_rows
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _context(
+        self, enc: torch.Tensor | None, rows: int, generator: torch.Generator, device: torch.device
+    ) -> torch.Tensor:
+        """E(s), or fresh N(0, I) noise of the utterance shape for an unconditional model."""
+        if enc is not None:
+            return enc
+        shape = (rows, self.model.cfg.max_nl_length, self.model.cfg.d_model)
+        return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+    def _clamp(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_code(self.model.nearest_tokens(x0))
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        enc: torch.Tensor | None,
+        enc_mask: torch.Tensor | None,
+        rows: int,
+        generator: torch.Generator,
+        template: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the reverse loop from ``x_T ~ N(0, I)``; returns the final ``x_0`` (rows, N, E).
+
+        ``template``/``known`` (N,): positions to hold at their embeddings (infilling).
+        """
+        model, sched, cfg = self.model, self.scheduler, self.model.cfg
+        device = next(model.parameters()).device
+        shape = (rows, cfg.code_length, cfg.diffusion_dim)
+        x = torch.randn(shape, generator=generator, device=generator.device).to(device)
+        fixed = None
+        if template is not None and known is not None:
+            fixed = model.embed_code(template.to(device))[None].expand(shape)
+            known = known.to(device)[None, :, None]
+        sched.set_timesteps(self.num_steps)
+        for t in sched.timesteps.tolist():
+            t_vec = torch.full((rows,), t, dtype=torch.long, device=device)
+            out = model.denoise(x, t_vec, self._context(enc, rows, generator, device), enc_mask)
+            x0 = sched.to_x0(out, x, t)
+            if self.rounding == "clamping":
+                x0 = self._clamp(x0)
+            if fixed is not None:
+                x0 = torch.where(known, fixed, x0)
+            x = sched.step(out, t, x, generator=generator, x0_override=x0).prev_sample
+        return x
+
+    @torch.no_grad()
+    def to_tokens(
+        self, x0: torch.Tensor, enc: torch.Tensor | None, enc_mask: torch.Tensor | None, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final ``x_0`` -> token ids (rows, N) and their log-probabilities (rows, N)."""
+        model = self.model
+        if self.rounding == "decoder":
+            hidden = model.decode(x0, self._context(enc, x0.shape[0], generator, x0.device), enc_mask)
+            logp = model.logits(hidden).float().log_softmax(-1)
+            ids = logp.argmax(-1)
+        else:
+            logp = model.logits(x0).float().log_softmax(-1)
+            ids = model.nearest_tokens(x0)
+        return ids, logp.gather(-1, ids[..., None])[..., 0]
+
+    def _cut(self, ids: list[int]) -> int:
+        """Index of the first terminator, or the length when there is none."""
+        return next((i for i, tok in enumerate(ids) if tok in self.stop_ids), len(ids))
+
+    def _rank(self, ids: torch.Tensor, logp: torch.Tensor, k: int) -> tuple[list, list]:
+        """Cut and score (P*k, N) rows, then sort each prompt's k candidates by score."""
+        out_ids, out_scores = [], []
+        rows, lps = ids.tolist(), logp.tolist()
+        for p in range(len(rows) // k):
+            cands = []
+            for j in range(p * k, (p + 1) * k):
+                end = self._cut(rows[j])
+                scored = lps[j][: min(end + 1, len(rows[j]))]  # include the terminator's probability
+                cands.append((sum(scored) / len(scored), rows[j][:end]))
+            cands.sort(key=lambda c: -c[0])  # stable: ties keep seed order
+            out_ids.append([c[1] for c in cands])
+            out_scores.append([c[0] for c in cands])
+        return out_ids, out_scores
+
+    # -- public API -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, prompts: list[list[int]] | None, num_samples: int, generator: torch.Generator, num_prompts: int = 1
+    ) -> DiffusionSamples:
+        """``num_samples`` ranked candidates for each prompt (token ids of the utterance).
+
+        ``prompts=None`` samples unconditionally (``num_prompts`` groups). Deterministic given the
+        generator's state: every random draw comes from it, in a fixed order.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        groups = prompts if prompts is not None else [None] * num_prompts
+        per_chunk = max(1, self.max_rows // num_samples)
+        result = DiffusionSamples(ids=[], scores=[])
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(groups), per_chunk):
+                chunk = groups[start : start + per_chunk]
+                enc, mask = self._encode(chunk, num_samples)
+                rows = len(chunk) * num_samples
+                x0 = self.denoise(enc, mask, rows, generator)
+                ids, logp = self.to_tokens(x0, enc, mask, generator)
+                chunk_ids, chunk_scores = self._rank(ids, logp, num_samples)
+                result.ids.extend(chunk_ids)
+                result.scores.extend(chunk_scores)
+        finally:
+            self.model.train(was_training)
+        return result
+
+    @torch.no_grad()
+    def infill(
+        self,
+        prompt: list[int] | None,
+        prefix: list[int],
+        suffix: list[int],
+        middle_length: int,
+        num_samples: int,
+        generator: torch.Generator,
+        eos_id: int | None = None,
+    ) -> DiffusionSamples:
+        """Generate only the middle between ``prefix`` and ``suffix`` (diffusion infilling).
+
+        The known positions (prefix, suffix, ``eos_id`` after it when given, and the trailing pads)
+        are clamped to their embeddings at every step; the middle is cut at its first pad/eos. The
+        returned candidates are ``prefix + middle + suffix``; scores average over the middle.
+        """
+        cfg = self.model.cfg
+        template, known = infill_template(prefix, suffix, middle_length, cfg.code_length, cfg.pad_id, eos_id)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            enc, mask = self._encode([prompt], num_samples)
+            x0 = self.denoise(enc, mask, num_samples, generator, template=template, known=known)
+            ids, logp = self.to_tokens(x0, enc, mask, generator)
+        finally:
+            self.model.train(was_training)
+        lo, hi = len(prefix), len(prefix) + middle_length
+        mid_ids, mid_scores = self._rank(ids[:, lo:hi], logp[:, lo:hi], num_samples)
+        return DiffusionSamples(ids=[[list(prefix) + m + list(suffix) for m in mid_ids[0]]], scores=mid_scores)
+
+    def _encode(self, prompts: list[list[int] | None], k: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Encode each prompt once and repeat it for its k candidates: (P*k, S, D), (P*k, S)."""
+        if all(p is None for p in prompts):
+            return None, None
+        if any(p is None for p in prompts):
+            raise ValueError("mix of conditional and unconditional prompts in one call")
+        cfg = self.model.cfg
+        device = next(self.model.parameters()).device
+        width = max(1, max(len(p) for p in prompts))
+        if width > cfg.max_nl_length:
+            raise ValueError(f"prompt of {width} tokens exceeds the model's max_nl_length {cfg.max_nl_length}")
+        ids = torch.full((len(prompts), width), cfg.pad_id, dtype=torch.long, device=device)
+        mask = torch.zeros((len(prompts), width), dtype=torch.bool, device=device)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = torch.tensor(p, dtype=torch.long)
+            mask[i, : len(p)] = True
+        enc = self.model.encode(ids, mask)
+        return enc.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)

@@ -1,0 +1,159 @@
+"""What ``nl2code train`` does around the loop for ``init_from``, ``adapters`` and ``train.trainable``.
+
+* :func:`prepare_model`: load ``init_from``'s final weights; with ``adapters``, hold the frozen
+  base Linears in NF4 when asked (QLoRA-style) and wrap the target Linears in LoRA adapters.
+* :func:`set_trainable`: per stage, choose what trains: everything, the adapters only, or the
+  MoE routers only (router fine-tuning of a merged MoE), and count it.
+* :func:`finalize`: after training, turn the run's weights into a plain dense model
+  (``model.safetensors``, NF4 bases dequantised, adapters merged: ``W + (alpha / r) B A``) so
+  ``generate``, ``eval`` and ``merge-moe`` read it like any other run, and keep the adapters
+  beside it (``adapter.safetensors``, ``adapter.json``).
+
+Checkpoints hold the wrapped model (adapters and frozen base), so ``--resume`` works unchanged.
+The merged model computes what was trained: with an NF4 base it is the *dequantised* base plus
+the update, not the original full-precision base plus the update.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_file
+from torch import nn
+
+from nl2code.config import ConfigError
+from nl2code.models.lora import ParamCount, apply_lora, count_parameters, lora_state_dict, merge_and_unload
+from nl2code.models.quant import NF4Linear, quantize_linears, replace_module
+from nl2code.train.checkpoint import save_weights
+from nl2code.train.config import AdapterConfig, RunConfig
+from nl2code.utils.seed import derive_seed
+
+ADAPTER_FILE = "adapter.safetensors"
+ADAPTER_INFO = "adapter.json"
+ROUTER_PATTERN = ".router."  # MoE router parameters: blocks.N.mlp.router.{gate,noise}.weight
+
+
+def load_init_weights(model: nn.Module, run_dir: str | Path, source: str = "<config>") -> None:
+    """Load ``run_dir/model.safetensors`` into ``model`` (every tensor must match)."""
+    weights = Path(run_dir) / "model.safetensors"
+    try:
+        load_model(model, str(weights), strict=True, device="cpu")
+    except (RuntimeError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{source}: init_from: {weights} does not fit the configured model ({first})") from e
+
+
+def apply_adapters(model: nn.Module, cfg: AdapterConfig, seed: int, source: str = "<config>") -> list[str]:
+    """Quantise the base (when asked) and wrap the target Linears in LoRA; returns the wrapped names.
+
+    Routers are never quantised (they are tiny, and may be trained). A fixed ``seed`` gives the
+    same adapter init on every rank and after a resume.
+    """
+    if cfg.quantize_base == "nf4":
+        quantize_linears(model, exclude=[r"router\.(gate|noise)"], block_size=cfg.block_size,
+                         double_quant=cfg.double_quant)
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        return apply_lora(model, cfg.targets, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, rslora=cfg.rslora,
+                          freeze=True, generator=gen)
+    except ValueError as e:
+        raise ConfigError(f"{source}: adapters.targets: {e}") from None
+
+
+def prepare_model(model: nn.Module, cfg: RunConfig, source: str, say: Callable[[str], None]) -> nn.Module:
+    """``init_from`` weights, then adapters; ``model`` is changed in place and returned."""
+    if cfg.init_from is not None:
+        load_init_weights(model, cfg.init_from, source)
+        say(f"initialised from {Path(cfg.init_from) / 'model.safetensors'}")
+    if cfg.adapters is not None:
+        names = apply_adapters(model, cfg.adapters, derive_seed(cfg.train.seed, 0, 7), source)
+        a = cfg.adapters
+        base = "NF4" if a.quantize_base == "nf4" else "full-precision"
+        say(f"adapters: LoRA r={a.r} alpha={a.alpha:g} on {len(names)} layers ({base} frozen base)")
+    return model
+
+
+def set_trainable(model: nn.Module, mode: str, adapters: bool, source: str = "<config>") -> ParamCount:
+    """Make exactly the parameters of ``mode`` trainable and count them.
+
+    ``auto``: every parameter, or only the adapters when ``adapters``; ``router``: only the MoE
+    routers (plus the adapters when ``adapters``).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    if mode == "router" and not any(ROUTER_PATTERN in f".{n}" for n in names):
+        raise ConfigError(f"{source}: train.trainable: 'router' needs a model with MoE layers (model.moe)")
+    for name, p in model.named_parameters():
+        is_adapter = name.endswith((".lora_a", ".lora_b"))
+        if mode == "router":
+            p.requires_grad_(ROUTER_PATTERN in f".{name}" or (adapters and is_adapter))
+        else:
+            p.requires_grad_(is_adapter if adapters else True)
+    return count_parameters(model)
+
+
+def dequantize_linears(model: nn.Module) -> list[str]:
+    """Replace every :class:`NF4Linear` by an ``nn.Linear`` holding its dequantised weight."""
+    names = [name for name, m in model.named_modules() if isinstance(m, NF4Linear)]
+    for name in names:
+        q = model.get_submodule(name)
+        linear = nn.Linear(q.in_features, q.out_features, bias=q.bias is not None)
+        with torch.no_grad():
+            linear.weight.copy_(q.dequantized_weight(torch.float32))
+            if q.bias is not None:
+                linear.bias.copy_(q.bias)
+        replace_module(model, name, linear.requires_grad_(False))
+    return names
+
+
+def finalize(model: nn.Module, cfg: RunConfig, run_dir: Path, trainable: str = "auto") -> None:
+    """Rewrite ``run_dir/model.safetensors`` (the trained, wrapped weights) as the merged dense model.
+
+    Writes ``adapter.safetensors`` (the A/B tensors) and ``adapter.json`` (settings, wrapped layers,
+    parameter counts under the last stage's ``trainable``) first, so an interrupted finalize can
+    simply be run again.
+    """
+    assert cfg.adapters is not None
+    counts = set_trainable(model, trainable, adapters=True)
+    weights = run_dir / "model.safetensors"
+    load_model(model, str(weights), strict=True, device="cpu")  # the final (or EMA) weights
+    model.cpu()
+    adapters = {k: v.contiguous() for k, v in lora_state_dict(model).items()}
+    tmp = run_dir / f".{ADAPTER_FILE}.tmp-{os.getpid()}"
+    save_file(adapters, str(tmp), metadata={"format": "pt", "adapter": json.dumps(_to_plain(cfg.adapters))})
+    tmp.replace(run_dir / ADAPTER_FILE)
+    info: dict[str, Any] = {
+        "adapters": _to_plain(cfg.adapters),
+        "init_from": cfg.init_from,
+        "layers": sorted({k.rsplit(".", 1)[0] for k in adapters}),
+        "adapter_parameters": sum(v.numel() for v in adapters.values()),
+        "trainable": counts.trainable,
+        "total": counts.total,
+        "percent": round(counts.percent, 4),
+    }
+    (run_dir / ADAPTER_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    dequantize_linears(model)
+    merge_and_unload(model)
+    save_weights(model, weights)
+
+
+def _to_plain(cfg: AdapterConfig) -> dict[str, Any]:
+    from nl2code.config import to_dict
+
+    return to_dict(cfg)
+
+
+__all__ = [
+    "ADAPTER_FILE",
+    "ADAPTER_INFO",
+    "apply_adapters",
+    "dequantize_linears",
+    "finalize",
+    "load_init_weights",
+    "prepare_model",
+    "set_trainable",
+]

@@ -1,0 +1,166 @@
+"""CodeFusion network: shapes, masking, component wiring, presets and parameter counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from nl2code.config import ConfigError, from_dict, registry_kinds, to_dict
+from nl2code.models.codefusion import (
+    PRESETS,
+    CodeFusion,
+    CodeFusionConfig,
+    parameter_counts,
+    preset,
+    preset_parameter_counts,
+    scheduler_for,
+)
+from nl2code.models.outputs import ModelOutput
+
+V = 64
+
+
+def tiny(**kw) -> CodeFusionConfig:
+    base = dict(
+        vocab_size=V,
+        d_model=32,
+        n_heads=4,
+        encoder_layers=1,
+        denoiser_layers=2,
+        decoder_layers=1,
+        code_length=12,
+        max_nl_length=10,
+        num_timesteps=100,
+    )
+    base.update(kw)
+    return CodeFusionConfig(**base)
+
+
+@pytest.fixture
+def model(generator) -> CodeFusion:
+    return CodeFusion(tiny(), generator=generator).eval()
+
+
+def test_component_shapes(model, generator):
+    nl = torch.randint(3, V, (2, 7), generator=generator)
+    enc = model.encode(nl, torch.ones(2, 7, dtype=torch.bool))
+    assert enc.shape == (2, 7, 32)
+    x0 = model.embed_code(torch.randint(0, V, (2, 12), generator=generator))
+    assert x0.shape == (2, 12, 32)
+    out = model.denoise(x0, torch.tensor([0, 99]), enc)
+    assert out.shape == x0.shape
+    hidden = model.decode(out, enc)
+    assert hidden.shape == x0.shape and model.logits(hidden).shape == (2, 12, V)
+    full = model(x0, torch.tensor([5, 6]), enc)
+    assert isinstance(full, ModelOutput) and full.logits.shape == (2, 12, V)
+    assert torch.isfinite(full.logits).all()
+
+
+def test_utterance_padding_is_invisible(model, generator):
+    nl = torch.randint(3, V, (1, 5), generator=generator)
+    padded = torch.cat([nl, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[True] * 5 + [False] * 4])
+    enc_a = model.encode(nl, torch.ones(1, 5, dtype=torch.bool))
+    enc_b = model.encode(padded, mask)
+    torch.testing.assert_close(enc_a, enc_b[:, :5], rtol=1e-5, atol=1e-5)
+    x_t = torch.randn(1, 12, 32, generator=generator)
+    t = torch.tensor([40])
+    torch.testing.assert_close(model.denoise(x_t, t, enc_a), model.denoise(x_t, t, enc_b, mask), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.decode(x_t, enc_a), model.decode(x_t, enc_b, mask), rtol=1e-5, atol=1e-5)
+
+
+def test_outputs_depend_on_timestep_utterance_and_position(model, generator):
+    enc = model.encode(torch.randint(3, V, (1, 6), generator=generator))
+    enc2 = model.encode(torch.randint(3, V, (1, 6), generator=generator))
+    x_t = torch.zeros(1, 12, 32)  # identical content everywhere: only positions tell them apart
+    a = model.denoise(x_t, torch.tensor([3]), enc)
+    assert not torch.allclose(a, model.denoise(x_t, torch.tensor([80]), enc))
+    assert not torch.allclose(a, model.denoise(x_t, torch.tensor([3]), enc2))
+    assert not torch.allclose(a[0, 0], a[0, 1])  # absolute positions break the symmetry
+    assert not torch.allclose(model.decode(x_t, enc)[0, 0], model.decode(x_t, enc)[0, 1])
+
+
+def test_init_is_deterministic_and_head_is_tied():
+    a = CodeFusion(tiny(), generator=torch.Generator().manual_seed(3))
+    b = CodeFusion(tiny(), generator=torch.Generator().manual_seed(3))
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert a.head.weight is a.code_embed.weight
+    assert a.code_embed.weight.std().item() == pytest.approx(1.0, rel=0.1)  # unit scale, like the noise
+    untied = CodeFusion(tiny(tie_head=False))
+    assert untied.head.weight is not untied.code_embed.weight
+
+
+def test_no_decoder_variant_and_nearest_tokens(generator):
+    m = CodeFusion(tiny(decoder_layers=0), generator=generator)
+    assert m.decoder is None
+    x = torch.randn(2, 12, 32, generator=generator)
+    assert torch.equal(m.decode(x, torch.randn(2, 3, 32)), x)
+    ids = torch.randint(0, V, (2, 12), generator=generator)
+    assert torch.equal(m.nearest_tokens(m.embed_code(ids) + 0.01 * x), ids)
+
+
+def test_length_limits_and_epsilon_forward(model):
+    with pytest.raises(ValueError, match="max_nl_length"):
+        model.encode(torch.zeros(1, 11, dtype=torch.long))
+    with pytest.raises(ValueError, match="code_length"):
+        model.denoise(torch.zeros(1, 13, 32), torch.tensor([0]), torch.zeros(1, 2, 32))
+    eps_model = CodeFusion(tiny(prediction="epsilon"))
+    with pytest.raises(ValueError, match="prediction='sample'"):
+        eps_model(torch.zeros(1, 12, 32), torch.tensor([0]), torch.zeros(1, 2, 32))
+
+
+def test_config_validation_and_registry():
+    assert registry_kinds("model")["codefusion"] is CodeFusionConfig
+    cfg = from_dict(CodeFusionConfig, {"vocab_size": 100, "d_model": 64, "n_heads": 4, "schedule": "cosine"})
+    assert cfg.schedule == "cosine" and cfg.diffusion_dim == 64 and cfg.ff_width == 256
+    assert from_dict(CodeFusionConfig, {k: v for k, v in to_dict(cfg).items() if k != "kind"}) == cfg
+    with pytest.raises(ConfigError, match="schedule"):
+        from_dict(CodeFusionConfig, {"schedule": "quadratic"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(CodeFusionConfig, {"layers": 3})
+    bad_configs = (
+        {"d_model": 30, "n_heads": 4},
+        {"denoiser_layers": 0},
+        {"dropout": 1.0},
+        {"vocab_size": 5, "pad_id": 5},
+    )
+    for bad in bad_configs:
+        with pytest.raises(ValueError):
+            CodeFusionConfig(**bad)
+    with pytest.raises(ValueError, match="resolved"):
+        CodeFusion(CodeFusionConfig())
+
+
+def test_scheduler_matches_config():
+    sched = scheduler_for(tiny(schedule="linear", prediction="epsilon"), eta=0.0)
+    got = (sched.num_train_timesteps, sched.schedule, sched.prediction_type, sched.eta)
+    assert got == (100, "linear", "epsilon", 0.0)
+
+
+def test_presets_and_parameter_counts():
+    paper = preset("codefusion-75m", vocab_size=32100)
+    assert (paper.d_model, paper.encoder_layers, paper.denoiser_layers, paper.decoder_layers) == (512, 6, 10, 6)
+    assert paper.code_length == 128 and paper.num_timesteps == 1200 and paper.schedule == "sqrt"
+    with pytest.raises(ValueError, match="unknown CodeFusion preset"):
+        preset("codefusion-1b")
+    counts = preset_parameter_counts("codefusion-75m")
+    d, ff, V32 = 512, 2048, 32100
+    block = 4 * d * d + 2 * d * ff + 2 * d  # self-attention + MLP + two norms
+    fusion = block + 4 * d * d + d  # + cross-attention and its norm
+    assert counts["encoder"] == V32 * d + 6 * block + d
+    assert counts["code_embedding"] == V32 * d
+    assert counts["head"] == V32  # tied to L: only the bias is new
+    stack_extra = (d * d + d) * 2 + 128 * d + d  # in/out projections, positions, final norm
+    assert counts["decoder"] == 6 * fusion + stack_extra
+    time_mlp = 128 * d + d + d * d + d
+    assert counts["denoiser"] == 10 * fusion + stack_extra + time_mlp
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+    # Budget check recorded in the docs: ~120M with CodeT5's vocabulary, ~69M for N + D alone.
+    assert 110e6 < counts["total"] < 130e6 and 60e6 < counts["denoiser"] + counts["decoder"] < 75e6
+    small = CodeFusion(preset("codefusion-tiny", vocab_size=300))
+    assert parameter_counts(small)["total"] == small.num_parameters()
+    for name in PRESETS:
+        assert dataclasses.replace(PRESETS[name], vocab_size=10).vocab_size == 10

@@ -1,0 +1,113 @@
+"""CodeFusion sampler: determinism, step counts, ranking, rounding modes and infilling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nl2code.models.codefusion import CodeFusion, CodeFusionConfig
+from nl2code.sampling.diffusion import DiffusionSampler, infill_template
+
+V, PAD, EOS = 40, 0, 1
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(**kw) -> CodeFusion:
+    base = dict(
+        vocab_size=V,
+        d_model=32,
+        n_heads=4,
+        encoder_layers=1,
+        denoiser_layers=1,
+        decoder_layers=1,
+        code_length=12,
+        max_nl_length=8,
+        num_timesteps=100,
+        embed_dim=8,
+    )
+    base.update(kw)
+    return CodeFusion(CodeFusionConfig(**base), generator=torch.Generator().manual_seed(0))
+
+
+PROMPTS = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
+
+
+def test_deterministic_under_a_seed():
+    sampler = DiffusionSampler(tiny_model(), num_steps=10, eos_id=EOS)
+    a = sampler.generate(PROMPTS, 3, torch.Generator().manual_seed(7))
+    b = sampler.generate(PROMPTS, 3, torch.Generator().manual_seed(7))
+    c = sampler.generate(PROMPTS, 3, torch.Generator().manual_seed(8))
+    assert a == b and a != c
+    assert len(a.ids) == 3 and all(len(cands) == 3 for cands in a.ids)
+    for cands, scores in zip(a.ids, a.scores):
+        assert scores == sorted(scores, reverse=True)  # ranked best first
+        assert all(s <= 0 for s in scores)  # mean log-probabilities
+        for ids in cands:
+            assert PAD not in ids and EOS not in ids and len(ids) <= 12
+
+
+@pytest.mark.parametrize("steps", [1, 4, None])
+@pytest.mark.parametrize("rounding", ["decoder", "grounding", "clamping"])
+def test_step_counts_and_rounding_modes_run(steps, rounding):
+    model = tiny_model(num_timesteps=20)
+    sampler = DiffusionSampler(model, num_steps=steps, rounding=rounding, eta=0.0)
+    out = sampler.generate(PROMPTS[:2], 2, torch.Generator().manual_seed(0))
+    assert len(out.ids) == 2 and len(out.scores[0]) == 2
+    assert sampler.scheduler.timesteps.numel() == (steps or 20)
+
+
+def test_unconditional_and_chunking_and_mode_restored():
+    model = tiny_model().train()
+    out = DiffusionSampler(model, num_steps=3).generate(None, 2, torch.Generator().manual_seed(0), num_prompts=3)
+    assert len(out.ids) == 3 and model.training
+    chunked = DiffusionSampler(model, num_steps=3, max_rows=2).generate(PROMPTS, 2, torch.Generator().manual_seed(0))
+    assert len(chunked.ids) == 3
+    with pytest.raises(ValueError, match="max_nl_length"):
+        DiffusionSampler(model, num_steps=2).generate([list(range(9))], 1, torch.Generator())
+    with pytest.raises(ValueError, match="rounding"):
+        DiffusionSampler(model, rounding="argmax")
+
+
+def test_oracle_denoiser_yields_its_tokens_cut_at_the_terminator(monkeypatch):
+    """With a denoiser that always predicts L(target), every mode returns the target up to eos."""
+    model = tiny_model()
+    target = torch.tensor([7, 8, 9, 10, EOS, 11, PAD, PAD, PAD, PAD, PAD, PAD])
+    monkeypatch.setattr(model, "denoise", lambda x_t, t, enc, enc_mask=None, code_mask=None:
+                        model.embed_code(target)[None].expand_as(x_t))  # fmt: skip
+    for rounding in ("grounding", "clamping"):
+        out = DiffusionSampler(model, num_steps=5, rounding=rounding, eos_id=EOS).generate(
+            PROMPTS[:1], 2, torch.Generator().manual_seed(0)
+        )
+        assert out.ids == [[[7, 8, 9, 10], [7, 8, 9, 10]]]
+    out = DiffusionSampler(model, num_steps=5, rounding="grounding").generate(PROMPTS[:1], 1, torch.Generator())
+    assert out.ids == [[[7, 8, 9, 10, EOS, 11]]]  # without eos_id only pad terminates
+
+
+def test_infill_template_layout():
+    ids, known = infill_template([5, 6], [7], middle_length=3, code_length=10, pad_id=PAD, eos_id=EOS)
+    assert ids.tolist() == [5, 6, PAD, PAD, PAD, 7, EOS, PAD, PAD, PAD]
+    assert known.tolist() == [True, True, False, False, False, True, True, True, True, True]
+    with pytest.raises(ValueError, match="fit"):
+        infill_template([5] * 5, [6] * 5, middle_length=1, code_length=10, pad_id=PAD)
+    with pytest.raises(ValueError, match="fit"):
+        infill_template([5], [6], middle_length=0, code_length=10, pad_id=PAD)
+
+
+def test_infill_keeps_prefix_and_suffix():
+    sampler = DiffusionSampler(tiny_model(), num_steps=5, eos_id=EOS)
+    prefix, suffix = [20, 21, 22], [30, 31]
+    out = sampler.infill(
+        [5, 6], prefix, suffix, middle_length=4, num_samples=3, generator=torch.Generator().manual_seed(0), eos_id=EOS
+    )
+    assert len(out.ids) == 1 and len(out.ids[0]) == 3
+    for cand in out.ids[0]:
+        assert cand[:3] == prefix and cand[-2:] == suffix and len(cand) <= 3 + 4 + 2
+    again = sampler.infill([5, 6], prefix, suffix, 4, 3, torch.Generator().manual_seed(0), eos_id=EOS)
+    assert again == out

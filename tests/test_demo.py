@@ -1,0 +1,159 @@
+"""``nl2code demo``: its pieces (fast), the --quick run with resume, and the full run (slow, < 10 min)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nl2code import cli
+from nl2code.demo.pipeline import DemoError, DemoSettings, check_settings, model_unavailable
+from nl2code.demo.scores import heldout_scores, humaneval_scores, outcome
+from nl2code.demo.steps import Context, _scale_train, demo_config, first_paragraph, humaneval_completion
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIGS = REPO / "configs" / "demo"
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+
+def test_humaneval_completion_renames_and_stays_valid():
+    prompt = 'def add(a, b):\n    """Add two numbers."""\n'
+    completion = humaneval_completion("def plus(x, y):\n    return x + y\n", "add")
+    program = prompt + completion
+    ast.parse(program)
+    ns: dict = {}
+    exec(compile(program, "<test>", "exec"), ns)  # trusted text written here, not model output
+    assert ns["add"](2, 3) == 5
+    # only the first definition is renamed; text without a def passes through unchanged
+    assert humaneval_completion("async def g():\n    def h(): pass\n", "f") == "\nasync def f():\n    def h(): pass\n"
+    assert humaneval_completion("return 1", "f") == "\nreturn 1"
+
+
+def test_first_paragraph_stops_at_blank_line_and_doctest():
+    doc = "Check if two numbers\nare close.\n>>> close(1, 2)\nFalse\n\nMore text."
+    assert first_paragraph(doc) == "Check if two numbers are close."
+    assert first_paragraph("  One line.  ") == "One line."
+
+
+def test_scale_train_keeps_enabled_counts_positive():
+    out = _scale_train({"max_steps": 250, "eval_every": 100, "sample_every": 0, "log_every": 5, "lr": 1e-3}, 0.1)
+    assert out == {"max_steps": 25, "eval_every": 10, "sample_every": 0, "log_every": 1, "lr": 1e-3}
+
+
+def test_demo_config_points_at_shared_tokenizer_and_scales_stages(tmp_path):
+    ctx = Context(tmp_path, DemoSettings.quick(), DEMO_CONFIGS, print)
+    raw = demo_config(ctx, "codegen")
+    assert raw["tokenizer"] == {"path": str((tmp_path / "tokenizer").resolve())}
+    assert raw["data"]["options"]["max_functions"] == 1500
+    full = demo_config(Context(tmp_path, DemoSettings(), DEMO_CONFIGS, print), "codegen")
+    for quick_stage, full_stage in zip(raw["stages"], full["stages"], strict=True):
+        assert quick_stage["train"]["max_steps"] < full_stage["train"]["max_steps"]
+
+
+def test_settings_must_match_to_resume(tmp_path):
+    check_settings(tmp_path, DemoSettings.quick())
+    check_settings(tmp_path, DemoSettings.quick())  # same settings: fine
+    with pytest.raises(DemoError, match="other settings"):
+        check_settings(tmp_path, DemoSettings())
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError):
+        DemoSettings(n=2, ks=(1, 3))
+    with pytest.raises(ValueError):
+        DemoSettings(models=())
+
+
+def test_unavailable_model_is_explained(tmp_path):
+    assert "no training config" in model_unavailable("nothing", tmp_path)
+    (tmp_path / "bad.yaml").write_text("model: {kind: no-such-kind}\n")
+    assert "does not load" in model_unavailable("bad", tmp_path)
+    assert model_unavailable("codegen", DEMO_CONFIGS) is None
+
+
+def test_heldout_scores_gold_and_junk():
+    refs = {"a": "def f(x):\n    return x + 1\n", "b": "def g():\n    pass\n"}
+    gold = heldout_scores(refs, {t: [r, "junk ("] for t, r in refs.items()}, n=2)
+    assert gold["at_k"]["exact_match"] == [1.0, 1.0]
+    assert gold["at_k"]["syntax_valid"] == [1.0, 1.0]
+    assert gold["syntax_valid"] == 0.5 and gold["bleu"] > 50 and gold["codebleu"] > 0.5
+    junk = heldout_scores(refs, {"a": ["junk (", "def f(x):\n    return x + 1\n"]}, n=2)
+    assert junk["at_k"]["exact_match"] == [0.0, 0.5]  # "b" has no candidates and counts as wrong
+    assert junk["at_k"]["best_bleu"][0] < junk["at_k"]["best_bleu"][1]
+    assert set(junk["diversity"]) >= {"distinct_1", "distinct_2", "edit_distance"}
+
+
+def test_humaneval_scores_pass_at_k():
+    rows = [{"task_id": "t1", "passed": True, "status": "ok"}, {"task_id": "t1", "passed": False, "status": "ok",
+             "reason": "exited before the tests completed"},
+            {"task_id": "t2", "passed": False, "status": "error", "reason": "error: NameError: name 'x'"},
+            {"task_id": "t2", "passed": False, "status": "timeout", "reason": ""}]
+    s = humaneval_scores(rows, 2)
+    assert s["at_k"]["pass"] == [0.25, 0.5] and s["solved"] == 1 and s["problems"] == 2
+    assert outcome(rows[2]) == "error: NameError" and outcome(rows[3]) == "timeout" and outcome(rows[0]) == "passed"
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def _check_report(out: Path) -> str:
+    report = out / "report" / "index.html"
+    assert report.is_file()
+    page = report.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 3  # loss, metrics, top-k
+    for png in ("loss.png", "metrics.png", "topk.png"):
+        assert (out / "report" / png).stat().st_size > 1000
+    table = (out / "report" / "summary.md").read_text(encoding="utf-8")
+    assert "| codegen |" in table
+    metrics = json.loads((out / "eval" / "codegen" / "metrics.json").read_text())
+    assert metrics["humaneval"]["problems"] > 0 and 0.0 <= metrics["humaneval"]["at_k"]["pass"][0] <= 1.0
+    assert (out / "eval" / "codegen" / "humaneval" / "summary.json").is_file()
+    return table
+
+
+def test_quick_demo_runs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    start = time.monotonic()
+    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    first = time.monotonic() - start
+    _check_report(out)
+    printed = capsys.readouterr().out
+    assert "| model |" in printed  # the summary table is printed
+    markers = {p.name: p.stat().st_mtime for p in (out / "steps").glob("*.json")}
+    assert {"corpus.json", "tokenizer.json", "train-codegen.json", "generate-codegen.json",
+            "evaluate-codegen.json", "report.json"} <= set(markers)
+
+    # A second run resumes: every finished step is skipped, only the report is rewritten.
+    start = time.monotonic()
+    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert time.monotonic() - start < max(20.0, first / 2)
+    printed = capsys.readouterr().out
+    assert "train codegen (pre-train, then fine-tune): done before" in printed
+    for name, mtime in markers.items():
+        if name != "report.json":
+            assert (out / "steps" / name).stat().st_mtime == mtime
+
+    # Other settings in the same directory are refused instead of mixing two runs.
+    assert cli.main(["demo", "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_demo_under_ten_minutes(tmp_path):
+    """The README's main command, as a user runs it (``make demo`` = ``nl2code demo``)."""
+    out = tmp_path / "demo"
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "nl2code", "demo", "--out", str(out)], capture_output=True, text=True,
+                       timeout=900)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = _check_report(out)
+    print(f"full demo: {elapsed:.0f} s\n{table}")
+    assert elapsed < 600, f"the demo took {elapsed:.0f} s (budget 600 s on 2 cores)"
