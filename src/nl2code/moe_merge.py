@@ -23,7 +23,10 @@ and ``residual_scale`` multiplies the expert's down projection.
 
 Softmax routing ignores anything the gate vectors share, so vectors pointing almost the same way
 route almost at random: :func:`collinearity` reports, per layer, the largest cosine between two
-gate vectors (a warning above :data:`COLLINEAR_COS`) and mergekit's condition number.
+gate vectors (a warning above :data:`COLLINEAR_COS`) and mergekit's condition number. The warning
+uses the cosine, not mergekit's ``cond > 5``: with each expert's negatives being the other
+experts' prompts the vectors sum to about zero (rank E-1, condition number ~1e7) while routing
+stays sharp, which the condition number would wrongly flag.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import torch.nn.functional as F
 from nl2code.config import ConfigError, load, to_dict
 from nl2code.models.codegen import CodeGenLM
 from nl2code.models.moe import MoEConfig
+from nl2code.train.config import RunConfig
 
 GateMode = Literal["hidden", "hidden_last", "cheap_embed", "random"]
 # Largest tolerated cosine between two gate vectors. For two unit vectors with cosine c,
@@ -214,17 +218,20 @@ def _tokenizer_digest(run_dir: Path) -> str:
     return hashlib.sha256((run_dir / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest()
 
 
-def merge(cfg: MergeConfig, where: str = "<merge>", say: Callable[[str], None] = lambda _: None) -> tuple:
-    """Build the MoE. Returns ``(run_config, model, base_run_dir, report)``."""
+def merge(
+    cfg: MergeConfig, where: str = "<merge>", say: Callable[[str], None] = lambda _: None
+) -> tuple[RunConfig, CodeGenLM, Path, dict[str, Any]]:
+    """Build the MoE. Returns ``(run_config, model, base_run_dir, report)``; ``where`` names the
+    merge config in errors, ``say`` prints warnings."""
     from nl2code.api import RunError, load_run
 
-    def load(key: str, run_dir: str) -> Any:
+    def open_run(key: str, run_dir: str) -> Any:
         try:
             return load_run(run_dir)
         except RunError as e:
             raise ConfigError(f"{where}: {key}: {e}") from None
 
-    base = load("base_model", cfg.base_model)
+    base = open_run("base_model", cfg.base_model)
     kind = getattr(type(base.config.model), "kind", None)
     if kind != "codegen" or base.config.model.moe is not None:
         raise ConfigError(f"{where}: base_model: {cfg.base_model} must be a dense codegen run (got {kind}"
@@ -233,7 +240,7 @@ def merge(cfg: MergeConfig, where: str = "<merge>", say: Callable[[str], None] =
     expert_sds, dropped = [], []
     for i, spec in enumerate(cfg.experts):
         key = f"experts[{i}].source_model"
-        run = load(key, spec.source_model)
+        run = open_run(key, spec.source_model)
         if _tokenizer_digest(run.run_dir) != _tokenizer_digest(base.run_dir):
             raise ConfigError(f"{where}: {key}: its tokenizer differs from base_model's (fine-tune experts "
                               "from the base, e.g. with init_from)")

@@ -9,6 +9,7 @@ from nl2code.data.cpd import (
     bash_spans,
     cf_spans,
     cpd_example,
+    cpd_group_ids,
     cpd_mask,
     group_ids,
     groups_from_ids,
@@ -145,3 +146,10 @@ def test_group_ids_round_trip():
     gid = group_ids(groups, 10)
     assert gid == [0, 1, 1, 2, 0, 0, 3, 3, 3, 0]
     assert groups_from_ids(gid) == groups
+
+
+def test_cpd_group_ids_skip_special_tokens(tokenizer):
+    ids = tokenizer.encode("for f in *.txt; do echo $f; done") + [tokenizer.eos_id]
+    gid = cpd_group_ids(tokenizer, ids, "bash", tokenizer.special_ids)
+    assert len(gid) == len(ids) and gid[-1] == 0
+    assert groups_from_ids(gid) == keyword_token_groups(tokenizer, ids[:-1], "bash")

@@ -171,3 +171,13 @@ def test_one_batch_overfits():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("task", ["finetune", "unconditional"])
+def test_preview_samples_one_program_per_prompt(task):
+    model = tiny_model().train()
+    objective = CodeFusionObjective(CodeFusionLossConfig(task=task, preview_steps=3))
+    prompts = [[5, 6, 7], list(range(4, 20))]  # the second is cut to max_nl_length
+    outs = objective.preview(model, prompts, max_new_tokens=4, eos_id=1, generator=torch.Generator().manual_seed(0))
+    assert len(outs) == 2 and all(len(o) <= 4 and 1 not in o and PAD not in o for o in outs)
+    assert model.training  # the sampler restores the mode

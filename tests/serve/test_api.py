@@ -213,3 +213,11 @@ def test_serve_bad_run_dir_is_one_line_error(tmp_path, capsys):
     assert cli.main(["serve", "--run", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nl2code serve: error:") and "missing" in err and "\n" not in err
+
+
+def test_infill_on_a_model_without_infilling_is_a_clear_400(server):
+    url, app = server
+    r = post(url, {"prompt": "def f(x):\n", "suffix": "\n    return y\n", "max_tokens": 8})
+    assert r.status_code == 400, r.text
+    assert "infill" in r.json()["error"]["message"]
+    assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"

@@ -124,6 +124,8 @@ def test_router_only_training_changes_only_the_routers(base, tmp_path, capsys):
     ({"adapters": {"quantize_base": "int8"}}, "adapters.quantize_base"),
     ({"train": TRAIN | {"trainable": "router"}}, "train.trainable: 'router' needs a model with MoE layers"),
     ({"init_from": None}, "missing required key 'model' (or set init_from: RUN_DIR)"),
+    ({"model": {"kind": "codegen", "d_model": 64, "n_layers": 2, "n_heads": 4}},
+     "model.safetensors does not fit the configured model"),
 ])  # fmt: skip
 def test_bad_settings_are_one_line_errors(base, tmp_path, capsys, config, message):
     full = {"init_from": str(base), "data": DATA, "train": TRAIN} | config

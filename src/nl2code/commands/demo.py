@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--configs", default=None, metavar="DIR",
                    help="folder with <model>.yaml training configs (default: configs/demo of this checkout)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (training seeds are in the configs)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N",
+                   help="models trained at the same time, one single-threaded process each (default 2; "
+                   "1 = one after the other in this process)")
     p.set_defaults(func=run)
 
 
@@ -68,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
                            "not deleting it")
         shutil.rmtree(out)
     start = time.monotonic()
+    if args.jobs < 1:
+        raise CLIError(f"--jobs must be >= 1, got {args.jobs}")
     report = run_demo(out, settings, Path(args.configs) if args.configs else None,
-                      say=lambda msg: print(msg, flush=True))
+                      say=lambda msg: print(msg, flush=True), jobs=args.jobs)
     minutes, seconds = divmod(time.monotonic() - start, 60)
     print(f"demo finished in {int(minutes)} min {seconds:.0f} s; open {report}", file=sys.stderr)
     return 0

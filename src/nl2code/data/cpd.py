@@ -308,3 +308,19 @@ def groups_from_ids(ids: list[int]) -> list[tuple[int, int]]:
         else:
             groups.append((k, k + 1))
     return groups
+
+
+def cpd_group_ids(
+    tokenizer: Decoder, ids: list[int], language: str, special_ids: frozenset[int] = frozenset()
+) -> list[int]:
+    """Per-token occurrence numbers for ``Batch.extras["cpd_groups"]`` (0 = not maskable).
+
+    Tokens in ``special_ids`` (e.g. a trailing ``<eos>``; pass ``CodeTokenizer.special_ids``) are
+    left out of the lexing, so their literal text never reaches the Python/Bash/CF lexers.
+    """
+    keep = [k for k, t in enumerate(ids) if t not in special_ids]
+    sub = group_ids(keyword_token_groups(tokenizer, [ids[k] for k in keep], language), len(keep))
+    out = [0] * len(ids)
+    for k, g in zip(keep, sub):
+        out[k] = g
+    return out

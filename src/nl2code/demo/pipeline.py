@@ -60,7 +60,7 @@ class DemoSettings:
     heldout_max_lines: int = 12
     n: int = 5
     ks: tuple[int, ...] = (1, 3, 5)
-    temperature: float = 0.8
+    temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 128
     humaneval_problems: int | None = None
@@ -173,8 +173,25 @@ def model_unavailable(name: str, config_dir: Path) -> str | None:
 
 
 def run_demo(out: Path, settings: DemoSettings, config_dir: Path | None = None,
-             say: Callable[[str], None] = print) -> Path:
-    """Run (or resume) every step of the demo in ``out``; returns the report's path."""
+             say: Callable[[str], None] = print, jobs: int = 2) -> Path:
+    """Run (or resume) every step of the demo in ``out``; returns the report's path.
+
+    ``jobs``: models trained at the same time, each in its own single-threaded process.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    # Tiny models gain nothing from a second intra-op thread, and on a busy two-core machine two
+    # threads that wait on each other make generation several times slower than one.
+    torch.set_num_threads(1)
+    try:
+        return _run(out, settings, config_dir, say, jobs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callable[[str], None],
+         jobs: int) -> Path:
     from nl2code.demo import steps as S
 
     config_dir = config_dir or default_config_dir()
@@ -194,9 +211,9 @@ def run_demo(out: Path, settings: DemoSettings, config_dir: Path | None = None,
         raise DemoError("no model can run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     steps = [Step("corpus", "mine the NL->code corpus from the Python standard library", lambda: S.corpus(ctx)),
              Step("tokenizer", "train the BPE tokenizer", lambda: S.tokenizer(ctx))]
-    for name in models:
-        steps.append(Step(f"train:{name}", f"train {name} (pre-train, then fine-tune)",
-                          lambda name=name: S.train(ctx, name)))
+    together = " side by side" if jobs > 1 and len(models) > 1 else ""
+    steps.append(Step("train", f"train {' and '.join(models)} (pre-train, then fine-tune){together}",
+                      lambda: S.train(ctx, models, jobs)))
     for name in models:
         steps.append(Step(f"generate:{name}", f"generate with {name} (held-out functions, HumanEval)",
                           lambda name=name: S.generate(ctx, name)))

@@ -51,6 +51,15 @@ def _param_count(weights: Path) -> int | None:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (not a dict)
 
 
+def _train_seconds(run_dir: Path) -> float | None:
+    """Training time from the run log (the last ``elapsed_s`` of each stage), so resumes do not reset it."""
+    last: dict[str, float] = {}
+    for r in _read_jsonl(run_dir / "metrics.jsonl"):
+        if r.get("split") == "train" and isinstance(r.get("elapsed_s"), int | float):
+            last[r.get("stage", "main")] = float(r["elapsed_s"])
+    return sum(last.values()) if last else None
+
+
 def collect(out: Path, models: list[str], skipped: dict[str, str], settings: DemoSettings) -> dict[str, Any]:
     """Everything the report shows, from the run directory."""
     import torch
@@ -66,7 +75,7 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
             "log": _read_jsonl(out / name / "metrics.jsonl"),
             "metrics": json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None,
             "params": _param_count(out / name / "model.safetensors"),
-            "train_s": steps.get(f"train:{name}", {}).get("seconds"),
+            "train_s": _train_seconds(out / name) or steps.get("train", {}).get("seconds_by_model", {}).get(name),
             "samples": _read_jsonl(out / "samples" / name / "heldout.jsonl"),
         }
     heldout = _read_jsonl(out / "corpus" / "heldout.jsonl")
@@ -286,7 +295,8 @@ def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
         detail_rows.append([name, _fmt(h["codebleu_parts"]["ngram"]), _fmt(h["codebleu_parts"]["syntax"]),
                             _fmt(h["codebleu_parts"]["dataflow"]), str(h["codebleu_dataflow_floor"]),
                             _fmt(div.get("edit_distance")), _fmt(div.get("embedding_similarity")),
-                            f"{he['solved']}/{he['problems']}", ", ".join(f"{k} {v}" for k, v in he["outcomes"].items()),
+                            f"{he['solved']}/{he['problems']}",
+                            ", ".join(f"{k} {v}" for k, v in he["outcomes"].items()),
                             str(he.get("isolation", ""))])
     skipped = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in data["skipped"].items())
     body = f"""<h1>nl2code demo report</h1>

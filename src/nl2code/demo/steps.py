@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,26 +112,34 @@ def demo_config(ctx: Context, name: str) -> dict[str, Any]:
     return raw
 
 
-def train(ctx: Context, name: str) -> dict[str, Any]:
-    import torch
+def train(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
+    """Write each model's demo config and train them (``jobs`` at a time when > 1, in child processes)."""
     import yaml
 
-    from nl2code.commands.train import run_train
+    from nl2code.demo.training import total_steps, train_one, train_parallel
 
-    cfg_path = ctx.out / "configs" / f"{name}.yaml"
-    cfg_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(yaml.safe_dump(demo_config(ctx, name), sort_keys=False), encoding="utf-8")
-    run_dir = ctx.out / name
-    threads = torch.get_num_threads()
-    args = argparse.Namespace(config=str(cfg_path), overrides=[], run_dir=str(run_dir), resume=True,
-                              print_config=False)
-    try:
-        code = run_train(args)
-    finally:
-        torch.set_num_threads(threads)  # the training config may have changed it for this process
-    if code != 0:
-        raise DemoError(f"training {name} stopped (exit {code}); run the demo again to resume it")
-    return {"run_dir": str(run_dir), "config": str(cfg_path)}
+    planned = []
+    for name in names:
+        raw = demo_config(ctx, name)
+        cfg_path = ctx.out / "configs" / f"{name}.yaml"
+        cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        planned.append((name, cfg_path, ctx.out / name, total_steps(raw)))
+    seconds: dict[str, float] = {}
+    if jobs > 1 and len(planned) > 1:
+        for i in range(0, len(planned), jobs):
+            seconds |= train_parallel(planned[i : i + jobs], ctx.say)
+    else:
+        for name, cfg_path, run_dir, _ in planned:
+            start = time.monotonic()
+            code = train_one(cfg_path, run_dir)
+            if code != 0:
+                raise DemoError(f"training {name} stopped (exit {code}); run the demo again to resume it")
+            seconds[name] = round(time.monotonic() - start, 1)
+    for name, _, run_dir, _ in planned:
+        if not (run_dir / "model.safetensors").is_file():
+            raise DemoError(f"training {name} ended without {run_dir / 'model.safetensors'}; see {run_dir}/train.log")
+    return {"seconds_by_model": seconds, "configs": [str(p[1]) for p in planned]}
 
 
 # -- generation -----------------------------------------------------------------------------------

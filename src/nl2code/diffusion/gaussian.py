@@ -60,6 +60,9 @@ class GaussianScheduler:
         self.prediction_type = prediction_type
         self.eta = eta
         self.alphas_cumprod = alphas_cumprod(schedule, num_train_timesteps)  # float64 (T,)
+        # One extra entry so that index -1 ("clean", after the last step) reads alpha_bar = 1. Kept in
+        # float32 for lookups: some accelerators (MPS) have no float64.
+        self._alpha_bar_ext = torch.cat([self.alphas_cumprod, self.alphas_cumprod.new_ones(1)]).float()
         self.timesteps = spaced_timesteps(num_train_timesteps, num_train_timesteps)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -69,10 +72,9 @@ class GaussianScheduler:
         ``t = -1`` means "clean" (alpha_bar = 1); it is the step after the last.
         """
         t = torch.as_tensor(t, device=like.device).long()
-        ab = torch.cat([self.alphas_cumprod, self.alphas_cumprod.new_ones(1)])  # index -1 -> 1.0
         if ((t < -1) | (t >= self.num_train_timesteps)).any():
             raise ValueError(f"timestep out of range -1..{self.num_train_timesteps - 1}: {t.tolist()}")
-        out = ab.to(like.device)[t].to(like.dtype)
+        out = self._alpha_bar_ext.to(like.device)[t].to(like.dtype)
         return out.reshape(out.shape + (1,) * (like.dim() - out.dim()))
 
     def sample_timesteps(

@@ -9,11 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nl2code.models.codefusion import CodeFusion, CodeFusionConfig
 from nl2code.models.codegen import CodeGenConfig, CodeGenLM
 from nl2code.models.outputs import ModelOutput
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "codegen": (CodeGenConfig, CodeGenLM),
+    "codefusion": (CodeFusionConfig, CodeFusion),
 }
 
 

@@ -109,29 +109,23 @@ class CodeFusionConfig:
         return self.embed_dim or self.d_model
 
 
-# Presets. "codefusion-75m" is the paper's shape (§2; vocab from the tokenizer, CodeT5's is 32,100);
-# the small ones train on two CPU cores in minutes.
+# Presets. "codefusion-75m" is the paper's shape (§2; vocab from the tokenizer, CodeT5's is 32,100).
+# The diffusion width is not stated (§2); we use GENIE's 128 (§8) rather than the full 512 because
+# narrow diffusion spaces learn the high-noise, utterance-driven regime much faster: on the tiny
+# overfit test (d = 64) sampling reached 1/32 exact matches after 500 steps with E = 64, but 29/32
+# (E = 16) and 32/32 (E = 8) after 600.
+# The small presets train on two CPU cores in minutes.
 PRESETS: dict[str, CodeFusionConfig] = {
-    "codefusion-75m": CodeFusionConfig(),
+    "codefusion-75m": CodeFusionConfig(embed_dim=128),
     "codefusion-small": CodeFusionConfig(
-        d_model=256,
-        n_heads=4,
-        encoder_layers=3,
-        denoiser_layers=4,
-        decoder_layers=2,
-        code_length=64,
-        max_nl_length=64,
+        d_model=256, n_heads=4, encoder_layers=3, denoiser_layers=4, decoder_layers=3, embed_dim=16,
+        code_length=64, max_nl_length=64,
     ),
     "codefusion-tiny": CodeFusionConfig(
-        d_model=128,
-        n_heads=4,
-        encoder_layers=2,
-        denoiser_layers=3,
-        decoder_layers=2,
-        code_length=48,
-        max_nl_length=48,
+        d_model=64, n_heads=4, encoder_layers=2, denoiser_layers=2, decoder_layers=2, embed_dim=8,
+        code_length=64, max_nl_length=64,
     ),
-}
+}  # fmt: skip
 
 
 def preset(name: str, **overrides) -> CodeFusionConfig:
@@ -272,8 +266,6 @@ class CodeFusion(nn.Module):
             if isinstance(module, RMSNorm):
                 module.weight.fill_(1.0)
         nn.init.normal_(self.code_embed.weight, 0.0, self.cfg.embed_init_std, generator=generator)
-        if self.cfg.tie_head:
-            nn.init.zeros_(self.head.bias)
         # Residual-stream writers start small (GPT-2), per stack depth.
         stacks = [(self.encoder, self.cfg.encoder_layers), (self.denoiser.blocks, self.cfg.denoiser_layers)]
         if self.decoder is not None:

@@ -13,10 +13,12 @@ from nl2code.objectives.autoregressive import (
     CodeGen2MixtureObjective,
 )
 from nl2code.objectives.base import Objective
+from nl2code.objectives.diffusion import CodeFusionLossConfig, CodeFusionObjective
 
 OBJECTIVES: dict[str, tuple[type, type[Objective]]] = {
     "causal_lm": (CausalLMConfig, CausalLMObjective),
     "codegen2_mixture": (CodeGen2MixtureConfig, CodeGen2MixtureObjective),
+    "codefusion": (CodeFusionLossConfig, CodeFusionObjective),
 }
 
 

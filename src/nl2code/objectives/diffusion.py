@@ -36,6 +36,7 @@ from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 from nl2code.objectives.base import Objective
+from nl2code.sampling.diffusion import DiffusionSampler
 
 Task = Literal["finetune", "unconditional", "cpd"]
 
@@ -54,6 +55,7 @@ class CodeFusionLossConfig:
         cpd_mask_rate: probability of masking each identifier/keyword occurrence (``cpd`` only).
         cpd_collapse: a masked occurrence becomes one ``<mask>`` (GENIE) rather than one per token.
         mask_id: the tokenizer's ``<mask>`` id (``CodeTokenizer.mask_id`` is 2).
+        preview_steps: reverse steps of the training-time sample preview (DDIM, eta = 0).
     """
 
     task: Task = "finetune"
@@ -64,6 +66,7 @@ class CodeFusionLossConfig:
     cpd_mask_rate: float = 0.5
     cpd_collapse: bool = True
     mask_id: int = 2
+    preview_steps: int = 20
 
     def __post_init__(self) -> None:
         for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
@@ -71,6 +74,8 @@ class CodeFusionLossConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.cpd_mask_rate <= 1.0:
             raise ValueError(f"cpd_mask_rate must be in [0, 1], got {self.cpd_mask_rate}")
+        if self.preview_steps < 1:
+            raise ValueError(f"preview_steps must be >= 1, got {self.preview_steps}")
 
 
 def pad_code(
@@ -240,3 +245,24 @@ class CodeFusionObjective(Objective):
         enc, enc_mask = self.context(model, batch, generator)
         loss_weights = (self.cfg.denoise_weight, self.cfg.decoder_weight, self.cfg.ce_weight)
         return codefusion_loss(model, self.scheduler(model), code, weights, enc, enc_mask, generator, loss_weights)
+
+    @torch.no_grad()
+    def preview(
+        self,
+        model: nn.Module,
+        prompts: list[list[int]],
+        *,
+        max_new_tokens: int,
+        eos_id: int,
+        generator: torch.Generator,
+    ) -> list[list[int]]:
+        """Top-1 sample per prompt (the utterance ids; ignored for ``unconditional``), few DDIM steps."""
+        if not isinstance(model, CodeFusion):
+            raise TypeError(f"the codefusion objective needs a CodeFusion model, got {type(model).__name__}")
+        steps = min(self.cfg.preview_steps, model.cfg.num_timesteps)
+        sampler = DiffusionSampler(model, num_steps=steps, eta=0.0, eos_id=eos_id)
+        if self.cfg.task == "unconditional":
+            out = sampler.generate(None, 1, generator, num_prompts=len(prompts))
+        else:
+            out = sampler.generate([p[: model.cfg.max_nl_length] for p in prompts], 1, generator)
+        return [cands[0][:max_new_tokens] for cands in out.ids]
