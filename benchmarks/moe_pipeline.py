@@ -9,9 +9,9 @@
 4. ``nl2code train configs/moe/router.yaml`` with ``init_from`` = the merged MoE: routers only.
 5. Every model (base, experts, merged MoE, router-tuned MoE) on the first ``--limit`` test problems of
    each language, greedy: the task metric (CoNaLa BLEU / exact match, Bash template / command match,
-   CF execution / exact match), CoNaLa-tokenised BLEU for all, CodeBLEU with its four components and
-   the number of pairs at the data-flow floor, and how often each MoE layer's top-1 expert is the
-   language's own expert (teacher-forced on the gold code).
+   CF execution match), CoNaLa-tokenised BLEU for all, CodeBLEU with its four components and the
+   number of pairs at the data-flow floor; teacher-forced on the gold code: the test cross-entropy,
+   and how often each MoE layer's top-1 expert is the language's own expert.
 
 CodeBLEU beyond Python (the ``codebleu`` package knows neither Bash nor the CF language): the same
 formula and n-gram code, with tree-sitter-bash (Bash) or the project's CF parser (CF rules) for the
@@ -22,6 +22,8 @@ have no spaces, so their n-grams use identifier/number/punctuation tokens instea
     python benchmarks/moe_pipeline.py [--out runs/moe] [--limit 150] [--steps-scale 1] [--qlora] [--reuse]
 
 writes benchmarks/results/moe_pipeline.json and .md (with the command, seed, wall times, machine).
+``--reuse`` keeps finished run directories (e.g. to re-evaluate); their wall times are then taken
+from the previous results file, and the report lists them as reused.
 """
 
 from __future__ import annotations
@@ -205,9 +207,10 @@ def evaluate(run_dir: Path, limit: int, max_new_tokens: int) -> dict[str, dict]:
 
 
 @torch.no_grad()
-def routing(run_dir: Path, limit: int) -> dict[str, list[float]]:
-    """Per language: per layer, the share of tokens (NL <sep> gold code <eos>) whose top-1 expert is
-    the language's own expert."""
+def teacher_forced(run_dir: Path, limit: int) -> dict[str, dict]:
+    """Per language, on ``NL <sep> gold code <eos>`` of the evaluated test problems: the mean
+    cross-entropy of the code tokens (and ``<eos>``), and for an MoE, per layer, the share of all
+    tokens whose top-1 expert is the language's own expert."""
     from nl2code.api import load_run
     from nl2code.eval.tasks import get_task
 
@@ -216,22 +219,26 @@ def routing(run_dir: Path, limit: int) -> dict[str, list[float]]:
     picks: list[torch.Tensor] = []
     hooks = [m.router.register_forward_hook(lambda _m, _i, out: picks.append(out.experts[:, 0]))
              for m in model.moe_layers()]
-    shares = {}
+    out = {}
     for e, (name, lang) in enumerate(LANGS.items()):
         assert EXPERTS[e] == name
         problems = list(get_task(lang.task).load_problems(str(lang.data)).values())[:limit]
-        hits = torch.zeros(len(hooks))
-        count = 0
+        hits, tokens, ce_sum, targets = torch.zeros(len(hooks)), 0, 0.0, 0
         for p in problems:
-            ids = [*tok.encode(p.nl), tok.sep_id, *tok.encode(p.code), tok.eos_id][: model.cfg.max_seq_len]
+            prompt = [*tok.encode(p.nl), tok.sep_id]
+            ids = [*prompt, *tok.encode(p.code), tok.eos_id][: model.cfg.max_seq_len]
             picks.clear()
-            model(torch.tensor([ids]))
+            logits = model(torch.tensor([ids])).logits[0, len(prompt) - 1 : -1]
+            ce = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[len(prompt):]), reduction="sum")
+            ce_sum, targets = ce_sum + float(ce), targets + len(ids) - len(prompt)
             hits += torch.tensor([float((x == e).sum()) for x in picks])
-            count += len(ids)
-        shares[name] = (hits / count).tolist()
+            tokens += len(ids)
+        out[name] = {"test_ce": ce_sum / targets}
+        if hooks:
+            out[name]["own_expert_top1"] = (hits / tokens).tolist()
     for h in hooks:
         h.remove()
-    return shares
+    return out
 
 
 def machine() -> dict:
@@ -262,11 +269,19 @@ def main() -> int:
         n = yaml.safe_load((CONFIGS / cfg).read_text())["train"]["max_steps"]
         return [f"train.max_steps={max(1, round(n * args.steps_scale))}"]
 
+    reused: dict[str, dict] = {}
+
     def phase(name: str, argv: list[str]) -> None:
+        record = runs[name] / "pipeline_phase.json"  # when and how fast this run was made
         if args.reuse and (runs[name] / "model.safetensors").is_file():
-            wall[name] = "reused"
+            reused[name] = json.loads(record.read_text()) if record.is_file() else {}
+            wall[name] = reused[name].get("wall_s", "unknown")
         else:
+            load = [round(x, 2) for x in os.getloadavg()]
             wall[name] = round(cli_run(argv), 1)
+            info = {"wall_s": wall[name], "load_average_start": load,
+                    "load_average_end": [round(x, 2) for x in os.getloadavg()]}
+            record.write_text(json.dumps(info) + "\n")
 
     phase("base", ["train", str(CONFIGS / "base.yaml"), "--run-dir", str(runs["base"]), *steps("base.yaml")])
     qlora = ["adapters.quantize_base=nf4"] if args.qlora else []
@@ -286,9 +301,15 @@ def main() -> int:
 
     t0 = time.perf_counter()
     results = {name: evaluate(runs[name], args.limit, args.max_new_tokens) for name in MODELS}
-    route = {name: routing(runs[name], args.limit) for name in ("moe-merged", "moe")}
+    for name in MODELS:
+        for lang, extra in teacher_forced(runs[name], args.limit).items():
+            results[name][lang] |= extra
     wall["evaluation"] = round(time.perf_counter() - t0, 1)
-    wall["total"] = round(time.perf_counter() - started, 1)
+    if reused:
+        numbers = [v for v in wall.values() if isinstance(v, float | int)]
+        wall["total"] = round(sum(numbers), 1) if len(numbers) == len(wall) else "unknown (reused runs)"
+    else:
+        wall["total"] = round(time.perf_counter() - started, 1)
     report = {
         "command": " ".join(["python benchmarks/moe_pipeline.py", *sys.argv[1:]]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -297,10 +318,10 @@ def main() -> int:
         "args": vars(args),
         "configs": {p.name: p.read_text() for p in sorted(CONFIGS.glob("*.yaml"))},
         "wall_s": wall,
+        "reused_runs": reused,
         "training": {name: run_summary(runs[name]) for name in MODELS if name != "moe-merged"},
         "merge_report": json.loads((runs["moe-merged"] / "merge_report.json").read_text()),
         "results": results,
-        "routing_top1_own_expert": route,
     }
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,26 +342,30 @@ def markdown(r: dict) -> str:
         f"Command: `{r['command']}` (seed {r['seed']}; configs in `configs/moe/`, copied into the .json).", "",
         f"{r['date']} · {m['platform']} · {m['cpus']} CPUs, 1 torch thread · load average {m['load_average']} "
         f"at start, {m['load_average_end']} at the end · Python {m['python']} · torch {m['torch']}", "",
-        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items()) + ".", "",
+        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items()) + "."
+        + (" Reused from an earlier invocation (wall time and load average measured then): "
+           + "; ".join(f"{k} (load {v.get('load_average_start')} -> {v.get('load_average_end')})"
+                       for k, v in r["reused_runs"].items()) + "." if r["reused_runs"] else ""), "",
         f"Evaluation: the first {a['limit']} test problems of each language, greedy, at most "
         f"{a['max_new_tokens']} new tokens. Experts{' (QLoRA, NF4 base)' if a['qlora'] else ''}: LoRA r=16 on "
         "the FFNs only. MoE: every layer, 3 experts, top-2, `gate_mode: hidden`.", "",
-        "| language | model | task metric | value | 2nd metric | value | BLEU | CodeBLEU | n-gram | w. n-gram "
-        "| syntax | data-flow | at floor / n |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| language | model | test CE | task metric | value | 2nd metric | value | BLEU | CodeBLEU | n-gram "
+        "| w. n-gram | syntax | data-flow | at floor / n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lang, spec in LANGS.items():
         for model in MODELS:
             x = r["results"][model][lang]
-            lines.append(
-                f"| {lang} | {model} | {spec.primary} | {_f(x[spec.primary])} | {spec.secondary} | "
-                f"{_f(x[spec.secondary])} | {_f(x['bleu'], 1)} | {_f(x['codebleu'])} | {_f(x['codebleu_ngram'])} | "
-                f"{_f(x['codebleu_weighted_ngram'])} | {_f(x['codebleu_syntax'])} | {_f(x['codebleu_dataflow'])} | "
-                f"{int(x['codebleu_dataflow_floor'])} / {x['n']} |")
-    lines += ["", "CoNaLa's BLEU (x100, its tokenizer, no smoothing) is computed for every language; Python's task "
-              "metric is the same BLEU. CodeBLEU is in [0, 1]; Python's comes from the `codebleu` package, Bash/CF "
-              "use the same formula with their own parsers and have no data-flow extractor, so all their pairs "
-              "are at the floor: their CodeBLEU is 0.25 higher than their first three parts justify. "
+            cells = [lang, model, _f(x["test_ce"]), spec.primary, _f(x[spec.primary]), spec.secondary,
+                     _f(x[spec.secondary]), _f(x["bleu"], 1),
+                     *(_f(x[f"codebleu{part}"]) for part in ("", "_ngram", "_weighted_ngram", "_syntax", "_dataflow")),
+                     f"{int(x['codebleu_dataflow_floor'])} / {x['n']}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Test CE: mean cross-entropy (nats) of the gold code tokens and `<eos>` given `NL <sep>`, "
+              "teacher-forced. CoNaLa's BLEU (x100, its tokenizer, no smoothing) is computed for every language; "
+              "Python's task metric is the same BLEU. CodeBLEU is in [0, 1]; Python's comes from the `codebleu` "
+              "package, Bash/CF use the same formula with their own parsers and have no data-flow extractor, so all "
+              "their pairs are at the floor: their CodeBLEU is 0.25 higher than their first three parts justify. "
               "Test problems are the first ones in file order. CodeFusion's Bash test split shares 747 of its "
               "2,522 commands with its train split. CF: 60 of the 178 test tables are header-only, where any "
               "executable highlight rule matches the gold, hence `execution_match_nonempty@1` (tables with data); "
@@ -351,8 +376,9 @@ def markdown(r: dict) -> str:
         lines.append(f"- best {lang} {spec.primary}: {best} ({_f(r['results'][best][lang][spec.primary])})")
     lines += ["", "Share of tokens (NL, `<sep>`, gold code) whose top-1 expert is the language's own expert, "
               "per layer (chance = 1/3):", "", "| MoE | language | layer shares |", "|---|---|---|"]
-    for model, shares in r["routing_top1_own_expert"].items():
-        for lang, per_layer in shares.items():
+    for model in ("moe-merged", "moe"):
+        for lang in LANGS:
+            per_layer = r["results"][model][lang]["own_expert_top1"]
             lines.append(f"| {model} | {lang} | {' / '.join(_f(s, 2) for s in per_layer)} |")
     mr = r["merge_report"]
     lines += ["", "Merged gates, per layer: largest cosine between two experts' gate vectors "

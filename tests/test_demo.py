@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import subprocess
@@ -61,6 +62,7 @@ def test_demo_config_points_at_shared_tokenizer_and_scales_stages(tmp_path):
 def test_settings_must_match_to_resume(tmp_path):
     check_settings(tmp_path, DemoSettings.quick())
     check_settings(tmp_path, DemoSettings.quick())  # same settings: fine
+    check_settings(tmp_path, dataclasses.replace(DemoSettings.quick(), models=("codegen",)))  # models may change
     with pytest.raises(DemoError, match="other settings"):
         check_settings(tmp_path, DemoSettings())
 
@@ -101,10 +103,10 @@ def test_humaneval_scores_pass_at_k():
     assert outcome(rows[2]) == "error: NameError" and outcome(rows[3]) == "timeout" and outcome(rows[0]) == "passed"
 
 
-def test_train_parallel_trains_both_and_reports_failures(tmp_path):
+def test_children_train_side_by_side_and_failures_are_reported(tmp_path):
     import yaml
 
-    from nl2code.demo.training import progress, total_steps, train_parallel
+    from nl2code.demo.parallel import ChildJob, run_children, total_steps, train_one, training_progress
 
     raw = yaml.safe_load((REPO / "configs" / "smoke" / "codegen.yaml").read_text())
     raw["data"]["options"] = {"max_functions": 200}
@@ -112,19 +114,21 @@ def test_train_parallel_trains_both_and_reports_failures(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(raw))
     assert total_steps(raw) == 6
-    raw["stages"] = [{"name": "a", "train": {"max_steps": 4}}, {"name": "b"}]
-    assert total_steps(raw) == 10
-    jobs = [("one", good, tmp_path / "one", 6), ("two", good, tmp_path / "two", 6)]
-    seconds = train_parallel(jobs, print, poll_s=0.2)
+    assert total_steps({**raw, "stages": [{"name": "a", "train": {"max_steps": 4}}, {"name": "b"}]}) == 10
+
+    def job(name: str, config: Path) -> ChildJob:
+        run = tmp_path / name
+        return ChildJob(name, train_one, (config, run), run / "train.log", 6, lambda: training_progress(run))
+
+    seconds = run_children([job("one", good), job("two", good)], "train", print, poll_s=0.2)
     assert set(seconds) == {"one", "two"}
     for name in ("one", "two"):
         assert (tmp_path / name / "model.safetensors").is_file()
-        assert progress(tmp_path / name)[0] == 6
+        assert training_progress(tmp_path / name)[0] == 6
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {kind: codegen, d_model: -1}\nobjective: {kind: causal_lm}\n")
-    with pytest.raises(DemoError, match=r"training broken failed \(exit 2\)(.|\n)*d_model"):
-        train_parallel([("broken", bad, tmp_path / "broken", 10), ("one", good, tmp_path / "one", 6)], print,
-                       poll_s=0.2)
+    with pytest.raises(DemoError, match=r"train broken failed \(exit 2\)(.|\n)*d_model"):
+        run_children([job("broken", bad), job("one", good)], "train", print, poll_s=0.2)
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -146,20 +150,22 @@ def _check_report(out: Path) -> str:
 
 
 def test_quick_demo_runs_and_resumes(tmp_path, capsys):
+    """The --quick demo with the AR model alone (the default suite's end-to-end check; both models
+    run in the slow tests below)."""
     out = tmp_path / "demo"
     start = time.monotonic()
-    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert cli.main(["demo", "--quick", "--models", "codegen", "--out", str(out)]) == 0
     first = time.monotonic() - start
     _check_report(out)
     printed = capsys.readouterr().out
     assert "| model |" in printed  # the summary table is printed
     markers = {p.name: p.stat().st_mtime for p in (out / "steps").glob("*.json")}
-    assert {"corpus.json", "tokenizer.json", "train.json", "generate-codegen.json",
+    assert {"corpus.json", "tokenizer.json", "train.json", "generate.json",
             "evaluate-codegen.json", "report.json"} <= set(markers)
 
     # A second run resumes: every finished step is skipped, only the report is rewritten.
     start = time.monotonic()
-    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert cli.main(["demo", "--quick", "--models", "codegen", "--out", str(out)]) == 0
     assert time.monotonic() - start < max(20.0, first / 2)
     printed = capsys.readouterr().out
     assert re.search(r"train codegen.*: done before", printed)
@@ -173,6 +179,17 @@ def test_quick_demo_runs_and_resumes(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_quick_demo_with_both_models(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    table = _check_report(out)
+    assert "| codefusion |" in table, table
+    for name in ("codegen", "codefusion"):
+        assert (out / "samples" / name / "humaneval.jsonl").is_file()
+        assert (out / name / "train.log").is_file()  # trained side by side in child processes
+
+
+@pytest.mark.slow
 def test_full_demo_under_ten_minutes(tmp_path):
     """The README's main command, as a user runs it (``make demo`` = ``nl2code demo``)."""
     out = tmp_path / "demo"
@@ -182,5 +199,6 @@ def test_full_demo_under_ten_minutes(tmp_path):
     elapsed = time.monotonic() - start
     assert r.returncode == 0, r.stderr[-3000:]
     table = _check_report(out)
+    assert "| codefusion |" in table, table
     print(f"full demo: {elapsed:.0f} s\n{table}")
     assert elapsed < 600, f"the demo took {elapsed:.0f} s (budget 600 s on 2 cores)"

@@ -1,4 +1,4 @@
-"""The one ``nl2code`` entry point. Each subcommand lives in ``nl2code.commands.<name>``.
+"""The one ``nl2code`` entry point. Each subcommand lives in ``nl2code.commands.<name>`` (``-`` -> ``_``).
 
 A command module exposes ``add_parser(subparsers)``, which registers its parser and sets
 ``func`` (an ordinary importable function taking the parsed namespace and returning an exit code).

@@ -40,7 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "model.safetensors), e.g. runs/demo/codegen")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
+                   help="device for the model (default cpu; auto = CUDA when available)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="diffusion models: denoising steps per request (default: the training T; fewer are "
+                   "faster); ignored by AR models")
     p.add_argument("--model-name", default=None, help="name in responses (default: the run directory's name)")
     p.add_argument("--max-batch", type=int, default=32, help="most prompts per model call (default 32)")
     p.add_argument("--batch-wait-ms", type=float, default=10.0,
@@ -57,6 +61,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from nl2code.api import RunError, load_generator
     from nl2code.serve import Limits, create_app
+    from nl2code.utils.device import resolve_device
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be in [0, 65535], got {args.port}")
@@ -66,13 +71,16 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.steps is not None and args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
     try:
-        generator = load_generator(args.run, device=args.device)
+        generator = load_generator(args.run, device=resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     name = args.model_name or Path(args.run).resolve().name
     app = create_app(generator, model_name=name, limits=Limits(max_body_bytes=args.max_body),
-                     max_batch_prompts=args.max_batch, max_wait_ms=args.batch_wait_ms, seed=args.seed)
+                     max_batch_prompts=args.max_batch, max_wait_ms=args.batch_wait_ms, seed=args.seed,
+                     diffusion_steps=args.steps)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the server is reachable from other machines and has no "
               "authentication", file=sys.stderr)

@@ -36,9 +36,30 @@ def format_code(rec: Record, tok: CodeTokenizer, cfg: DataConfig) -> Example:
     return Example(np.array(ids), np.ones(len(ids), dtype=bool))
 
 
+def format_code_nl(rec: Record, tok: CodeTokenizer, cfg: DataConfig) -> Example:
+    """``code <eos>`` with the utterance (cut to ``max_len``) in ``extras["nl"]`` (CodeFusion fine-tuning)."""
+    ex = format_code(rec, tok, cfg)
+    nl = tok.encode(rec.nl)[: cfg.max_len] or [tok.pad_id]  # an empty utterance still needs one position
+    ex.extras["nl"] = np.array(nl, dtype=np.int64)
+    return ex
+
+
+def format_code_cpd(rec: Record, tok: CodeTokenizer, cfg: DataConfig) -> Example:
+    """``code <eos>`` with per-token identifier/keyword occurrence numbers in ``extras["cpd_groups"]``
+    (CodeFusion's CPD pre-training; see :mod:`nl2code.data.cpd`)."""
+    from nl2code.data.cpd import cpd_group_ids
+
+    ex = format_code(rec, tok, cfg)
+    groups = cpd_group_ids(tok, ex.input_ids.tolist(), rec.language, tok.special_ids)
+    ex.extras["cpd_groups"] = np.array(groups, dtype=np.int64)
+    return ex
+
+
 FORMATS: dict[str, Callable[[Record, CodeTokenizer, DataConfig], Example]] = {
     "nl_code": format_nl_code,
     "code": format_code,
+    "code_nl": format_code_nl,
+    "code_cpd": format_code_cpd,
 }
 
 
@@ -46,6 +67,10 @@ def preview_prompt(rec: Record, tok: CodeTokenizer, cfg: DataConfig) -> list[int
     """The prompt a sample preview continues: ``NL <sep>``, or the first code line for ``code``."""
     if cfg.format == "nl_code":
         return [*tok.encode(rec.nl), tok.sep_id] if rec.nl else None
+    if cfg.format == "code_nl":  # CodeFusion: the utterance alone conditions the sample
+        return tok.encode(rec.nl)[: cfg.max_len] or None
+    if cfg.format == "code_cpd":  # unconditional preview (the CPD objective ignores the prompt)
+        return [tok.eos_id]
     first = rec.code.split("\n", 1)[0]
     return tok.encode(first + "\n") if first.strip() else None
 
@@ -105,7 +130,9 @@ def tokenize(
                 counts["dropped_overlong"] += 1
                 continue
             counts["truncated"] += 1
-            ex = Example(ex.input_ids[: cfg.max_len], ex.loss_mask[: cfg.max_len])
+            # extras aligned with the tokens (CPD groups) are cut with them; others (the NL) are kept
+            extras = {k: v[: cfg.max_len] if len(v) == len(ex) else v for k, v in ex.extras.items()}
+            ex = Example(ex.input_ids[: cfg.max_len], ex.loss_mask[: cfg.max_len], extras)
         if not ex.loss_mask[1:].any():  # nothing to predict (e.g. the NL alone fills max_len)
             counts["dropped_no_target"] += 1
             continue

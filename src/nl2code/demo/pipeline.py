@@ -47,6 +47,7 @@ class DemoSettings:
         temperature: sampling temperature of the AR model (diffusion draws fresh noise per candidate).
         top_p: nucleus mass of the AR model.
         max_new_tokens: AR generation budget.
+        diffusion_steps: denoising steps of the diffusion model at inference (strided over its T).
         humaneval_problems: HumanEval problems to sample (None = all 164).
         vocab_size: tokenizer vocabulary.
         steps_scale: multiplies every stage's step counts (the --quick demo uses a small fraction).
@@ -63,6 +64,7 @@ class DemoSettings:
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 128
+    diffusion_steps: int = 10
     humaneval_problems: int | None = None
     vocab_size: int = 2048
     steps_scale: float = 1.0
@@ -72,8 +74,8 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         """A one-to-two-minute run for tests and CI: same steps, tiny budgets."""
-        return cls(max_functions=1500, heldout=12, n=3, ks=(1, 3), max_new_tokens=48, humaneval_problems=16,
-                   vocab_size=1024, steps_scale=0.1)
+        return cls(max_functions=1500, heldout=12, n=3, ks=(1, 3), max_new_tokens=48, diffusion_steps=5,
+                   humaneval_problems=16, vocab_size=1024, steps_scale=0.1)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -116,14 +118,24 @@ class Runner:
                 self.say(f"[{i}/{len(steps)}] {step.title}: done before ({previous['seconds']:.0f} s), skipping")
                 continue
             self.say(f"[{i}/{len(steps)}] {step.title}")
-            start = time.monotonic()
+            start, cpu = time.monotonic(), _cpu_seconds()
             info = step.run() or {}
             seconds = time.monotonic() - start
-            record = {"step": step.name, "title": step.title, "seconds": round(seconds, 2), **info}
+            # CPU time (this process and the child processes it waited for: trainings, sandboxes) says
+            # what the step costs on an idle machine, whatever else was running.
+            record = {"step": step.name, "title": step.title, "seconds": round(seconds, 2),
+                      "cpu_s": round(_cpu_seconds() - cpu, 2), **info}
             tmp = self.marker(step.name).with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
             os.replace(tmp, self.marker(step.name))
             self.say(f"      {step.title}: {seconds:.1f} s")
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def check_settings(out: Path, settings: DemoSettings) -> None:
@@ -132,7 +144,8 @@ def check_settings(out: Path, settings: DemoSettings) -> None:
     current = json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples -> lists, as stored
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        # The model list may change: each model's artifacts stand alone, so one can be added later.
+        changed = sorted(k for k in set(saved) | set(current) if k != "models" and saved.get(k) != current.get(k))
         if changed:
             raise DemoError(f"{path}: this run was started with other settings ({', '.join(changed)} differ); "
                             "pass --force to start over, or use another --out")
@@ -214,9 +227,8 @@ def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callab
     together = " side by side" if jobs > 1 and len(models) > 1 else ""
     steps.append(Step("train", f"train {' and '.join(models)} (pre-train, then fine-tune){together}",
                       lambda: S.train(ctx, models, jobs)))
-    for name in models:
-        steps.append(Step(f"generate:{name}", f"generate with {name} (held-out functions, HumanEval)",
-                          lambda name=name: S.generate(ctx, name)))
+    steps.append(Step("generate", f"generate with {' and '.join(models)} (held-out functions, HumanEval)"
+                      f"{together}", lambda: S.generate(ctx, models, jobs)))
     for name in models:
         steps.append(Step(f"evaluate:{name}", f"evaluate {name} (text metrics; HumanEval in the sandbox)",
                           lambda name=name: S.evaluate(ctx, name)))

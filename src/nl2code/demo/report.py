@@ -65,7 +65,7 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
     import torch
 
     steps = {}
-    for p in sorted((out / "steps").glob("*.json")):
+    for p in sorted((out / "steps").glob("*.json"), key=lambda p: p.stat().st_mtime):  # in the order run
         rec = json.loads(p.read_text(encoding="utf-8"))
         steps[rec["step"]] = rec
     per_model = {}
@@ -287,7 +287,7 @@ def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
                     _img(report_dir / "topk.png", "top-k curves: any of the first k candidates / pass@k")]
     header, rows = summary_rows(data)
     s, corpus = data["settings"], data["corpus"]
-    step_rows = [[r["title"], f"{r['seconds']:.1f}"] for r in data["steps"].values()]
+    step_rows = [[r["title"], f"{r['seconds']:.1f}", _fmt(r.get("cpu_s"), 1)] for r in data["steps"].values()]
     detail_rows = []
     for name, m in _scored(data).items():
         h, he = m["heldout"], m["humaneval"]
@@ -323,7 +323,9 @@ measured.</p>
 <h2>Setup</h2>
 <p>Corpus: {html.escape(json.dumps(corpus.get('records', {})))} functions mined from the standard library
 (dropped: {html.escape(json.dumps(corpus.get('dropped', {})))}).</p>
-{_table(['step', 'seconds'], step_rows)}
+{_table(['step', 'wall s', 'CPU s'], step_rows)}
+<p class="note">CPU s counts this process and the processes it waited for (trainings, sandboxed programs); on a
+busy machine wall time exceeds it, on an idle one parallel steps take less wall time than CPU time.</p>
 <p>Settings: <code>{html.escape(json.dumps(s))}</code></p>
 <p>Artifacts: <a href="../corpus/">corpus/</a> · <a href="../configs/">configs/</a> ·
 <a href="../samples/">samples/</a> · <a href="../eval/">eval/</a> · <a href="summary.md">summary.md</a></p>"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -112,34 +113,55 @@ def demo_config(ctx: Context, name: str) -> dict[str, Any]:
     return raw
 
 
+def _in_turn_or_together(ctx: Context, jobs: int, what: str, work: list[tuple[str, Any, tuple, Path, int, Any]]
+                         ) -> dict[str, float]:
+    """Run ``(name, target, args, log, total, progress)`` items: together in child processes when
+    ``jobs > 1``, else one after the other in this process. Seconds per name."""
+    from nl2code.demo.parallel import ChildJob, run_children
+
+    seconds: dict[str, float] = {}
+    for w in work:
+        w[3].with_suffix(".cpu").unlink(missing_ok=True)  # a child writes it anew; none in-process
+    if jobs > 1 and len(work) > 1:
+        for i in range(0, len(work), jobs):
+            seconds |= run_children([ChildJob(*w) for w in work[i : i + jobs]], what, ctx.say)
+        return seconds
+    for name, target, args, _, _, _ in work:
+        start = time.monotonic()
+        code = target(*args) or 0
+        if code != 0:
+            raise DemoError(f"{what} {name} stopped (exit {code}); run the demo again to resume it")
+        seconds[name] = round(time.monotonic() - start, 1)
+    return seconds
+
+
 def train(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
-    """Write each model's demo config and train them (``jobs`` at a time when > 1, in child processes)."""
+    """Write each model's demo config and train the models (side by side when ``jobs > 1``)."""
     import yaml
 
-    from nl2code.demo.training import total_steps, train_one, train_parallel
+    from nl2code.demo.parallel import total_steps, train_one, training_progress
 
-    planned = []
+    work = []
     for name in names:
         raw = demo_config(ctx, name)
         cfg_path = ctx.out / "configs" / f"{name}.yaml"
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        planned.append((name, cfg_path, ctx.out / name, total_steps(raw)))
-    seconds: dict[str, float] = {}
-    if jobs > 1 and len(planned) > 1:
-        for i in range(0, len(planned), jobs):
-            seconds |= train_parallel(planned[i : i + jobs], ctx.say)
-    else:
-        for name, cfg_path, run_dir, _ in planned:
-            start = time.monotonic()
-            code = train_one(cfg_path, run_dir)
-            if code != 0:
-                raise DemoError(f"training {name} stopped (exit {code}); run the demo again to resume it")
-            seconds[name] = round(time.monotonic() - start, 1)
-    for name, _, run_dir, _ in planned:
-        if not (run_dir / "model.safetensors").is_file():
-            raise DemoError(f"training {name} ended without {run_dir / 'model.safetensors'}; see {run_dir}/train.log")
-    return {"seconds_by_model": seconds, "configs": [str(p[1]) for p in planned]}
+        run_dir = ctx.out / name
+        work.append((name, train_one, (cfg_path, run_dir), run_dir / "train.log", total_steps(raw),
+                     lambda run_dir=run_dir: training_progress(run_dir)))
+    seconds = _in_turn_or_together(ctx, jobs, "train", work)
+    for name in names:
+        if not (ctx.out / name / "model.safetensors").is_file():
+            raise DemoError(f"training {name} ended without {ctx.out / name / 'model.safetensors'}")
+    return {"seconds_by_model": seconds, "cpu_s_by_model": _child_cpu(work)}
+
+
+def _child_cpu(work: list) -> dict[str, float]:
+    from nl2code.demo.parallel import child_cpu_seconds
+
+    cpu = {name: child_cpu_seconds(log) for name, _, _, log, _, _ in work}
+    return {k: v for k, v in cpu.items() if v is not None}
 
 
 # -- generation -----------------------------------------------------------------------------------
@@ -169,43 +191,80 @@ def humaneval_completion(generated: str, entry_point: str) -> str:
     return "\n" + _DEF.sub(lambda m: m.group(1) + entry_point, generated, count=1)
 
 
-def _generate_all(gen: Any, prompts: list[str], ctx: Context, desc: str, chunk: int = 8) -> list[list[Any]]:
-    """Candidates for every prompt, ``chunk`` prompts per call, with a progress bar."""
-    from tqdm import tqdm
-
+def _generate_all(gen: Any, prompts: list[str], ctx: Context, name: str, tick: Callable[[int], None],
+                  chunk: int = 8) -> list[list[Any]]:
+    """Candidates for every prompt, ``chunk`` prompts per call; ``tick(k)`` after every k prompts."""
     from nl2code.api import GenerationConfig
 
     s = ctx.settings
     out: list[list[Any]] = []
-    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", leave=False, disable=not sys.stderr.isatty())
     for i in range(0, len(prompts), chunk):
         # A seed per chunk: reproducible, and chunks do not repeat each other's noise.
         cfg = GenerationConfig(n=s.n, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                               seed=s.seed * 1_000_003 + i, batch_size=chunk * s.n)
+                               seed=s.seed * 1_000_003 + i, batch_size=chunk * s.n, steps=s.diffusion_steps)
         out += gen.generate(prompts[i : i + chunk], cfg)
-        bar.update(len(prompts[i : i + chunk]))
-    bar.close()
+        tick(len(prompts[i : i + chunk]))
     return out
 
 
-def generate(ctx: Context, name: str) -> dict[str, Any]:
+def generate_one(ctx: Context, name: str, counter: Path | None = None) -> int:
+    """Candidates for the held-out functions and HumanEval into ``samples/<name>/``.
+
+    ``counter``: a file kept holding the number of prompts done (the parent's progress bar); without
+    it a progress bar is drawn here.
+    """
+    from tqdm import tqdm
+
     from nl2code.api import load_generator
     from nl2code.data.sources import load_source
 
-    gen = load_generator(ctx.out / name)
     heldout = read_jsonl(ctx.out / "corpus" / "heldout.jsonl")
-    results = _generate_all(gen, [r["nl"] for r in heldout], ctx, f"{name} held-out")
+    problems = load_source("humaneval").records[: ctx.settings.humaneval_problems]
+    bar = tqdm(total=len(heldout) + len(problems), desc=f"generate {name}", unit="prompt",
+               disable=counter is not None or not sys.stderr.isatty())
+
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        bar.update(k)
+        if counter is not None:
+            counter.write_text(str(done), encoding="utf-8")
+
+    gen = load_generator(ctx.out / name)
+    results = _generate_all(gen, [r["nl"] for r in heldout], ctx, name, tick)
     rows = [{"task_id": r["task_id"], "rank": j, "completion": c.text, "score": c.score}
             for r, cands in zip(heldout, results, strict=True) for j, c in enumerate(cands)]
     write_jsonl(ctx.out / "samples" / name / "heldout.jsonl", rows)
 
-    problems = load_source("humaneval").records[: ctx.settings.humaneval_problems]
-    results = _generate_all(gen, [first_paragraph(p.nl) for p in problems], ctx, f"{name} HumanEval")
+    results = _generate_all(gen, [first_paragraph(p.nl) for p in problems], ctx, name, tick)
     rows = [{"task_id": p.task_id, "rank": j, "completion": humaneval_completion(c.text, p.extras["entry_point"]),
              "generated": c.text, "score": c.score}
             for p, cands in zip(problems, results, strict=True) for j, c in enumerate(cands)]
     write_jsonl(ctx.out / "samples" / name / "humaneval.jsonl", rows)
-    return {"heldout_prompts": len(heldout), "humaneval_prompts": len(problems), "n": ctx.settings.n}
+    bar.close()
+    write_json(ctx.out / "samples" / name / "done.json", {"heldout": len(heldout), "humaneval": len(problems)})
+    return 0
+
+
+def generate(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
+    """Generate with every model (side by side when ``jobs > 1``); models already done are skipped."""
+    from nl2code.demo.parallel import counter_progress
+
+    todo = [n for n in names if not (ctx.out / "samples" / n / "done.json").is_file()]
+    total = len(read_jsonl(ctx.out / "corpus" / "heldout.jsonl")) + (ctx.settings.humaneval_problems or 164)
+    work = []
+    for name in todo:
+        counter = ctx.out / "samples" / name / "progress"
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        # In this process (jobs = 1) the bar is drawn directly; a child reports through the counter.
+        together = jobs > 1 and len(todo) > 1
+        args = (dataclasses.replace(ctx, say=print) if together else ctx, name, counter if together else None)
+        work.append((name, generate_one, args, ctx.out / "samples" / name / "generate.log", total,
+                     lambda counter=counter: counter_progress(counter)))
+    seconds = _in_turn_or_together(ctx, jobs, "generate", work)
+    return {"seconds_by_model": seconds, "cpu_s_by_model": _child_cpu(work), "n": ctx.settings.n}
 
 
 # -- evaluation -----------------------------------------------------------------------------------

@@ -143,6 +143,7 @@ class CodeGenLM(nn.Module):
         *,
         cache: KVCache | None = None,
         prefix_mask: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
     ) -> ModelOutput:
         """Run the LM on ``input_ids`` (B, T), appending to ``cache`` when one is given.
 
@@ -156,6 +157,8 @@ class CodeGenLM(nn.Module):
             cache: a :class:`KVCache` from :meth:`new_cache`; this call's keys/values are added.
             prefix_mask: optional (B, T) True on prefix tokens, which attend to each other
                 bidirectionally (prefix-LM). With a cache, only on the first call (empty cache).
+            logits_to_keep: when > 0, logits of the last ``logits_to_keep`` positions only
+                (B, logits_to_keep, V): a sampler's prefill needs one row per prompt, not B x T x V.
         """
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -166,16 +169,24 @@ class CodeGenLM(nn.Module):
         keep_new = attention_mask.bool() if attention_mask is not None else None
         keep = keep_new
         if cache is not None:
-            ones = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-            keep = cache.extend_keep(keep_new if keep_new is not None else ones)  # (B, start + T)
+            if keep_new is None:
+                ones = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+                keep = cache.extend_keep(ones, all_real=True)  # (B, start + T)
+            else:
+                keep = cache.extend_keep(keep_new)
+        # Without padding anywhere in the cache the positions are a plain range and a single new
+        # query may attend to every cached key: the per-step cumsum and mask are skipped.
+        dense_cache = cache is not None and not cache.has_padding and prefix_mask is None
         if position_ids is None:
-            if keep is not None:
+            if keep is not None and not dense_cache:
                 position_ids = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
             else:
                 position_ids = torch.arange(start, start + T, device=input_ids.device)
         cos, sin = self.rotary(position_ids)
         attn_mask = None
-        if cache is not None or prefix_mask is not None or (keep is not None and not _right_padded(keep)):
+        if dense_cache and T == 1:
+            pass
+        elif cache is not None or prefix_mask is not None or (keep is not None and not _right_padded(keep)):
             full = keep if keep is not None else torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
             attn_mask = build_attention_mask(full, start, prefix_mask)
         x = self.drop(self.embed(input_ids))  # (B, T, D)
@@ -188,7 +199,8 @@ class CodeGenLM(nn.Module):
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)
-        return ModelOutput(logits=self.lm_head(hidden), hidden=hidden, aux_loss=aux_total)
+        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden)
+        return ModelOutput(logits=logits, hidden=hidden, aux_loss=aux_total)
 
     def new_cache(
         self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None

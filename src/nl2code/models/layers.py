@@ -29,9 +29,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (xf * self.weight.float()).to(x.dtype)
+        # F.rms_norm is one fused kernel (the hand-written pow/mean/rsqrt/mul chain was 1.5x slower on CPU).
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
@@ -55,13 +54,26 @@ class RotaryEmbedding(nn.Module):
         return self.cos[position_ids], self.sin[position_ids]
 
 
+def rotary_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half-width angles (..., Hd/2) -> full-width ``(cos, cos)`` and signed ``(-sin, sin)`` (..., Hd)."""
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
+
+
+def rotate(x: torch.Tensor, cos_full: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """``x (..., Hd) * cos + swap_halves(x) * sin`` with tables from :func:`rotary_tables` (broadcast).
+
+    Same result as ``cat(x1 cos - x2 sin, x2 cos + x1 sin)`` in three kernels instead of seven, which
+    made rotary the largest non-matmul cost of a CPU training step.
+    """
+    swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)  # (x2, x1)
+    return torch.addcmul(x * cos_full, swapped, sin_signed)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` (B, H, T, Hd) by angles ``cos``/``sin`` of shape (T, Hd/2) or (B, T, Hd/2)."""
     if cos.dim() == 3:  # per-sequence positions: broadcast over heads
         cos, sin = cos[:, None], sin[:, None]
-    x1, x2 = x.float().chunk(2, dim=-1)
-    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-    return out.to(x.dtype)
+    return rotate(x.float(), *rotary_tables(cos, sin)).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -96,8 +108,11 @@ class Attention(nn.Module):
         """``x`` (B, T, D); ``attn_mask`` bool (B, 1, T, S), True = may attend (overrides is_causal)."""
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, Hd)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        # Rotate q and k together in the projection's own layout (one pass over contiguous rows).
+        c, s = (t.unsqueeze(-2).unsqueeze(-2) for t in rotary_tables(cos, sin))  # (T | B T, 1, 1, Hd)
+        qk = rotate(qkv[:, :, :2].float(), c, s).to(qkv.dtype)  # (B, T, 2, H, Hd)
+        q, k = qk.permute(2, 0, 3, 1, 4)  # 2 x (B, H, T, Hd)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, H, T, Hd)
         if kv is not None:
             if attn_mask is None and T > 1:
                 raise ValueError("attention over a KV cache with several new queries needs an explicit attn_mask")
@@ -286,6 +301,7 @@ class KVCache:
         self.keep = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.length = 0
         self.max_len = max_len
+        self.has_padding = False  # some cached token is padding (then every query needs a mask)
 
     @property
     def batch_size(self) -> int:
@@ -294,12 +310,17 @@ class KVCache:
     def layer(self, index: int) -> LayerKV:
         return LayerKV(self, index)
 
-    def extend_keep(self, keep_new: torch.Tensor) -> torch.Tensor:
-        """Record the (B, T) keep-mask of the tokens being added; returns (B, length + T)."""
+    def extend_keep(self, keep_new: torch.Tensor, all_real: bool | None = None) -> torch.Tensor:
+        """Record the (B, T) keep-mask of the tokens being added; returns (B, length + T).
+
+        ``all_real``: the caller knows ``keep_new`` is all True (saves a device sync).
+        """
         end = self.length + keep_new.shape[1]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; {end} requested")
         self.keep[:, self.length : end] = keep_new.bool()
+        if not self.has_padding and not (all_real if all_real is not None else bool(keep_new.all())):
+            self.has_padding = True
         return self.keep[:, :end]
 
     def advance(self, n: int) -> None:

@@ -9,6 +9,8 @@ reference the cached path is tested against.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -68,13 +70,16 @@ class StepDecoder:
         self.prefix = self.keep.clone() if prefix_lm else None
         self.use_cache = use_cache
         self.cache = model.new_cache(len(prompts), self.ids.shape[1] + max_new_tokens) if use_cache else None
+        # Only the last position's logits are used: models that can skip the LM head elsewhere do.
+        self.last_only = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @property
     def batch_size(self) -> int:
         return self.ids.shape[0]
 
     def _logits(self, ids: torch.Tensor, keep: torch.Tensor | None, prefix: torch.Tensor | None) -> torch.Tensor:
-        out = self.model(ids, attention_mask=keep, cache=self.cache, prefix_mask=prefix)
+        kwargs = {"logits_to_keep": 1} if self.last_only else {}
+        out = self.model(ids, attention_mask=keep, cache=self.cache, prefix_mask=prefix, **kwargs)
         return out.logits[:, -1].float()  # (B, V)
 
     @torch.no_grad()

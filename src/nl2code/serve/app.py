@@ -134,6 +134,7 @@ def create_app(
     max_batch_prompts: int = 32,
     max_wait_ms: float = 10.0,
     seed: int = 0,
+    diffusion_steps: int | None = None,
 ) -> FastAPI:
     """The app serving ``generator`` (its worker starts with the app's lifespan).
 
@@ -144,6 +145,7 @@ def create_app(
         max_batch_prompts: most prompts answered by one model call.
         max_wait_ms: how long the worker waits for more requests to join a batch.
         seed: seeds the generator of per-batch sampling seeds for unseeded requests.
+        diffusion_steps: denoising steps of diffusion models (None = the training T).
     """
     limits = limits or Limits()
     batcher = Batcher(generator, np.random.default_rng(seed), max_batch_prompts, max_wait_ms)
@@ -173,7 +175,7 @@ def create_app(
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest) -> JSONResponse:
-        job = to_job(req, limits)
+        job = to_job(req, limits, diffusion_steps)
         try:
             results = await batcher.submit(job)
         except RequestError:

@@ -87,14 +87,18 @@ class Batcher:
         assert self._queue is not None
         batch = [await self._queue.get()]
         deadline = time.monotonic() + self.max_wait_ms / 1000
+        # Poll rather than wait_for(queue.get()): before Python 3.12 a get that completes as the
+        # timeout fires can lose its item, and with it a client's request.
         while sum(len(p.job.prompts) for p in batch) < self.max_prompts:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
-            except asyncio.TimeoutError:
-                break
+            await asyncio.sleep(min(0.002, left))
         return batch
 
     async def _run(self) -> None:

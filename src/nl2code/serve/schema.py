@@ -79,8 +79,8 @@ def _check_range(name: str, value: float, low: float, high: float, low_open: boo
         raise RequestError(f"{name} must be in {bracket}{low}, {high}], got {value}", name)
 
 
-def to_job(req: CompletionRequest, limits: Limits) -> Job:
-    """Range-check a parsed request and turn it into a :class:`Job`."""
+def to_job(req: CompletionRequest, limits: Limits, diffusion_steps: int | None = None) -> Job:
+    """Range-check a parsed request and turn it into a :class:`Job` (``diffusion_steps``: the server's)."""
     if req.stream:
         raise RequestError("stream=true is not supported; omit it or send false", "stream")
     if req.echo:
@@ -123,6 +123,7 @@ def to_job(req: CompletionRequest, limits: Limits) -> Job:
         top_p=float(req.top_p),
         stop=tuple(stops),
         seed=req.seed or 0,
+        steps=diffusion_steps,
     )
     return Job(tuple(prompts), req.suffix, cfg, seeded=req.seed is not None)
 

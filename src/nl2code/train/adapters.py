@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_model, save_file
 from torch import nn
 
-from nl2code.config import ConfigError
+from nl2code.config import ConfigError, to_dict
 from nl2code.models.lora import ParamCount, apply_lora, count_parameters, lora_state_dict, merge_and_unload
 from nl2code.models.quant import NF4Linear, quantize_linears, replace_module
 from nl2code.train.checkpoint import save_weights
@@ -114,8 +114,8 @@ def finalize(model: nn.Module, cfg: RunConfig, run_dir: Path, trainable: str = "
     """Rewrite ``run_dir/model.safetensors`` (the trained, wrapped weights) as the merged dense model.
 
     Writes ``adapter.safetensors`` (the A/B tensors) and ``adapter.json`` (settings, wrapped layers,
-    parameter counts under the last stage's ``trainable``) first, so an interrupted finalize can
-    simply be run again.
+    parameter counts under the last stage's ``trainable``) first; ``model.safetensors`` is replaced
+    last and atomically, so ``--resume`` redoes an interrupted finalize.
     """
     assert cfg.adapters is not None
     counts = set_trainable(model, trainable, adapters=True)
@@ -124,10 +124,10 @@ def finalize(model: nn.Module, cfg: RunConfig, run_dir: Path, trainable: str = "
     model.cpu()
     adapters = {k: v.contiguous() for k, v in lora_state_dict(model).items()}
     tmp = run_dir / f".{ADAPTER_FILE}.tmp-{os.getpid()}"
-    save_file(adapters, str(tmp), metadata={"format": "pt", "adapter": json.dumps(_to_plain(cfg.adapters))})
+    save_file(adapters, str(tmp), metadata={"format": "pt", "adapter": json.dumps(to_dict(cfg.adapters))})
     tmp.replace(run_dir / ADAPTER_FILE)
     info: dict[str, Any] = {
-        "adapters": _to_plain(cfg.adapters),
+        "adapters": to_dict(cfg.adapters),
         "init_from": cfg.init_from,
         "layers": sorted({k.rsplit(".", 1)[0] for k in adapters}),
         "adapter_parameters": sum(v.numel() for v in adapters.values()),
@@ -139,12 +139,6 @@ def finalize(model: nn.Module, cfg: RunConfig, run_dir: Path, trainable: str = "
     dequantize_linears(model)
     merge_and_unload(model)
     save_weights(model, weights)
-
-
-def _to_plain(cfg: AdapterConfig) -> dict[str, Any]:
-    from nl2code.config import to_dict
-
-    return to_dict(cfg)
 
 
 __all__ = [

@@ -93,7 +93,9 @@ class DataConfig:
     split: str | None = _f("train", "records of this split are trained on (null = all records)")
     eval_split: str | None = _f(None, "split to evaluate on; null = hold out eval_fraction of `split`")
     eval_fraction: float = _f(0.05, "fraction held out (by a hash of task_id) when eval_split is null")
-    format: Literal["nl_code", "code"] = _f("nl_code", "nl_code: 'NL <sep> code <eos>' | code: 'code <eos>'")
+    format: Literal["nl_code", "code", "code_nl", "code_cpd"] = _f(
+        "nl_code", "nl_code: 'NL <sep> code <eos>' | code: 'code <eos>' | code_nl: 'code <eos>' + the NL apart "
+        "(CodeFusion) | code_cpd: 'code <eos>' + identifier/keyword groups (CodeFusion CPD)")
     loss_on: Literal["code", "all"] = _f("code", "train on the code tokens only, or on every token")
     max_len: int = _f(256, "tokens per sequence (longer examples are cut or dropped, see overlong)")
     overlong: Literal["truncate", "drop"] = _f("truncate", "what to do with examples longer than max_len")

@@ -28,8 +28,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    # The fused kernel only exists for accelerators; the default foreach path is exact on CPU.
-    fused = device.type == "cuda"
+    # The fused kernel (one pass over each parameter) exists on CPU and CUDA; on CPU it was 6-9x faster
+    # than the foreach path for a 12M-parameter model (benchmarks/results/train_throughput.md).
+    fused = device.type in ("cpu", "cuda")
     return torch.optim.AdamW(
         param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused
     )

@@ -1,0 +1,185 @@
+"""Shared helpers of the performance benchmarks: machine description, the measured fp32 matmul peak,
+interleaved timing with medians, a torch.profiler top-ops table, and JSON + markdown output.
+
+Timing discipline (the machines these run on are often shared): the variants being compared run
+interleaved, A B A B ..., each repeat timed on its own, and every ratio is a ratio of medians taken
+in the same run. The load average is recorded before and after.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` intra-op threads (0 = every core); returns the count in use."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    return torch.get_num_threads()
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "nl2code": _version("nl2code"),
+        "load_average": load_average(),
+    }
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Measured matmul throughput of this machine: median FLOP/s of ``repeats`` ``n x n`` torch.mm."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)  # warm-up (allocator, kernel selection)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    flops = 2 * n**3
+    return {
+        "n": n,
+        "dtype": str(dtype).removeprefix("torch."),
+        "repeats": repeats,
+        "flops_per_s": flops / median(times),
+        "best_flops_per_s": flops / min(times),
+        "runs_s": [round(t, 4) for t in times],
+    }
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, dict[str, Any]]:
+    """Time each function ``repeats`` times, A B A B ..., after ``warmup`` untimed rounds.
+
+    Returns name -> {median_s, runs_s, cpu_s}: wall seconds per call (median and every run) and the
+    median process CPU seconds (all threads), which shows how much of the wall time we had the cores.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c, t = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return {
+        k: {"median_s": median(wall[k]), "runs_s": [round(x, 4) for x in wall[k]], "cpu_s": round(median(cpu[k]), 4)}
+        for k in fns
+    }
+
+
+def profile_top(fn: Callable[[], Any], rows: int = 12) -> list[dict[str, Any]]:
+    """torch.profiler over one call of ``fn``: the ``rows`` ops with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3, 2),
+         "share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
+        for e in events[:rows]
+    ]  # fmt: skip
+
+
+def matmul_share(top: list[dict[str, Any]]) -> float:
+    """Share of self CPU time in matrix multiplies and attention kernels (work both sides must do)."""
+    heavy = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::_scaled_dot_product")
+    return round(sum(r["share"] for r in top if r["op"].startswith(heavy)), 4)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)
+
+
+def md_table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def profile_md(title: str, top: list[dict[str, Any]]) -> str:
+    rows = [[r["op"][:60], r["self_ms"], f"{100 * r['share']:.1f}%", r["calls"]] for r in top]
+    return f"{title}\n\n" + md_table(["op", "self ms", "share", "calls"], rows)
+
+
+def header_md(title: str, command: str, machine: dict[str, Any], notes: list[str] = ()) -> str:
+    m = machine
+    lines = [
+        f"# {title}", "",
+        f"Regenerate with `{command}`.", "",
+        f"{m['date']} · {m['cpu']} · {m['cpus']} CPUs, {m['torch_threads']} torch threads · "
+        f"Python {m['python']} · torch {m['torch']} · transformers {m['transformers']} · "
+        f"load average before {m['load_average']}" + (f", after {m['load_after']}" if "load_after" in m else ""),
+        "",
+    ]  # fmt: skip
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + ("\n" if notes else "")
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str, out: Path = RESULTS) -> Path:
+    """Write ``out/name.json`` and ``out/name.md``; returns the JSON path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    return path

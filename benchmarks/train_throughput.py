@@ -1,0 +1,466 @@
+"""Training throughput and model FLOPs utilisation of nl2code vs Hugging Face ``transformers``.
+
+Pairs, each with the same batch, sequence length, weights where the architectures allow, and the
+same optimizer (``torch.optim.AdamW(fused=True)``: ours from ``nl2code.train.optim.build_optimizer``,
+the peer's is transformers' default ``adamw_torch_fused``), gradient clipping at 1.0, fp32:
+
+* ``codegen``: our CodeGenLM (SwiGLU, RMSNorm, rotary, no biases; 512 wide) trained through the
+  ``causal_lm`` objective, vs ``LlamaForCausalLM`` built from ``nl2code.models.hf_export`` with our
+  very weights (the same function: the first losses agree to 1e-5).
+* ``codefusion``: our CodeFusion trained through its three-term objective, vs a
+  ``T5ForConditionalGeneration`` with the same width, heads, MLP (gelu, 4x), encoder depth and
+  decoder depth = denoiser + decoder layers, on the same utterance/code lengths.
+
+A step is forward + loss + backward + clip + AdamW step. Tokens per step: B x T (codegen), B x
+(utterance + code length) (codefusion). MFU = model FLOPs per second / this machine's fp32 matmul
+peak, measured here with a 2048^3 ``torch.mm`` before and after the runs (median). Model FLOPs:
+codegen ``6 (N_nonembed + d V) + 12 L d T`` per token (PaLM appendix B; the LM head is a d x V
+matmul, the embedding lookup is free); codefusion: the FLOPs of one training step counted by
+``torch.utils.flop_counter`` (matmuls and attention), divided by its tokens.
+
+    python benchmarks/train_throughput.py [--quick] [--threads N] [--repeats R] [--bf16] [--compile]
+
+writes benchmarks/results/train_throughput.json and .md. ``--quick`` (smaller batch, 3 repeats)
+finishes within two minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import (
+    RESULTS,
+    header_md,
+    interleaved,
+    load_average,
+    machine_info,
+    matmul_peak,
+    matmul_share,
+    md_table,
+    median,
+    profile_md,
+    profile_top,
+    set_threads,
+    write_results,
+)
+
+
+@dataclass(frozen=True)
+class ARSetup:
+    d_model: int = 512
+    n_layers: int = 4
+    n_heads: int = 8
+    vocab_size: int = 8192
+    seq_len: int = 256
+    batch: int = 8
+
+
+@dataclass(frozen=True)
+class CFSetup:
+    d_model: int = 512
+    n_heads: int = 8
+    encoder_layers: int = 2
+    denoiser_layers: int = 2
+    decoder_layers: int = 2
+    embed_dim: int = 128
+    nl_len: int = 64
+    code_len: int = 64
+    vocab_size: int = 8192
+    batch: int = 16
+
+
+FULL = (ARSetup(), CFSetup())
+QUICK = (ARSetup(seq_len=128, batch=4), CFSetup(nl_len=32, code_len=32, batch=8))
+LR, BETAS, EPS, WD, CLIP = 3e-4, (0.9, 0.95), 1e-8, 0.1, 1.0
+
+
+def _train_cfg() -> Any:
+    from nl2code.train.config import TrainConfig
+
+    return TrainConfig(lr=LR, betas=BETAS, eps=EPS, weight_decay=WD, clip=CLIP)
+
+
+def peer_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """transformers' default optimizer (``adamw_torch_fused``) with our hyper-parameters and groups."""
+    from nl2code.train.optim import param_groups
+
+    return torch.optim.AdamW(param_groups(model, WD), lr=LR, betas=BETAS, eps=EPS, fused=True)
+
+
+def make_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor], precision: str = "fp32"
+) -> Callable[[], float]:
+    """One optimizer step as the training loop takes it: loss, backward, clip, step, zero_grad."""
+
+    def step() -> float:
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with ctx:
+            loss = loss_fn()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss)
+
+    return step
+
+
+# -- codegen vs LlamaForCausalLM ---------------------------------------------------------------------
+
+
+def ar_models(s: ARSetup, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Our CodeGenLM and a LlamaForCausalLM holding the same weights."""
+    import transformers
+
+    from nl2code.models.codegen import CodeGenConfig, CodeGenLM
+    from nl2code.models.hf_export import llama_config, to_llama_state_dict
+
+    cfg = CodeGenConfig(
+        vocab_size=s.vocab_size,
+        d_model=s.d_model,
+        n_layers=s.n_layers,
+        n_heads=s.n_heads,
+        mlp="swiglu",
+        max_seq_len=s.seq_len,
+    )
+    ours = CodeGenLM(cfg, torch.Generator().manual_seed(seed))
+    hf_cfg = {k: v for k, v in llama_config(cfg).items() if k not in ("architectures", "model_type", "torch_dtype")}
+    peer = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_cfg, attn_implementation="sdpa"))
+    missing, unexpected = peer.load_state_dict(to_llama_state_dict(ours), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:  # the tied head is the embedding
+        raise RuntimeError(f"LLaMA weights do not line up: missing {missing}, unexpected {unexpected}")
+    return ours, peer
+
+
+def ar_flops_per_token(model: torch.nn.Module, s: ARSetup) -> float:
+    """``6 (N_nonembed + d V) + 12 L d T``: parameters once per matmul, forward + backward (x3)."""
+    n_nonembed = model.num_parameters() - s.vocab_size * s.d_model * (1 if model.cfg.tie_embeddings else 2)
+    return 6 * (n_nonembed + s.d_model * s.vocab_size) + 12 * s.n_layers * s.d_model * s.seq_len
+
+
+def ar_steps(s: ARSetup, precision: str = "fp32", seed: int = 0) -> dict[str, Any]:
+    """The two step functions (ours, peer) on one shared random batch, plus what MFU needs."""
+    from nl2code.data.collate import Batch
+    from nl2code.objectives.autoregressive import CausalLMObjective
+    from nl2code.train.optim import build_optimizer
+
+    ours, peer = ar_models(s, seed)
+    ids = torch.randint(0, s.vocab_size, (s.batch, s.seq_len), generator=torch.Generator().manual_seed(seed + 1))
+    ones = torch.ones_like(ids, dtype=torch.bool)
+    batch = Batch(ids, ones, ones)
+    objective, gen = CausalLMObjective(), torch.Generator().manual_seed(seed)
+    ours_opt = build_optimizer(ours, _train_cfg(), torch.device("cpu"))
+    with torch.no_grad():  # same function before any update
+        l_ours, l_peer = float(objective(ours, batch, gen)[0]), float(peer(ids, labels=ids).loss)
+    return {
+        "models": (ours, peer),
+        "ours": make_step(ours, ours_opt, lambda: objective(ours, batch, gen)[0], precision),
+        "peer": make_step(peer, peer_optimizer(peer), lambda: peer(ids, labels=ids).loss, precision),
+        "tokens_per_step": s.batch * s.seq_len,
+        "flops_per_step": ar_flops_per_token(ours, s) * s.batch * s.seq_len,
+        "initial_loss": {"ours": round(l_ours, 6), "peer": round(l_peer, 6)},
+        "params": ours.num_parameters(),
+    }
+
+
+# -- CodeFusion vs T5 ------------------------------------------------------------------------------
+
+
+def cf_models(s: CFSetup, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    import transformers
+
+    from nl2code.models.codefusion import CodeFusion, CodeFusionConfig
+
+    cfg = CodeFusionConfig(
+        vocab_size=s.vocab_size,
+        d_model=s.d_model,
+        n_heads=s.n_heads,
+        encoder_layers=s.encoder_layers,
+        denoiser_layers=s.denoiser_layers,
+        decoder_layers=s.decoder_layers,
+        embed_dim=s.embed_dim,
+        code_length=s.code_len,
+        max_nl_length=s.nl_len,
+    )
+    ours = CodeFusion(cfg, torch.Generator().manual_seed(seed))
+    t5 = transformers.T5Config(
+        vocab_size=s.vocab_size,
+        d_model=s.d_model,
+        d_kv=s.d_model // s.n_heads,
+        d_ff=4 * s.d_model,
+        num_layers=s.encoder_layers,
+        num_decoder_layers=s.denoiser_layers + s.decoder_layers,
+        num_heads=s.n_heads,
+        feed_forward_proj="gelu",
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(seed)
+    return ours, transformers.T5ForConditionalGeneration(t5)
+
+
+def counted_flops(fn: Callable[[], Any]) -> float:
+    """FLOPs (matmuls, attention) that ``fn`` executes, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def cf_steps(s: CFSetup, precision: str = "fp32", seed: int = 0) -> dict[str, Any]:
+    from nl2code.data.collate import Batch
+    from nl2code.objectives.diffusion import CodeFusionObjective
+    from nl2code.train.optim import build_optimizer
+
+    ours, peer = cf_models(s, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    code = torch.randint(3, s.vocab_size, (s.batch, s.code_len), generator=g)
+    nl = torch.randint(3, s.vocab_size, (s.batch, s.nl_len), generator=g)
+    ones_c, ones_n = torch.ones_like(code, dtype=torch.bool), torch.ones_like(nl, dtype=torch.bool)
+    batch = Batch(code, ones_c, ones_c, extras={"nl": nl, "nl_mask": ones_n})
+    objective, gen = CodeFusionObjective(), torch.Generator().manual_seed(seed)
+
+    def ours_loss() -> torch.Tensor:
+        return objective(ours, batch, gen)[0]
+
+    def peer_loss() -> torch.Tensor:
+        return peer(input_ids=nl, attention_mask=ones_n, labels=code).loss
+
+    return {
+        "models": (ours, peer),
+        "ours": make_step(ours, build_optimizer(ours, _train_cfg(), torch.device("cpu")), ours_loss, precision),
+        "peer": make_step(peer, peer_optimizer(peer), peer_loss, precision),
+        "tokens_per_step": s.batch * (s.nl_len + s.code_len),
+        "flops_per_step": counted_flops(lambda: ours_loss().backward()),
+        "peer_flops_per_step": counted_flops(lambda: peer_loss().backward()),
+        "params": ours.num_parameters(),
+        "peer_params": sum(p.numel() for p in peer.parameters()),
+    }
+
+
+def compiled_ar_step(pair: dict[str, Any], s: ARSetup) -> tuple[Callable[[], float], float]:
+    """Our codegen step with ``torch.compile(model)`` (own optimizer state); returns it and the compile seconds."""
+    from nl2code.data.collate import Batch
+    from nl2code.objectives.autoregressive import CausalLMObjective
+    from nl2code.train.optim import build_optimizer
+
+    ours = pair["models"][0]
+    compiled = torch.compile(ours)
+    ids = torch.randint(0, s.vocab_size, (s.batch, s.seq_len), generator=torch.Generator().manual_seed(1))
+    ones = torch.ones_like(ids, dtype=torch.bool)
+    batch, objective, gen = Batch(ids, ones, ones), CausalLMObjective(), torch.Generator().manual_seed(0)
+    step = make_step(
+        ours, build_optimizer(ours, _train_cfg(), torch.device("cpu")), lambda: objective(compiled, batch, gen)[0]
+    )
+    t = time.perf_counter()
+    step()  # the first call compiles forward and backward
+    return step, round(time.perf_counter() - t, 1)
+
+
+# -- measurement -------------------------------------------------------------------------------------
+
+
+def measure_pair(
+    pair: dict[str, Any],
+    peak: float,
+    repeats: int,
+    warmup: int = 1,
+    profile: bool = True,
+    extra: dict[str, Callable[[], Any]] | None = None,
+) -> dict[str, Any]:
+    """Interleaved timing of ours vs the peer (and ``extra`` variants of ours), then one profile each."""
+    fns = {"ours": pair["ours"], "peer": pair["peer"], **(extra or {})}
+    timing = interleaved(fns, repeats, warmup)
+    tok = pair["tokens_per_step"]
+    ours_s, peer_s = timing["ours"]["median_s"], timing["peer"]["median_s"]
+    flops = pair["flops_per_step"]
+    peer_flops = pair.get("peer_flops_per_step", flops)
+    out = {
+        "tokens_per_step": tok,
+        "tokens_per_s": round(tok / ours_s, 1),
+        "peer_tokens_per_s": round(tok / peer_s, 1),
+        "ratio_vs_peer": round(peer_s / ours_s, 3),
+        "mfu": round(flops / ours_s / peak, 4),
+        "peer_mfu": round(peer_flops / peer_s / peak, 4),
+        "model_flops_per_step": flops,
+        "peer_flops_per_step": peer_flops,
+        "params": pair["params"],
+        "timing": timing,
+    }
+    for name in extra or {}:
+        out[f"{name}_tokens_per_s"] = round(tok / timing[name]["median_s"], 1)
+        out[f"{name}_ratio_vs_peer"] = round(peer_s / timing[name]["median_s"], 3)
+    for key in ("initial_loss", "peer_params"):
+        if key in pair:
+            out[key] = pair[key]
+    if profile:
+        out["profile"] = {"ours": profile_top(pair["ours"]), "peer": profile_top(pair["peer"])}
+        out["matmul_share"] = {k: matmul_share(v) for k, v in out["profile"].items()}
+    return out
+
+
+def run(
+    quick: bool,
+    threads: int,
+    repeats: int | None = None,
+    bf16: bool = False,
+    compile_: bool = False,
+    setups: tuple[ARSetup, CFSetup] | None = None,
+    profile: bool = True,
+) -> dict[str, Any]:
+    threads = set_threads(threads)
+    ar_s, cf_s = setups or (QUICK if quick else FULL)
+    repeats = repeats or (3 if quick else 7)
+    machine = machine_info()
+    peaks = [matmul_peak()]
+    results: dict[str, Any] = {}
+
+    pair = ar_steps(ar_s)
+    extra, compile_s = {}, None
+    if compile_:
+        extra["ours_compiled"], compile_s = compiled_ar_step(pair, ar_s)
+    peak_now = median([p["flops_per_s"] for p in peaks])
+    results["codegen"] = {"setup": asdict(ar_s), **measure_pair(pair, peak_now, repeats, profile=profile, extra=extra)}
+    if compile_s is not None:
+        results["codegen"]["compile_s"] = compile_s
+    del pair
+    pair = cf_steps(cf_s)
+    results["codefusion"] = {"setup": asdict(cf_s), **measure_pair(pair, peak_now, repeats, profile=profile)}
+    del pair
+    if bf16:
+        for name, fn, s in (("codegen_bf16", ar_steps, ar_s), ("codefusion_bf16", cf_steps, cf_s)):
+            results[name] = {
+                "setup": asdict(s),
+                "precision": "bf16 autocast (both)",
+                **measure_pair(fn(s, "bf16"), peak_now, repeats, profile=False),
+            }
+    peaks.append(matmul_peak())
+    peak = median([p["flops_per_s"] for p in peaks])
+    for r in results.values():  # MFU against the median of the peaks measured before and after
+        r["mfu"] = round(r["model_flops_per_step"] / r["timing"]["ours"]["median_s"] / peak, 4)
+        r["peer_mfu"] = round(r["peer_flops_per_step"] / r["timing"]["peer"]["median_s"] / peak, 4)
+    machine["load_after"] = load_average()
+    return {
+        "quick": quick,
+        "threads": threads,
+        "repeats": repeats,
+        "machine": machine,
+        "fp32_matmul_peak": {"flops_per_s": peak, "runs": peaks},
+        "optimizer": {
+            "kind": "torch.optim.AdamW(fused=True)",
+            "lr": LR,
+            "betas": BETAS,
+            "eps": EPS,
+            "weight_decay": WD,
+            "clip": CLIP,
+        },
+        "models": results,
+    }
+
+
+TARGETS = {"ratio_vs_peer": 1.3, "mfu": 0.5}
+
+
+def markdown(res: dict[str, Any], command: str) -> str:
+    m = res["models"]
+    notes = [
+        f"fp32 matmul peak (median of 2048^3 torch.mm before/after): "
+        f"{res['fp32_matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s; medians of {res['repeats']} interleaved "
+        "steps per side after one warm-up step.",
+        "Targets: ratio_vs_peer >= 1.3, MFU >= 0.5 (512-wide codegen).",
+    ]
+    rows = []
+    for name, r in m.items():
+        rows.append(
+            [
+                name,
+                r["params"],
+                r["tokens_per_step"],
+                r["tokens_per_s"],
+                r["peer_tokens_per_s"],
+                r["ratio_vs_peer"],
+                f"{100 * r['mfu']:.1f}%",
+                f"{100 * r['peer_mfu']:.1f}%",
+                r["timing"]["ours"]["median_s"],
+                r["timing"]["peer"]["median_s"],
+            ]
+        )
+    parts = [
+        header_md("Training throughput", command, res["machine"], notes),
+        md_table(
+            [
+                "model",
+                "params",
+                "tokens/step",
+                "ours tok/s",
+                "peer tok/s",
+                "ratio",
+                "MFU",
+                "peer MFU",
+                "ours s/step",
+                "peer s/step",
+            ],
+            rows,
+        ),
+        "",
+        "Peers: codegen = transformers LlamaForCausalLM (same weights); codefusion = T5ForConditionalGeneration "
+        "(same width/heads/MLP, encoder depth, decoder depth = denoiser + decoder).",
+    ]
+    cg = m.get("codegen", {})
+    if "ours_compiled_tokens_per_s" in cg:
+        parts.append(
+            f"\ntorch.compile (ours): {cg['ours_compiled_tokens_per_s']} tok/s "
+            f"({cg['ours_compiled_ratio_vs_peer']}x the eager peer) after {cg['compile_s']} s of compilation."
+        )
+    for name, r in m.items():
+        if "profile" not in r:
+            continue
+        parts.append(f"\n## Profile: {name} (one step, torch.profiler self CPU time)\n")
+        parts.append(
+            f"Matmul + attention share of self time: ours {100 * r['matmul_share']['ours']:.0f}%, "
+            f"peer {100 * r['matmul_share']['peer']:.0f}%.\n"
+        )
+        bound = r["timing"]["peer"]["median_s"] / (r["timing"]["ours"]["median_s"] * r["matmul_share"]["ours"])
+        parts.append(
+            f"Both sides run the same matmuls; with all of our other time removed the ratio could reach at "
+            f"most {bound:.2f}x (peer s/step / our matmul+attention s/step).\n"
+        )
+        parts.append(profile_md("Ours:", r["profile"]["ours"]))
+        parts.append("")
+        parts.append(profile_md("Peer:", r["profile"]["peer"]))
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small batch, 3 repeats (< 2 minutes)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads, same for both (0 = all cores)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per side (default 3 quick, 7 full)")
+    ap.add_argument("--bf16", action="store_true", help="also measure both under CPU bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="also measure torch.compile of our codegen")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    command = " ".join(["python benchmarks/train_throughput.py", *(sys.argv[1:] if argv is None else argv)])
+    res = run(args.quick, args.threads, args.repeats, args.bf16, args.compile)
+    res["command"] = command
+    text = markdown(res, command)
+    write_results("train_throughput", res, text, args.out)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
