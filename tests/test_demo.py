@@ -160,7 +160,7 @@ def test_quick_demo_runs_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| model |" in printed  # the summary table is printed
     markers = {p.name: p.stat().st_mtime for p in (out / "steps").glob("*.json")}
-    assert {"corpus.json", "tokenizer.json", "train.json", "generate.json",
+    assert {"corpus.json", "tokenizer.json", "train-codegen.json", "generate-codegen.json",
             "evaluate-codegen.json", "report.json"} <= set(markers)
 
     # A second run resumes: every finished step is skipped, only the report is rewritten.
@@ -179,9 +179,15 @@ def test_quick_demo_runs_and_resumes(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_quick_demo_with_both_models(tmp_path, capsys):
+def test_quick_demo_with_both_models_added_one_at_a_time(tmp_path, capsys):
     out = tmp_path / "demo"
+    assert cli.main(["demo", "--quick", "--models", "codegen", "--out", str(out)]) == 0
+    codegen_weights = (out / "codegen" / "model.safetensors").read_bytes()
+    codegen_log = (out / "codegen" / "metrics.jsonl").read_text()
+    # Adding a model resumes the run: codefusion is trained, codegen is not trained again.
     assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert (out / "codegen" / "model.safetensors").read_bytes() == codegen_weights
+    assert (out / "codegen" / "metrics.jsonl").read_text() == codegen_log
     table = _check_report(out)
     assert "| codefusion |" in table, table
     for name in ("codegen", "codefusion"):

@@ -189,9 +189,13 @@ def test_serve_command_end_to_end(tiny_run):
     proc = subprocess.Popen([sys.executable, "-m", "nl2code", "serve", "--run", str(tiny_run), "--port", "0"],
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert m, line
+        seen = []
+        for _ in range(50):  # the address line, after any warnings the imports print
+            seen.append(proc.stderr.readline())
+            m = re.search(r"http://127\.0\.0\.1:(\d+)/", seen[-1])
+            if m or not seen[-1]:
+                break
+        assert m, "".join(seen)
         url = f"http://127.0.0.1:{m.group(1)}"
         deadline = time.monotonic() + 30
         while True:

@@ -16,7 +16,8 @@ docstring -> function pairs from the installed standard library, train a BPE tok
 and fine-tune a small CodeGen (autoregressive) and a small CodeFusion (diffusion) model, generate
 candidates for held-out functions and for HumanEval, score them (syntax validity, BLEU, CodeBLEU,
 exact match, diversity; HumanEval pass@k in the sandbox) and write an HTML report with plots.
-About 6-8 minutes on 2 CPU cores (--quick: 1-2 minutes, tiny budgets)."""
+Under 10 minutes on 2 CPU cores (the two models train side by side, one process each); --quick
+runs the same steps with tiny budgets in a minute or two."""
 
 EPILOG = """\
 outputs (in --out): report/index.html (+ loss.png, metrics.png, topk.png, summary.md), corpus/,

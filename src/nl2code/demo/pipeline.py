@@ -225,9 +225,12 @@ def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callab
     steps = [Step("corpus", "mine the NL->code corpus from the Python standard library", lambda: S.corpus(ctx)),
              Step("tokenizer", "train the BPE tokenizer", lambda: S.tokenizer(ctx))]
     together = " side by side" if jobs > 1 and len(models) > 1 else ""
-    steps.append(Step("train", f"train {' and '.join(models)} (pre-train, then fine-tune){together}",
+    # Named by the model set, so a model added later (say, once its generator exists) gets trained
+    # and sampled on the next run; models already done resume at once.
+    group = "+".join(models)
+    steps.append(Step(f"train:{group}", f"train {' and '.join(models)} (pre-train, then fine-tune){together}",
                       lambda: S.train(ctx, models, jobs)))
-    steps.append(Step("generate", f"generate with {' and '.join(models)} (held-out functions, HumanEval)"
+    steps.append(Step(f"generate:{group}", f"generate with {' and '.join(models)} (held-out functions, HumanEval)"
                       f"{together}", lambda: S.generate(ctx, models, jobs)))
     for name in models:
         steps.append(Step(f"evaluate:{name}", f"evaluate {name} (text metrics; HumanEval in the sandbox)",

@@ -75,7 +75,7 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
             "log": _read_jsonl(out / name / "metrics.jsonl"),
             "metrics": json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None,
             "params": _param_count(out / name / "model.safetensors"),
-            "train_s": _train_seconds(out / name) or steps.get("train", {}).get("seconds_by_model", {}).get(name),
+            "train_s": _train_seconds(out / name),
             "samples": _read_jsonl(out / "samples" / name / "heldout.jsonl"),
         }
     heldout = _read_jsonl(out / "corpus" / "heldout.jsonl")

@@ -101,9 +101,12 @@ def demo_config(ctx: Context, name: str) -> dict[str, Any]:
     raw = read_yaml(ctx.config_dir / f"{name}.yaml")
     raw["tokenizer"] = {"path": str((ctx.out / "tokenizer").resolve())}
     options = ctx.corpus_options()
-    if options:
-        for section in [raw.setdefault("data", {})] + [st["data"] for st in raw.get("stages", []) if "data" in st]:
-            section["options"] = {**section.get("options", {}), **options}
+    if options:  # --quick mines fewer functions: limit every data section that reads the stdlib corpus
+        top = raw.setdefault("data", {})
+        sections = [top] + [st["data"] for st in raw.get("stages", []) if "data" in st]
+        for section in sections:
+            if section.get("source", top.get("source", "pysource")) == "pysource":
+                section["options"] = {**section.get("options", {}), **options}
     scale = ctx.settings.steps_scale
     if scale != 1.0:
         raw["train"] = _scale_train(raw.get("train", {}), scale)

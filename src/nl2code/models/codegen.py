@@ -184,9 +184,8 @@ class CodeGenLM(nn.Module):
                 position_ids = torch.arange(start, start + T, device=input_ids.device)
         cos, sin = self.rotary(position_ids)
         attn_mask = None
-        if dense_cache and T == 1:
-            pass
-        elif cache is not None or prefix_mask is not None or (keep is not None and not _right_padded(keep)):
+        needs_mask = cache is not None or prefix_mask is not None or (keep is not None and not _right_padded(keep))
+        if needs_mask and not (dense_cache and T == 1):
             full = keep if keep is not None else torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
             attn_mask = build_attention_mask(full, start, prefix_mask)
         x = self.drop(self.embed(input_ids))  # (B, T, D)

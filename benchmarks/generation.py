@@ -1,0 +1,417 @@
+"""Generation speed: our KV-cache sampler vs ``transformers`` ``generate``, and CodeFusion programs/s
+and template match against the number of denoising steps.
+
+* ``codegen``: our CodeGenLM (512 wide, the training benchmark's shape) and ``LlamaForCausalLM`` with
+  the same weights (``nl2code.models.hf_export``), both with a KV cache, fp32, on the same prompts.
+  ``greedy``: every prompt decodes exactly ``new_tokens`` tokens (no stop token), and the token ids
+  of both must agree. ``sampling``: ``n`` samples per prompt at temperature 0.8, top-p 0.95 (the
+  pass@k workload; ``num_return_sequences`` in transformers). Tokens/s counts generated tokens.
+* ``codefusion``: a CodeFusion model samples the first ``--problems`` test utterances of CodeFusion's
+  Bash benchmark with 1200, 300, 100, 50 and 20 reverse steps (top-1, one sample per problem);
+  template match from ``nl2code.eval.tasks.get_task("codefusion-bash")``. The model is a trained run
+  (``--run DIR``) or, without one, a tiny model trained here for ``--train-seconds`` on the train split
+  (``../shared/data``; skipped with a message when absent) - its accuracy is near zero, so only the
+  speed column means much then.
+
+    python benchmarks/generation.py [--quick] [--threads N[,M]] [--run DIR] [--eta 1.0]
+
+writes benchmarks/results/generation.json and .md. ``--quick`` finishes within two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import (
+    DATA,
+    RESULTS,
+    header_md,
+    interleaved,
+    load_average,
+    machine_info,
+    matmul_share,
+    md_table,
+    profile_md,
+    profile_top,
+    set_threads,
+    write_results,
+)
+
+BASH = DATA / "codefusion" / "benchmarks" / "BashBenchmarks.json"
+STEPS = (1200, 300, 100, 50, 20)
+
+
+@dataclass(frozen=True)
+class GenSetup:
+    d_model: int = 512
+    n_layers: int = 4
+    n_heads: int = 8
+    vocab_size: int = 8192
+    prompts: int = 8
+    prompt_len: int = 64
+    new_tokens: int = 64
+    sample_prompts: int = 2
+    samples_per_prompt: int = 8
+
+
+FULL = GenSetup()
+QUICK = GenSetup(prompts=4, prompt_len=16, new_tokens=16, sample_prompts=1, samples_per_prompt=4)
+
+
+def ar_pair(s: GenSetup, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Our CodeGenLM and LlamaForCausalLM with the same weights, both in eval mode."""
+    import transformers
+
+    from nl2code.models.codegen import CodeGenConfig, CodeGenLM
+    from nl2code.models.hf_export import llama_config, to_llama_state_dict
+
+    cfg = CodeGenConfig(
+        vocab_size=s.vocab_size,
+        d_model=s.d_model,
+        n_layers=s.n_layers,
+        n_heads=s.n_heads,
+        mlp="swiglu",
+        max_seq_len=max(512, s.prompt_len + s.new_tokens),
+    )
+    ours = CodeGenLM(cfg, torch.Generator().manual_seed(seed)).eval()
+    hf_cfg = {k: v for k, v in llama_config(cfg).items() if k not in ("architectures", "model_type", "torch_dtype")}
+    peer = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_cfg, attn_implementation="sdpa")).eval()
+    peer.load_state_dict(to_llama_state_dict(ours), strict=False)
+    return ours, peer
+
+
+def ar_workloads(s: GenSetup, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """name -> {ours, peer (callables returning generated ids per row), tokens}."""
+    from nl2code.sampling.autoregressive import sample
+
+    ours, peer = ar_pair(s, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    greedy_prompts = torch.randint(5, s.vocab_size, (s.prompts, s.prompt_len), generator=g)
+    samp_prompts = torch.randint(5, s.vocab_size, (s.sample_prompts, s.prompt_len), generator=g)
+    n, new = s.samples_per_prompt, s.new_tokens
+    hf_common = {"max_new_tokens": new, "min_new_tokens": new, "pad_token_id": 0, "eos_token_id": None}
+
+    def ours_greedy() -> list[list[int]]:
+        return [c[0].ids for c in sample(ours, greedy_prompts.tolist(), max_new_tokens=new, temperature=0.0)]
+
+    def peer_greedy() -> list[list[int]]:
+        with torch.no_grad():
+            out = peer.generate(
+                greedy_prompts, attention_mask=torch.ones_like(greedy_prompts), do_sample=False, **hf_common
+            )
+        return out[:, s.prompt_len :].tolist()
+
+    def ours_sampling() -> list[list[int]]:
+        groups = sample(ours, samp_prompts.tolist(), n=n, max_new_tokens=new, temperature=0.8, top_p=0.95, seed=seed)
+        return [c.ids for group in groups for c in group]
+
+    def peer_sampling() -> list[list[int]]:
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = peer.generate(
+                samp_prompts,
+                attention_mask=torch.ones_like(samp_prompts),
+                do_sample=True,
+                temperature=0.8,
+                top_p=0.95,
+                top_k=0,
+                num_return_sequences=n,
+                **hf_common,
+            )
+        return out[:, s.prompt_len :].tolist()
+
+    return {
+        "greedy": {"ours": ours_greedy, "peer": peer_greedy, "tokens": s.prompts * new},
+        "sampling": {"ours": ours_sampling, "peer": peer_sampling, "tokens": s.sample_prompts * n * new},
+    }
+
+
+def measure_ar(s: GenSetup, repeats: int, profile: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"setup": asdict(s)}
+    for name, w in ar_workloads(s).items():
+        a, b = w["ours"](), w["peer"]()
+        lengths_ok = all(len(x) == s.new_tokens for x in a + b)
+        timing = interleaved({"ours": w["ours"], "peer": w["peer"]}, repeats, warmup=0)
+        ours_s, peer_s = timing["ours"]["median_s"], timing["peer"]["median_s"]
+        r = {
+            "tokens_per_run": w["tokens"],
+            "tokens_per_s": round(w["tokens"] / ours_s, 1),
+            "peer_tokens_per_s": round(w["tokens"] / peer_s, 1),
+            "ratio_vs_peer": round(peer_s / ours_s, 3),
+            "ratio_vs_peer_best": round(min(timing["peer"]["runs_s"]) / min(timing["ours"]["runs_s"]), 3),
+            "ratio_vs_peer_cpu": round(timing["peer"]["cpu_s"] / max(timing["ours"]["cpu_s"], 1e-9), 3),
+            "all_rows_full_length": lengths_ok,
+            "timing": timing,
+        }
+        if name == "greedy":
+            r["greedy_outputs_identical"] = a == b
+        if profile and name == "greedy":
+            r["profile"] = {"ours": profile_top(w["ours"]), "peer": profile_top(w["peer"])}
+            r["matmul_share"] = {k: matmul_share(v) for k, v in r["profile"].items()}
+        out[name] = r
+    g = out["greedy"]
+    out.update(
+        tokens_per_s=g["tokens_per_s"], peer_tokens_per_s=g["peer_tokens_per_s"], ratio_vs_peer=g["ratio_vs_peer"]
+    )
+    return out
+
+
+# -- CodeFusion -----------------------------------------------------------------------------------------
+
+
+def train_tiny_codefusion(seconds: float, seed: int = 0, vocab: int = 1024) -> tuple[Any, Any, dict[str, Any]]:
+    """A codefusion-tiny model trained for ``seconds`` on the Bash train split (plain AdamW loop)."""
+    import numpy as np
+
+    from nl2code.data.collate import Example, pad_collate
+    from nl2code.data.sources import load_source
+    from nl2code.data.tokenizer import CodeTokenizer
+    from nl2code.models.codefusion import CodeFusion, preset
+    from nl2code.objectives.diffusion import CodeFusionObjective
+
+    records = [r for r in load_source("codefusion-bash", BASH).records if r.split == "train"]
+    tok = CodeTokenizer.train((t for r in records for t in (r.nl, r.code)), vocab_size=vocab)
+    cfg = preset("codefusion-tiny", vocab_size=tok.vocab_size, pad_id=tok.pad_id)
+    model = CodeFusion(cfg, torch.Generator().manual_seed(seed))
+    examples = []
+    for r in records:
+        code = [*tok.encode(r.code.rstrip("\n")), tok.eos_id]
+        if len(code) <= cfg.code_length:
+            nl = tok.encode(r.nl)[: cfg.max_nl_length] or [tok.pad_id]
+            examples.append(Example(np.array(code), np.ones(len(code), bool), {"nl": np.array(nl)}))
+    objective, gen = CodeFusionObjective(), torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0, fused=True)
+    rng = np.random.default_rng(seed)
+    steps, loss, start = 0, float("nan"), time.perf_counter()
+    model.train()
+    while time.perf_counter() - start < seconds:
+        batch = pad_collate([examples[i] for i in rng.integers(0, len(examples), 32)], tok.pad_id)
+        value, _ = objective(model, batch, gen)
+        value.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        steps, loss = steps + 1, float(value.detach())
+    info = {
+        "source": "trained here",
+        "preset": "codefusion-tiny",
+        "train_seconds": seconds,
+        "steps": steps,
+        "batch": 32,
+        "final_loss": round(loss, 4),
+        "train_examples": len(examples),
+        "vocab": tok.vocab_size,
+    }
+    return model.eval(), tok, info
+
+
+def load_codefusion_run(run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    from nl2code.api import load_run
+
+    run = load_run(run_dir)
+    if type(run.model).__name__ != "CodeFusion":
+        raise SystemExit(f"{run_dir}: not a CodeFusion run (model is {type(run.model).__name__})")
+    return run.model.eval(), run.tokenizer, {"source": str(run_dir), "params": run.model.num_parameters()}
+
+
+def steps_table(model: Any, tok: Any, problems: int, eta: float, steps: tuple[int, ...] = STEPS) -> list[dict]:
+    """Programs/s and top-1 template match of ``problems`` test utterances for each step count."""
+    from nl2code.eval.tasks import EvalContext, get_task
+    from nl2code.sampling.diffusion import DiffusionSampler
+
+    task = get_task("codefusion-bash")
+    all_problems = task.load_problems(str(BASH))
+    subset = dict(list(all_problems.items())[:problems])
+    prompts = [tok.encode(p.nl)[: model.cfg.max_nl_length] or [tok.pad_id] for p in subset.values()]
+    rows = []
+    for n_steps in steps:
+        sampler = DiffusionSampler(
+            model, num_steps=min(n_steps, model.cfg.num_timesteps), eta=eta, eos_id=tok.eos_id, max_rows=64
+        )
+        t = time.perf_counter()
+        out = sampler.generate(prompts, 1, torch.Generator().manual_seed(0))
+        secs = time.perf_counter() - t
+        samples = {tid: [tok.decode(c[0], skip_special=True)] for tid, c in zip(subset, out.ids, strict=True)}
+        metrics = task.judge(subset, samples, EvalContext(ks=[1], progress=False)).metrics
+        rows.append(
+            {
+                "steps": n_steps,
+                "programs_per_s": round(len(subset) / secs, 2),
+                "seconds": round(secs, 2),
+                "template_match@1": round(metrics["template_match@1"], 4),
+                "command_match@1": round(metrics["command_match@1"], 4),
+            }
+        )
+    top = rows[0]["template_match@1"]
+    for r in rows:
+        r["delta_vs_first_points"] = round(100 * (r["template_match@1"] - top), 2)
+    return rows
+
+
+def measure_codefusion(
+    run: Path | None, problems: int, eta: float, threads: int, train_seconds: float
+) -> dict[str, Any]:
+    if run is None and not BASH.is_file():
+        return {"skipped": f"no trained run (--run) and no Bash data at {BASH}"}
+    previous = torch.get_num_threads()
+    set_threads(threads)
+    try:
+        model, tok, info = load_codefusion_run(run) if run else train_tiny_codefusion(train_seconds)
+        table = steps_table(model, tok, problems, eta)
+    finally:
+        torch.set_num_threads(previous)
+    within = [r["steps"] for r in table if r["steps"] <= 50 and r["delta_vs_first_points"] >= -2.0]
+    return {
+        "model": info,
+        "problems": problems,
+        "eta": eta,
+        "threads": threads,
+        "steps": table,
+        "target_met": bool(within),
+        "steps_within_2_points": within,
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------------
+
+
+def run(
+    quick: bool,
+    threads: int,
+    repeats: int | None,
+    run_dir: Path | None,
+    problems: int | None,
+    eta: float,
+    cf_threads: int,
+    train_seconds: float | None,
+    setup: GenSetup | None = None,
+) -> dict[str, Any]:
+    threads = set_threads(threads)
+    machine = machine_info()
+    repeats = repeats or (2 if quick else 5)
+    ar = measure_ar(setup or (QUICK if quick else FULL), repeats)
+    cf = measure_codefusion(
+        run_dir,
+        problems or (8 if quick else 64),
+        eta,
+        cf_threads,
+        train_seconds if train_seconds is not None else (15 if quick else 120),
+    )
+    machine["load_after"] = load_average()
+    return {
+        "quick": quick,
+        "threads": threads,
+        "repeats": repeats,
+        "machine": machine,
+        "models": {"codegen": ar, "codefusion": cf},
+    }
+
+
+def ar_section(ar: dict[str, Any], threads: int) -> list[str]:
+    """The codegen vs transformers table (and the greedy profile) of one thread count."""
+    s = ar["setup"]
+    shapes = {
+        "greedy": f"{s['prompts']} prompts x {s['new_tokens']} tokens",
+        "sampling": f"{s['sample_prompts']} prompts x {s['samples_per_prompt']} samples x {s['new_tokens']} tokens",
+    }
+    rows = [
+        [
+            name,
+            shapes[name],
+            ar[name]["tokens_per_s"],
+            ar[name]["peer_tokens_per_s"],
+            ar[name]["ratio_vs_peer"],
+            ar[name]["ratio_vs_peer_best"],
+            ar[name]["ratio_vs_peer_cpu"],
+        ]
+        for name in ("greedy", "sampling")
+    ]
+    heads = ["workload", "shape", "ours tok/s", "peer tok/s", "ratio (median)", "ratio (best run)", "ratio (CPU s)"]
+    parts = [
+        f"## codegen vs transformers generate, {threads} torch thread(s)\n",
+        md_table(heads, rows),
+        f"\nGreedy token ids identical to transformers': {ar['greedy'].get('greedy_outputs_identical')}.",
+    ]
+    g = ar["greedy"]
+    if "profile" in g:
+        parts.append(
+            f"\nProfile of one greedy run, {threads} thread(s) (self CPU time). Matmul + attention kernels: ours "
+            f"{100 * g['matmul_share']['ours']:.0f}%, peer {100 * g['matmul_share']['peer']:.0f}% (the same "
+            "matmuls on both sides); removing all of our time outside them would give at most "
+            f"{g['timing']['peer']['median_s'] / (g['timing']['ours']['median_s'] * g['matmul_share']['ours']):.2f}x.\n"
+        )
+        parts += [profile_md("Ours:", g["profile"]["ours"]), "", profile_md("Peer:", g["profile"]["peer"])]
+    return parts
+
+
+def markdown(res: dict[str, Any], command: str) -> str:
+    ar, cf = res["models"]["codegen"], res["models"]["codefusion"]
+    s = ar["setup"]
+    notes = [
+        f"codegen: {s['d_model']} wide, {s['n_layers']} layers, vocab {s['vocab_size']}, prompts of "
+        f"{s['prompt_len']} tokens; fp32, KV cache on both sides; medians of {res['repeats']} interleaved runs "
+        "('best run' compares the fastest run of each side, 'CPU s' process CPU seconds). Target: ratio >= 1.3.",
+    ]
+    parts = [header_md("Generation", command, res["machine"], notes), *ar_section(ar, res["threads"])]
+    for n, extra in res.get("by_threads", {}).items():
+        parts += ["", *ar_section(extra["codegen"], int(n))]
+    parts.append("\n## CodeFusion: steps vs speed and template match\n")
+    if "skipped" in cf:
+        parts.append(f"Skipped: {cf['skipped']}.")
+    else:
+        parts.append(
+            f"Model: {cf['model']}. First {cf['problems']} test problems of codefusion-bash, top-1, eta {cf['eta']}, "
+            f"{cf['threads']} thread(s). Target: <= 50 steps within 2 points of the 1200-step top-1 "
+            f"(met: {cf['target_met']}).\n"
+        )
+        rows = [
+            [r["steps"], r["programs_per_s"], r["template_match@1"], r["command_match@1"], r["delta_vs_first_points"]]
+            for r in cf["steps"]
+        ]
+        heads = ["steps", "programs/s", "template match@1", "command match@1", "delta vs first row (points)"]
+        parts.append(md_table(heads, rows))
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short prompts and outputs, 8 problems (< 2 minutes)")
+    ap.add_argument(
+        "--threads",
+        default="0",
+        help="torch threads for the AR comparison (0 = all cores); a comma "
+        "list measures each count, the first one is the headline",
+    )
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per side (default 2 quick, 5 full)")
+    ap.add_argument("--run", type=Path, default=None, help="a trained CodeFusion run directory")
+    ap.add_argument("--problems", type=int, default=None, help="test problems (default 8 quick, 64 full)")
+    ap.add_argument("--eta", type=float, default=1.0, help="reverse-step noise (1 = the API default, 0 = DDIM)")
+    ap.add_argument("--cf-threads", type=int, default=1, help="torch threads for CodeFusion sampling")
+    ap.add_argument("--train-seconds", type=float, default=None, help="in-script CodeFusion training time")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    command = " ".join(["python benchmarks/generation.py", *(sys.argv[1:] if argv is None else argv)])
+    counts = [int(t) for t in args.threads.split(",")]
+    res = run(
+        args.quick, counts[0], args.repeats, args.run, args.problems, args.eta, args.cf_threads, args.train_seconds
+    )
+    res["command"] = command
+    if counts[1:]:
+        res["by_threads"] = {}
+        for n in counts[1:]:
+            got = set_threads(n)
+            ar = measure_ar(QUICK if args.quick else FULL, res["repeats"])
+            res["by_threads"][str(got)] = {"threads": got, "load_after": load_average(), "codegen": ar}
+    text = markdown(res, command)
+    write_results("generation", res, text, args.out)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

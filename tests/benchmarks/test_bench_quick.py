@@ -1,0 +1,139 @@
+"""Smoke runs of the performance benchmarks' core functions at toy sizes: the JSON they write has the
+fields the acceptance reads (tokens_per_s, peer_tokens_per_s, ratio_vs_peer, mfu; a CodeFusion steps
+table), the markdown renders, and the two sides of each comparison compute the same function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+pytest.importorskip("transformers", reason="the peers need the optional 'hf' extra")
+
+import generation  # noqa: E402
+import memory  # noqa: E402
+import train_throughput as tt  # noqa: E402
+from _common import interleaved, matmul_peak, md_table, write_results  # noqa: E402
+
+TINY_AR = tt.ARSetup(d_model=32, n_layers=1, n_heads=2, vocab_size=64, seq_len=16, batch=2)
+TINY_CF = tt.CFSetup(
+    d_model=32,
+    n_heads=2,
+    encoder_layers=1,
+    denoiser_layers=1,
+    decoder_layers=1,
+    embed_dim=8,
+    nl_len=8,
+    code_len=8,
+    vocab_size=64,
+    batch=2,
+)
+PER_MODEL = {"tokens_per_s", "peer_tokens_per_s", "ratio_vs_peer", "mfu"}
+
+
+def test_common_helpers(tmp_path):
+    peak = matmul_peak(n=64, repeats=2)
+    assert peak["flops_per_s"] > 0 and len(peak["runs_s"]) == 2
+    calls = []
+    timing = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2, warmup=1)
+    assert calls == ["a", "b"] * 3  # warm-up round, then A B A B
+    assert set(timing) == {"a", "b"} and len(timing["a"]["runs_s"]) == 2
+    assert md_table(["x", "y"], [[1, 2.5]]).splitlines()[2] == "| 1 | 2.5 |"
+    write_results("t", {"k": 1}, "# md", tmp_path)
+    assert json.loads((tmp_path / "t.json").read_text()) == {"k": 1}
+
+
+def test_llama_peer_computes_our_function():
+    ours, peer = tt.ar_models(TINY_AR)
+    ids = torch.randint(0, TINY_AR.vocab_size, (2, TINY_AR.seq_len), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(peer(ids).logits, ours(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_train_throughput_schema(tmp_path):
+    res = tt.run(quick=True, threads=1, repeats=1, setups=(TINY_AR, TINY_CF), peak_n=64)
+    for name in ("codegen", "codefusion"):
+        r = res["models"][name]
+        assert set(r) >= PER_MODEL, name
+        assert r["tokens_per_s"] > 0 and r["peer_tokens_per_s"] > 0 and r["mfu"] > 0
+        assert r["profile"]["ours"] and r["profile"]["peer"]
+    losses = res["models"]["codegen"]["initial_loss"]
+    assert losses["ours"] == pytest.approx(losses["peer"], abs=1e-4)  # same weights, same loss
+    text = tt.markdown(res, "cmd")
+    assert "| codegen |" in text and "Profile: codefusion" in text
+    write_results("train_throughput", res, text, tmp_path)
+    assert set(json.loads((tmp_path / "train_throughput.json").read_text())["models"]["codegen"]) >= PER_MODEL
+
+
+def test_generation_ar_schema():
+    setup = generation.GenSetup(
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        vocab_size=64,
+        prompts=2,
+        prompt_len=4,
+        new_tokens=3,
+        sample_prompts=1,
+        samples_per_prompt=2,
+    )
+    ar = generation.measure_ar(setup, repeats=1, profile=False)
+    assert {"tokens_per_s", "peer_tokens_per_s", "ratio_vs_peer"} <= set(ar)
+    assert ar["greedy"]["greedy_outputs_identical"] is True
+    assert ar["greedy"]["all_rows_full_length"] and ar["sampling"]["all_rows_full_length"]
+    res = {
+        "quick": True,
+        "threads": 1,
+        "repeats": 1,
+        "machine": tt.machine_info(),
+        "models": {"codegen": ar, "codefusion": {"skipped": "test"}},
+    }
+    assert "Skipped: test" in generation.markdown(res, "cmd")
+
+
+def test_codefusion_steps_table(shared_data):
+    from nl2code.data.tokenizer import CodeTokenizer
+    from nl2code.models.codefusion import CodeFusion, preset
+
+    if not generation.BASH.is_file():
+        pytest.skip(f"no Bash benchmark at {generation.BASH}")
+    tok = CodeTokenizer.train(["find . -name '*.txt'", "list all text files", "ls -la"] * 3, vocab_size=300)
+    model = CodeFusion(
+        preset("codefusion-tiny", vocab_size=tok.vocab_size, code_length=16, max_nl_length=16, num_timesteps=8),
+        torch.Generator().manual_seed(0),
+    ).eval()
+    rows = generation.steps_table(model, tok, problems=2, eta=1.0, steps=(8, 2))
+    assert [r["steps"] for r in rows] == [8, 2]
+    for r in rows:
+        assert r["programs_per_s"] > 0 and 0.0 <= r["template_match@1"] <= 1.0
+    assert rows[0]["delta_vs_first_points"] == 0.0
+
+
+@pytest.mark.parametrize("family,name", [("codegen", "tiny"), ("codefusion", "codefusion-tiny")])
+def test_memory_child_reports_peak(family, name):
+    for mode in ("train", "sample"):
+        out = memory.child(mode, family, name, batch=1, seq=8)
+        assert out["peak_rss_mb"] > 0 and out["params"] > 0
+    res = {
+        "quick": True,
+        "machine": tt.machine_info(),
+        "vocab_size": 8192,
+        "baseline": {"peak_rss_mb": 1.0},
+        "presets": [
+            {
+                "preset": name,
+                "params": 1,
+                "train_batch": 1,
+                "train_seq": 8,
+                "train": {"peak_rss_mb": 2.0},
+                "sample": {"error": "x"},
+            }
+        ],
+    }
+    assert f"| {name} |" in memory.markdown(res, "cmd")
