@@ -75,7 +75,7 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def matmul_peak(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Measured matmul throughput of this machine: median FLOP/s of ``repeats`` ``n x n`` torch.mm."""
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)

@@ -172,8 +172,16 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
     ckpt = max(1, n // 2)
 
     def cf_edit(cfg: dict) -> None:
-        cfg["train"].update(max_steps=n, ckpt_every=ckpt, keep_last=2, eval_every=0, sample_every=0,
-                            tensorboard=False, progress="lines", seed=args.seed)
+        cfg["train"].update(
+            max_steps=n,
+            ckpt_every=ckpt,
+            keep_last=2,
+            eval_every=0,
+            sample_every=0,
+            tensorboard=False,
+            progress="lines",
+            seed=args.seed,
+        )
 
     def ar_edit(cfg: dict) -> None:
         cf_edit(cfg)
@@ -190,8 +198,12 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
         wall = train(config, run_dir, work / f"{name}-{lang}.train.log")
         elapsed = stage_elapsed(run_dir)
         pre_s = sum(v for k, v in elapsed.items() if k != "finetune")
-        entry: dict[str, Any] = {"config": str(config.relative_to(REPO)), "train_wall_s": round(wall, 1),
-                                 "stage_loop_s": {k: round(v, 1) for k, v in elapsed.items()}, "evals": []}
+        entry: dict[str, Any] = {
+            "config": str(config.relative_to(REPO)),
+            "train_wall_s": round(wall, 1),
+            "stage_loop_s": {k: round(v, 1) for k, v in elapsed.items()},
+            "evals": [],
+        }
         for step, weights in checkpoints(run_dir, "finetune"):
             res = evaluate(run_dir, weights, problems, task, args)
             minutes = (pre_s + elapsed.get("finetune", 0) * step / n) / 60
@@ -212,8 +224,11 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
                 cfg["train"].update(lr=5.0e-4, min_lr=5.0e-5, warmup_steps=50)  # the finetune stage's settings
 
             g_run = work / f"{name}-bash-grouped"
-            g_wall = train(write_config(base, work / f"{name}-bash-grouped.yaml", g_edit), g_run,
-                           work / f"{name}-bash-grouped.train.log")
+            g_wall = train(
+                write_config(base, work / f"{name}-bash-grouped.yaml", g_edit),
+                g_run,
+                work / f"{name}-bash-grouped.train.log",
+            )
             g_recs = [r for r in load_source("jsonl", jsonl).records if r.split == "test"]
             g_problems = subset({r.task_id: dataclasses.replace(r) for r in g_recs}, args.limit)
             res = evaluate(g_run, g_run / "model.safetensors", g_problems, task, args)
@@ -231,20 +246,32 @@ def fmt_metrics(m: dict[str, float]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# CodeFusion results (nl2code) vs the matched AR baseline", "",
-             f"Command: `{report['command']}`  ", f"Date: {report['date']}; machine: {report['machine']}; "
-             f"load average at start {report['load_start']}, at end {report['load_end']}; total wall "
-             f"{report['wall_min']} min.  ", f"Settings: {json.dumps(report['settings'])}", "",
-             "Top-k = any of the first k of 5 ranked candidates correct (ranked by mean token log-probability, "
-             "never by the reference). Percentages. `train min` = approximate training minutes when the "
-             "evaluated weights were saved (pre-training loops + the fine-tuning share).", ""]
+    lines = [
+        "# CodeFusion results (nl2code) vs the matched AR baseline",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; machine: {report['machine']}; "
+        f"load average at start {report['load_start']}, at end {report['load_end']}; total wall "
+        f"{report['wall_min']} min.  ",
+        f"Settings: {json.dumps(report['settings'])}",
+        "",
+        "Top-k = any of the first k of 5 ranked candidates correct (ranked by mean token log-probability, "
+        "never by the reference). Percentages. `train min` = approximate training minutes when the "
+        "evaluated weights were saved (pre-training loops + the fine-tuning share).",
+        "",
+    ]
     for lang, res in report["languages"].items():
         paper = PAPER[lang]
         metric = LANGS[lang][2]
-        lines += [f"## {lang} ({res['task']})", "",
-                  f"Paper (CodeFusion 75M, {paper['metric']}): top-1 {paper['top1']}, top-5 {paper['top5']}.", "",
-                  f"| system | split | finetune step | train min | {metric}@1 | @3 | @5 | syntax valid | "
-                  "distinct-2 | edit dist. | other | sample s |", "|" + "---|" * 12]
+        lines += [
+            f"## {lang} ({res['task']})",
+            "",
+            f"Paper (CodeFusion 75M, {paper['metric']}): top-1 {paper['top1']}, top-5 {paper['top5']}.",
+            "",
+            f"| system | split | finetune step | train min | {metric}@1 | @3 | @5 | syntax valid | "
+            "distinct-2 | edit dist. | other | sample s |",
+            "|" + "---|" * 12,
+        ]
         notes: list[str] = []
         for name, entry in res["runs"].items():
             rows = [("paper test", e) for e in entry["evals"]]
@@ -258,12 +285,17 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {name} | {split} ({e['problems']}) | {step} | {e.get('approx_train_min', '')} | "
                     + " | ".join(f"{100 * m.get(f'{metric}@{k}', 0):.1f}" for k in (1, 3, 5))
                     + f" | {100 * m.get('syntax_valid', 0):.1f} | {m.get('diversity_distinct_2', 0):.2f} | "
-                    f"{m.get('diversity_edit_distance', 0):.2f} | {other} | {e['sample_s']} |")
-            notes.append(f"- {name}: config `{entry['config']}`, training wall {entry['train_wall_s']} s, "
-                         f"stage loops {entry['stage_loop_s']}.")
+                    f"{m.get('diversity_edit_distance', 0):.2f} | {other} | {e['sample_s']} |"
+                )
+            notes.append(
+                f"- {name}: config `{entry['config']}`, training wall {entry['train_wall_s']} s, "
+                f"stage loops {entry['stage_loop_s']}."
+            )
             if "grouped_split" in entry:
-                notes.append(f"- {name} grouped split: {entry['grouped_split']['split']}, fine-tuning wall "
-                             f"{entry['grouped_split']['finetune_wall_s']} s.")
+                notes.append(
+                    f"- {name} grouped split: {entry['grouped_split']['split']}, fine-tuning wall "
+                    f"{entry['grouped_split']['finetune_wall_s']} s."
+                )
         lines += ["", *notes, ""]
         ex = next(iter(res["runs"].values()))["evals"][-1]["examples"]
         lines += ["Examples (CodeFusion, last checkpoint, top-3):", ""]
@@ -275,9 +307,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=30.0,
-                   help="CodeFusion training budget per language (default 30); sets --stage-steps from a measured "
-                   f"{SEC_PER_STEP} s/step (3 stages), the real wall time is recorded")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=30.0,
+        help="CodeFusion training budget per language (default 30); sets --stage-steps from a measured "
+        f"{SEC_PER_STEP} s/step (3 stages), the real wall time is recorded",
+    )
     p.add_argument("--stage-steps", type=int, help="optimizer steps per CodeFusion stage (overrides --minutes)")
     p.add_argument("--quick", action="store_true", help="30 steps per stage, 50 test items, 10 denoising steps")
     p.add_argument("--languages", default="bash,cf,python")

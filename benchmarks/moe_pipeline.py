@@ -69,10 +69,15 @@ class Lang:
 
 LANGS = {
     "python": Lang("conala", DATA / "conala", "bleu", "exact_match@1"),
-    "bash": Lang("codefusion-bash", DATA / "codefusion/benchmarks/BashBenchmarks.json", "template_match@1",
-                 "command_match@1"),
-    "cf": Lang("codefusion-cf", DATA / "codefusion/benchmarks/CFRuleBenchmarks.json", "execution_match@1",
-               "execution_match_nonempty@1"),
+    "bash": Lang(
+        "codefusion-bash", DATA / "codefusion/benchmarks/BashBenchmarks.json", "template_match@1", "command_match@1"
+    ),
+    "cf": Lang(
+        "codefusion-cf",
+        DATA / "codefusion/benchmarks/CFRuleBenchmarks.json",
+        "execution_match@1",
+        "execution_match_nonempty@1",
+    ),
 }
 
 
@@ -136,7 +141,8 @@ def codebleu_other(refs: list[str], preds: list[str], lang: str) -> dict[str, fl
     rs = [[tok(r.strip())] for r in refs]
     ngram = bleu.corpus_bleu(rs, hyps)
     weighted = weighted_ngram_match.corpus_bleu(
-        [[[r, {t: 1 if t in keywords else 0.2 for t in r}] for r in rr] for rr in rs], hyps)
+        [[[r, {t: 1 if t in keywords else 0.2 for t in r}] for r in rr] for rr in rs], hyps
+    )
     matched = total = 0
     for ref, pred in zip(refs, preds, strict=True):
         ref_trees = subtrees(ref.strip(), lang)
@@ -146,9 +152,14 @@ def codebleu_other(refs: list[str], preds: list[str], lang: str) -> dict[str, fl
         matched += sum(t in cand for t in ref_trees)
         total += len(ref_trees)
     syntax = matched / total if total else 0.0
-    return {"codebleu": 0.25 * (ngram + weighted + syntax + 1.0), "codebleu_ngram": ngram,
-            "codebleu_weighted_ngram": weighted, "codebleu_syntax": syntax, "codebleu_dataflow": 0.0,
-            "codebleu_dataflow_floor": float(len(refs))}
+    return {
+        "codebleu": 0.25 * (ngram + weighted + syntax + 1.0),
+        "codebleu_ngram": ngram,
+        "codebleu_weighted_ngram": weighted,
+        "codebleu_syntax": syntax,
+        "codebleu_dataflow": 0.0,
+        "codebleu_dataflow_floor": float(len(refs)),
+    }
 
 
 # -- the steps ------------------------------------------------------------------------------------
@@ -168,8 +179,12 @@ def run_summary(run_dir: Path) -> dict:
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in recs if r["split"] == "train"]
     evals = [r for r in recs if r["split"] == "eval"]
-    out = {"steps": train[-1]["step"], "train_loss": train[-1]["loss"], "train_ce": train[-1].get("ce"),
-           "eval_ce": evals[-1].get("ce") if evals else None}
+    out = {
+        "steps": train[-1]["step"],
+        "train_loss": train[-1]["loss"],
+        "train_ce": train[-1].get("ce"),
+        "eval_ce": evals[-1].get("ce") if evals else None,
+    }
     if (run_dir / "adapter.json").is_file():
         info = json.loads((run_dir / "adapter.json").read_text())
         out |= {"trainable": info["trainable"], "total": info["total"]}
@@ -190,8 +205,9 @@ def evaluate(run_dir: Path, limit: int, max_new_tokens: int) -> dict[str, dict]:
         prompts = benchmark_prompts(lang.task, str(lang.data), "nl", limit)
         assert [p.task_id for p in prompts] == list(problems)
         t0 = time.perf_counter()
-        cands = gen.generate([p.prompt for p in prompts], GenerationConfig(max_new_tokens=max_new_tokens,
-                                                                           batch_size=50))
+        cands = gen.generate(
+            [p.prompt for p in prompts], GenerationConfig(max_new_tokens=max_new_tokens, batch_size=50)
+        )
         gen_s = time.perf_counter() - t0
         samples = {p.task_id: [c[0].text] for p, c in zip(prompts, cands, strict=True)}
         res = task.judge(problems, samples, EvalContext(ks=[1], workers=1, progress=False))
@@ -217,8 +233,9 @@ def teacher_forced(run_dir: Path, limit: int) -> dict[str, dict]:
     run = load_run(run_dir)
     tok, model = run.tokenizer, run.model
     picks: list[torch.Tensor] = []
-    hooks = [m.router.register_forward_hook(lambda _m, _i, out: picks.append(out.experts[:, 0]))
-             for m in model.moe_layers()]
+    hooks = [
+        m.router.register_forward_hook(lambda _m, _i, out: picks.append(out.experts[:, 0])) for m in model.moe_layers()
+    ]
     out = {}
     for e, (name, lang) in enumerate(LANGS.items()):
         assert EXPERTS[e] == name
@@ -229,7 +246,7 @@ def teacher_forced(run_dir: Path, limit: int) -> dict[str, dict]:
             ids = [*prompt, *tok.encode(p.code), tok.eos_id][: model.cfg.max_seq_len]
             picks.clear()
             logits = model(torch.tensor([ids])).logits[0, len(prompt) - 1 : -1]
-            ce = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[len(prompt):]), reduction="sum")
+            ce = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[len(prompt) :]), reduction="sum")
             ce_sum, targets = ce_sum + float(ce), targets + len(ids) - len(prompt)
             hits += torch.tensor([float((x == e).sum()) for x in picks])
             tokens += len(ids)
@@ -242,8 +259,13 @@ def teacher_forced(run_dir: Path, limit: int) -> dict[str, dict]:
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def main() -> int:
@@ -279,16 +301,29 @@ def main() -> int:
         else:
             load = [round(x, 2) for x in os.getloadavg()]
             wall[name] = round(cli_run(argv), 1)
-            info = {"wall_s": wall[name], "load_average_start": load,
-                    "load_average_end": [round(x, 2) for x in os.getloadavg()]}
+            info = {
+                "wall_s": wall[name],
+                "load_average_start": load,
+                "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            }
             record.write_text(json.dumps(info) + "\n")
 
     phase("base", ["train", str(CONFIGS / "base.yaml"), "--run-dir", str(runs["base"]), *steps("base.yaml")])
     qlora = ["adapters.quantize_base=nf4"] if args.qlora else []
     for lang in EXPERTS:
         cfg = f"expert_{lang}.yaml"
-        phase(f"expert-{lang}", ["train", str(CONFIGS / cfg), "--run-dir", str(runs[f"expert-{lang}"]),
-                                 f"init_from={runs['base']}", *steps(cfg), *qlora])
+        phase(
+            f"expert-{lang}",
+            [
+                "train",
+                str(CONFIGS / cfg),
+                "--run-dir",
+                str(runs[f"expert-{lang}"]),
+                f"init_from={runs['base']}",
+                *steps(cfg),
+                *qlora,
+            ],
+        )
     merge_cfg = yaml.safe_load((CONFIGS / "merge.yaml").read_text())
     merge_cfg["base_model"] = str(runs["base"])
     for spec, lang in zip(merge_cfg["experts"], EXPERTS, strict=True):
@@ -296,8 +331,17 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "merge.yaml").write_text(yaml.safe_dump(merge_cfg, sort_keys=False))
     phase("moe-merged", ["merge-moe", str(out / "merge.yaml"), "--out", str(runs["moe-merged"])])
-    phase("moe", ["train", str(CONFIGS / "router.yaml"), "--run-dir", str(runs["moe"]),
-                  f"init_from={runs['moe-merged']}", *steps("router.yaml")])
+    phase(
+        "moe",
+        [
+            "train",
+            str(CONFIGS / "router.yaml"),
+            "--run-dir",
+            str(runs["moe"]),
+            f"init_from={runs['moe-merged']}",
+            *steps("router.yaml"),
+        ],
+    )
 
     t0 = time.perf_counter()
     results = {name: evaluate(runs[name], args.limit, args.max_new_tokens) for name in MODELS}
@@ -338,17 +382,31 @@ def _f(x: float | None, digits: int = 3) -> str:
 def markdown(r: dict) -> str:
     m, a = r["machine"], r["args"]
     lines = [
-        "# MoE pipeline: base -> LoRA expert per language -> merged 3-expert MoE -> router fine-tuning", "",
-        f"Command: `{r['command']}` (seed {r['seed']}; configs in `configs/moe/`, copied into the .json).", "",
+        "# MoE pipeline: base -> LoRA expert per language -> merged 3-expert MoE -> router fine-tuning",
+        "",
+        f"Command: `{r['command']}` (seed {r['seed']}; configs in `configs/moe/`, copied into the .json).",
+        "",
         f"{r['date']} · {m['platform']} · {m['cpus']} CPUs, 1 torch thread · load average {m['load_average']} "
-        f"at start, {m['load_average_end']} at the end · Python {m['python']} · torch {m['torch']}", "",
-        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items()) + "."
-        + (" Reused from an earlier invocation (wall time and load average measured then): "
-           + "; ".join(f"{k} (load {v.get('load_average_start')} -> {v.get('load_average_end')})"
-                       for k, v in r["reused_runs"].items()) + "." if r["reused_runs"] else ""), "",
+        f"at start, {m['load_average_end']} at the end · Python {m['python']} · torch {m['torch']}",
+        "",
+        "Wall time (s): "
+        + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items())
+        + "."
+        + (
+            " Reused from an earlier invocation (wall time and load average measured then): "
+            + "; ".join(
+                f"{k} (load {v.get('load_average_start')} -> {v.get('load_average_end')})"
+                for k, v in r["reused_runs"].items()
+            )
+            + "."
+            if r["reused_runs"]
+            else ""
+        ),
+        "",
         f"Evaluation: the first {a['limit']} test problems of each language, greedy, at most "
         f"{a['max_new_tokens']} new tokens. Experts{' (QLoRA, NF4 base)' if a['qlora'] else ''}: LoRA r=16 on "
-        "the FFNs only. MoE: every layer, 3 experts, top-2, `gate_mode: hidden`.", "",
+        "the FFNs only. MoE: every layer, 3 experts, top-2, `gate_mode: hidden`.",
+        "",
         "| language | model | test CE | task metric | value | 2nd metric | value | BLEU | CodeBLEU | n-gram "
         "| w. n-gram | syntax | data-flow | at floor / n |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -356,36 +414,59 @@ def markdown(r: dict) -> str:
     for lang, spec in LANGS.items():
         for model in MODELS:
             x = r["results"][model][lang]
-            cells = [lang, model, _f(x["test_ce"]), spec.primary, _f(x[spec.primary]), spec.secondary,
-                     _f(x[spec.secondary]), _f(x["bleu"], 1),
-                     *(_f(x[f"codebleu{part}"]) for part in ("", "_ngram", "_weighted_ngram", "_syntax", "_dataflow")),
-                     f"{int(x['codebleu_dataflow_floor'])} / {x['n']}"]
+            cells = [
+                lang,
+                model,
+                _f(x["test_ce"]),
+                spec.primary,
+                _f(x[spec.primary]),
+                spec.secondary,
+                _f(x[spec.secondary]),
+                _f(x["bleu"], 1),
+                *(_f(x[f"codebleu{part}"]) for part in ("", "_ngram", "_weighted_ngram", "_syntax", "_dataflow")),
+                f"{int(x['codebleu_dataflow_floor'])} / {x['n']}",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Test CE: mean cross-entropy (nats) of the gold code tokens and `<eos>` given `NL <sep>`, "
-              "teacher-forced. CoNaLa's BLEU (x100, its tokenizer, no smoothing) is computed for every language; "
-              "Python's task metric is the same BLEU. CodeBLEU is in [0, 1]; Python's comes from the `codebleu` "
-              "package, Bash/CF use the same formula with their own parsers and have no data-flow extractor, so all "
-              "their pairs are at the floor: their CodeBLEU is 0.25 higher than their first three parts justify. "
-              "Test problems are the first ones in file order. CodeFusion's Bash test split shares 747 of its "
-              "2,522 commands with its train split. CF: 60 of the 178 test tables are header-only, where any "
-              "executable highlight rule matches the gold, hence `execution_match_nonempty@1` (tables with data); "
-              "CF test rules are written in an explicit-column dialect (`c[1]`, quoted text) the train rules "
-              "lack, so exact match stays near 0. All metrics of every task are in the .json.", ""]
+    lines += [
+        "",
+        "Test CE: mean cross-entropy (nats) of the gold code tokens and `<eos>` given `NL <sep>`, "
+        "teacher-forced. CoNaLa's BLEU (x100, its tokenizer, no smoothing) is computed for every language; "
+        "Python's task metric is the same BLEU. CodeBLEU is in [0, 1]; Python's comes from the `codebleu` "
+        "package, Bash/CF use the same formula with their own parsers and have no data-flow extractor, so all "
+        "their pairs are at the floor: their CodeBLEU is 0.25 higher than their first three parts justify. "
+        "Test problems are the first ones in file order. CodeFusion's Bash test split shares 747 of its "
+        "2,522 commands with its train split. CF: 60 of the 178 test tables are header-only, where any "
+        "executable highlight rule matches the gold, hence `execution_match_nonempty@1` (tables with data); "
+        "CF test rules are written in an explicit-column dialect (`c[1]`, quoted text) the train rules "
+        "lack, so exact match stays near 0. All metrics of every task are in the .json.",
+        "",
+    ]
     for lang, spec in LANGS.items():
         best = max(MODELS, key=lambda k: r["results"][k][lang][spec.primary])
         lines.append(f"- best {lang} {spec.primary}: {best} ({_f(r['results'][best][lang][spec.primary])})")
-    lines += ["", "Share of tokens (NL, `<sep>`, gold code) whose top-1 expert is the language's own expert, "
-              "per layer (chance = 1/3):", "", "| MoE | language | layer shares |", "|---|---|---|"]
+    lines += [
+        "",
+        "Share of tokens (NL, `<sep>`, gold code) whose top-1 expert is the language's own expert, "
+        "per layer (chance = 1/3):",
+        "",
+        "| MoE | language | layer shares |",
+        "|---|---|---|",
+    ]
     for model in ("moe-merged", "moe"):
         for lang in LANGS:
             per_layer = r["results"][model][lang]["own_expert_top1"]
             lines.append(f"| {model} | {lang} | {' / '.join(_f(s, 2) for s in per_layer)} |")
     mr = r["merge_report"]
-    lines += ["", "Merged gates, per layer: largest cosine between two experts' gate vectors "
-              + ", ".join(_f(x["max_cosine"], 2) for x in mr["layers"])
-              + f"; merge-moe warnings: {len(mr['warnings'])}. MoE parameters: {mr['parameters']:,} "
-              "(top-2 of 3 experts per token).", "",
-              "| run | steps | final train CE | held-out CE | trainable / total params |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Merged gates, per layer: largest cosine between two experts' gate vectors "
+        + ", ".join(_f(x["max_cosine"], 2) for x in mr["layers"])
+        + f"; merge-moe warnings: {len(mr['warnings'])}. MoE parameters: {mr['parameters']:,} "
+        "(top-2 of 3 experts per token).",
+        "",
+        "| run | steps | final train CE | held-out CE | trainable / total params |",
+        "|---|---|---|---|---|",
+    ]
     for name, t in r["training"].items():
         params = f"{t['trainable']:,} / {t['total']:,}" if "trainable" in t else "all"
         if name == "moe":
