@@ -177,12 +177,13 @@ class CodeGenLM(nn.Module):
         # Without padding anywhere in the cache the positions are a plain range and a single new
         # query may attend to every cached key: the per-step cumsum and mask are skipped.
         dense_cache = cache is not None and not cache.has_padding and prefix_mask is None
-        if position_ids is None:
-            if keep is not None and not dense_cache:
+        # Full-width rotary tables once for every layer; plain positions are a slice of the table.
+        if position_ids is None and (keep is None or dense_cache):
+            cos, sin = self.rotary.full_range(start, T)
+        else:
+            if position_ids is None:
                 position_ids = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
-            else:
-                position_ids = torch.arange(start, start + T, device=input_ids.device)
-        cos, sin = self.rotary(position_ids)
+            cos, sin = self.rotary.full(position_ids)
         attn_mask = None
         needs_mask = cache is not None or prefix_mask is not None or (keep is not None and not _right_padded(keep))
         if needs_mask and not (dense_cache and T == 1):

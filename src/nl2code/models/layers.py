@@ -48,10 +48,25 @@ class RotaryEmbedding(nn.Module):
         angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64), inv_freq)  # (T, Hd/2)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
+        # The full-width tables too, so that a forward need not rebuild them (two cats and a neg per
+        # layer, which was a visible share of a single-token decoding step).
+        cos_full, sin_signed = rotary_tables(self.cos, self.sin)
+        self.register_buffer("cos_full", cos_full, persistent=False)
+        self.register_buffer("sin_signed", sin_signed, persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``position_ids`` (T,) or (B, T), each < max_seq_len -> cos, sin (T, Hd/2) or (B, T, Hd/2)."""
         return self.cos[position_ids], self.sin[position_ids]
+
+    def full(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`forward`, but the full-width tables of :func:`rotary_tables` (..., Hd)."""
+        return self.cos_full[position_ids], self.sin_signed[position_ids]
+
+    def full_range(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-width tables of positions ``start .. start + length - 1`` (length, Hd), as views (no copy)."""
+        if start + length > self.cos_full.shape[0]:
+            raise IndexError(f"positions up to {start + length - 1} exceed the rotary table ({self.cos_full.shape[0]})")
+        return self.cos_full[start : start + length], self.sin_signed[start : start + length]
 
 
 def rotary_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,11 +120,17 @@ class Attention(nn.Module):
         is_causal: bool = True,
         kv: LayerKV | None = None,
     ) -> torch.Tensor:
-        """``x`` (B, T, D); ``attn_mask`` bool (B, 1, T, S), True = may attend (overrides is_causal)."""
+        """``x`` (B, T, D); ``attn_mask`` bool (B, 1, T, S), True = may attend (overrides is_causal).
+
+        ``cos``/``sin``: half-width angles (T | B T, Hd/2), or the full-width tables of
+        :func:`rotary_tables` (T | B T, Hd), which a stack computes once for all its layers.
+        """
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+        if cos.shape[-1] != self.head_dim:
+            cos, sin = rotary_tables(cos, sin)
         # Rotate q and k together in the projection's own layout (one pass over contiguous rows).
-        c, s = (t.unsqueeze(-2).unsqueeze(-2) for t in rotary_tables(cos, sin))  # (T | B T, 1, 1, Hd)
+        c, s = cos[..., None, None, :], sin[..., None, None, :]  # (T | B T, 1, 1, Hd)
         qk = rotate(qkv[:, :, :2].float(), c, s).to(qkv.dtype)  # (B, T, 2, H, Hd)
         q, k = qk.permute(2, 0, 3, 1, 4)  # 2 x (B, H, T, Hd)
         v = qkv[:, :, 2].transpose(1, 2)  # (B, H, T, Hd)
@@ -206,14 +227,20 @@ class Block(nn.Module):
         ``token_mask`` (B, T) marks real tokens; an MoE block routes only those (padding takes no
         expert capacity and stays out of the balancing loss).
         """
-        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, attn_mask, is_causal, kv))
+        # Dropout is the identity in eval or at p = 0: skip its module calls (decoding is per-call bound).
+        drop = self.drop if self.training and self.drop.p > 0 else _identity
+        x = x + drop(self.attn(self.attn_norm(x), cos, sin, attn_mask, is_causal, kv))
         aux = None
         if self.is_moe:
             h, aux = self.mlp(self.mlp_norm(x), mask=token_mask)
         else:
             h = self.mlp(self.mlp_norm(x))
-        x = x + self.drop(h)
+        x = x + drop(h)
         return (x, aux) if self.with_aux else x
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:

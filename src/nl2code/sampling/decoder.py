@@ -66,7 +66,7 @@ class StepDecoder:
     ):
         self.model = model
         self.device = next(model.parameters()).device
-        self.ids, self.keep = left_pad(prompts, pad_id, self.device)  # (B, T0)
+        self.ids, self.keep = left_pad(prompts, pad_id, self.device)  # (B, T0); grows only without a cache
         self.prefix = self.keep.clone() if prefix_lm else None
         self.use_cache = use_cache
         self.cache = model.new_cache(len(prompts), self.ids.shape[1] + max_new_tokens) if use_cache else None
@@ -91,10 +91,10 @@ class StepDecoder:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append ``tokens`` (B,) and return the (B, V) logits of the token after them."""
         tokens = tokens.to(self.device).long()[:, None]
+        if self.cache is not None:  # the cache holds the history: no growing copy of ids per step
+            return self._logits(tokens, None, None)
         self.ids = torch.cat([self.ids, tokens], dim=1)
         self.keep = torch.cat([self.keep, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
-        if self.cache is not None:
-            return self._logits(tokens, None, None)
         prefix = None
         if self.prefix is not None:
             prefix = torch.cat([self.prefix, torch.zeros_like(tokens, dtype=torch.bool)], dim=1)
