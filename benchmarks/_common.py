@@ -96,6 +96,16 @@ def matmul_peak(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.flo
     }
 
 
+def machine_peak(sizes: tuple[int, ...] = (1024, 2048, 4096), repeats: int = 5) -> dict[str, Any]:
+    """This machine's fp32 matmul limit: the fastest ``n x n`` torch.mm over ``sizes`` (best of ``repeats`` each).
+
+    The best run, not the median: other processes can only slow a run down, so the fastest one is the
+    closest to what the cores can do; and several sizes, because one size can miss the kernel's sweet spot.
+    """
+    runs = [matmul_peak(n, repeats) for n in sizes]
+    return {"flops_per_s": max(r["best_flops_per_s"] for r in runs), "by_size": runs}
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, dict[str, Any]]:
     """Time each function ``repeats`` times, A B A B ..., after ``warmup`` untimed rounds.
 
@@ -119,29 +129,119 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
     }
 
 
-def profile_top(fn: Callable[[], Any], rows: int = 12) -> list[dict[str, Any]]:
-    """torch.profiler over one call of ``fn``: the ``rows`` ops with the most self CPU time."""
+HEAVY = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::_scaled_dot_product")
+
+
+def profile_top(fn: Callable[[], Any], rows: int = 12) -> dict[str, Any]:
+    """torch.profiler over one call of ``fn``.
+
+    Returns ``top`` (the ``rows`` ops with the most self CPU time), ``total_ms`` (all self time) and
+    ``matmul_ms`` / ``matmul_share``: self time in matrix multiplies and attention kernels (``HEAVY``),
+    over every op, not only the top rows.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [
+    heavy = sum(e.self_cpu_time_total for e in events if e.key.startswith(HEAVY))
+    top = [
         {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3, 2),
          "share": round(e.self_cpu_time_total / total, 4), "calls": e.count}
         for e in events[:rows]
     ]  # fmt: skip
+    return {
+        "top": top,
+        "total_ms": round(total / 1e3, 2),
+        "matmul_ms": round(heavy / 1e3, 2),
+        "matmul_share": round(heavy / total, 4),
+    }
 
 
-def matmul_share(top: list[dict[str, Any]]) -> float:
+def matmul_share(prof: dict[str, Any]) -> float:
     """Share of self CPU time in matrix multiplies and attention kernels (work both sides must do)."""
-    heavy = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::_scaled_dot_product")
-    return round(sum(r["share"] for r in top if r["op"].startswith(heavy)), 4)
+    return prof["matmul_share"]
+
+
+def gap_analysis(
+    ours_s: float,
+    peer_s: float,
+    prof_ours: dict[str, Any],
+    prof_peer: dict[str, Any],
+    target: float,
+) -> dict[str, Any]:
+    """What a profile says about a speed ratio ``peer_s / ours_s`` and a ``target`` for it.
+
+    ``bound``: the ratio we would reach if every op of ours outside the matmul/attention kernels took
+    no time at all (``peer_s / (ours_s * our matmul share)``); below ``target``, the target cannot be
+    reached without faster matmuls. ``kernel_ratio``: peer / ours time inside those kernels (shares
+    times the measured medians): near 1 means both sides run the same kernels on the same FLOPs.
+    """
+    share_o, share_p = prof_ours["matmul_share"], prof_peer["matmul_share"]
+    bound = peer_s / (ours_s * share_o) if share_o else float("inf")
+    kernel_ratio = (peer_s * share_p) / (ours_s * share_o) if share_o else float("nan")
+    same = 0.9 <= kernel_ratio <= 1.1
+    text = (
+        f"{100 * share_o:.0f}% of our time is in matmul/attention kernels (aten::mm, bmm, addmm, SDPA), the peer's "
+        f"{100 * share_p:.0f}%; in those kernels the peer takes {kernel_ratio:.2f}x our time"
+        + (" (the same kernels on the same FLOPs)" if same else "")
+        + f"; removing everything else from ours would give at most {bound:.2f}x the peer"
+    )
+    text += f", short of {target}x" if bound < target else f", so {target}x is not ruled out by the profile"
+    return {
+        "matmul_share": {"ours": share_o, "peer": share_p},
+        "kernel_time_ratio": round(kernel_ratio, 3),
+        "bound": round(bound, 3),
+        "text": text,
+    }
+
+
+def target_row(name: str, value: float, threshold: float, cmp: str, explanation: str = "") -> dict[str, Any]:
+    """One target verdict: ``value`` against ``threshold`` (``cmp`` is ">=" or "<=")."""
+    met = value >= threshold if cmp == ">=" else value <= threshold
+    return {
+        "target": name,
+        "value": value,
+        "threshold": threshold,
+        "cmp": cmp,
+        "met": bool(met),
+        "explanation": "" if met else explanation,
+    }
+
+
+def targets_md(rows: list[dict[str, Any]]) -> str:
+    """The targets as a table: met or not, and where not, why (from the same run's profile)."""
+
+    def fmt(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    body = [
+        [
+            r["target"],
+            fmt(r["value"]),
+            f"{r['cmp']} {fmt(r['threshold'])}",
+            {True: "met", False: "**not met**", None: "not assessable"}[r["met"]],
+            r["explanation"] or "-",
+        ]
+        for r in rows
+    ]
+    return md_table(["target", "measured", "wanted", "verdict", "why not (from this run's profile)"], body)
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident set size in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the peak of this process image alone. ``ru_maxrss`` is not
+    used there because exec carries the parent's peak into it: a child started from a parent holding
+    300 MiB would report at least that. Elsewhere ``ru_maxrss`` (macOS reports bytes, others KiB).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)
 
@@ -157,9 +257,13 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def profile_md(title: str, top: list[dict[str, Any]]) -> str:
-    rows = [[r["op"][:60], r["self_ms"], f"{100 * r['share']:.1f}%", r["calls"]] for r in top]
-    return f"{title}\n\n" + md_table(["op", "self ms", "share", "calls"], rows)
+def profile_md(title: str, prof: dict[str, Any]) -> str:
+    rows = [[r["op"][:60], r["self_ms"], f"{100 * r['share']:.1f}%", r["calls"]] for r in prof["top"]]
+    head = (
+        f"{title} {prof['total_ms']:,.0f} ms self CPU time in all, {100 * prof['matmul_share']:.1f}% in matmul and "
+        "attention kernels."
+    )
+    return f"{head}\n\n" + md_table(["op", "self ms", "share", "calls"], rows)
 
 
 def header_md(title: str, command: str, machine: dict[str, Any], notes: list[str] = ()) -> str:

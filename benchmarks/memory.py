@@ -6,10 +6,11 @@ or samples (codegen: 4 prompts of 16 tokens, 32 new tokens with the KV cache; co
 20 reverse steps), then reports its peak RSS. A child that only imports torch and nl2code gives the
 baseline every row includes.
 
-    python benchmarks/memory.py [--quick] [--threads N]
+    python benchmarks/memory.py [--quick] [--threads N] [--max-params N]
 
-writes benchmarks/results/memory.json and .md. ``--quick`` skips the two largest presets
-(codegen-350m, codefusion-75m) and finishes within two minutes.
+writes benchmarks/results/memory.json and .md. Presets over ``--max-params`` (default 400M:
+codegen-2.7b and up) are listed with the memory their weights and optimizer state need, not run.
+``--quick`` also skips codegen-350m, codefusion-75m and small (about two minutes).
 """
 
 from __future__ import annotations
@@ -38,6 +39,32 @@ PRESETS: list[tuple[str, str, int, int]] = [
     ("codefusion", "codefusion-75m", 2, 0),
 ]
 LARGE = {"codegen-350m", "codefusion-75m"}
+QUICK_SKIP = LARGE | {"small"}  # --quick: every child imports torch afresh, so fewer cells
+MAX_PARAMS = 400_000_000  # larger presets (codegen-2.7b and up) are listed with their estimate, not run
+
+
+def all_presets() -> list[tuple[str, str, int, int]]:
+    """Every preset of both families: the measured ones above, then the rest (at batch 1 x 128)."""
+    from nl2code.models.codefusion import PRESETS as CF
+    from nl2code.models.presets import PRESETS as CG
+
+    known = {p[1] for p in PRESETS}
+    rest = [("codegen", n, 1, 128) for n in CG if n not in known] + [
+        ("codefusion", n, 1, 0) for n in CF if n not in known
+    ]
+    return PRESETS + rest
+
+
+def param_count(family: str, name: str) -> int:
+    """Parameters of a preset at this benchmark's vocabulary, without building it."""
+    if family == "codegen":
+        from nl2code.models.presets import count_parameters, preset
+
+        return count_parameters(preset(name, vocab_size=VOCAB))
+    from nl2code.models.codefusion import CodeFusion, preset
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in CodeFusion(preset(name, vocab_size=VOCAB)).parameters())
 
 
 def build(family: str, name: str) -> torch.nn.Module:
@@ -132,12 +159,30 @@ def measure(mode: str, family: str, name: str, batch: int, seq: int, threads: in
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool, threads: int, presets: list[tuple[str, str, int, int]] | None = None) -> dict[str, Any]:
+def run(
+    quick: bool,
+    threads: int,
+    presets: list[tuple[str, str, int, int]] | None = None,
+    max_params: int = MAX_PARAMS,
+) -> dict[str, Any]:
     machine = machine_info()
     machine["torch_threads"] = threads or machine["cpus"]
     baseline = measure("baseline", "-", "-", 0, 0, threads)
     rows = []
-    for family, name, batch, seq in presets or [p for p in PRESETS if not (quick and p[1] in LARGE)]:
+    for family, name, batch, seq in presets or [p for p in all_presets() if not (quick and p[1] in QUICK_SKIP)]:
+        n = param_count(family, name)
+        if n > max_params:
+            # fp32: weights, gradients and two AdamW moments are 16 bytes a parameter; sampling needs the 4 of weights.
+            rows.append(
+                {
+                    "family": family,
+                    "preset": name,
+                    "params": n,
+                    "skipped": f"over --max-params {max_params:,}: training needs >= {16 * n / 2**30:.0f} GiB, "
+                    f"sampling >= {4 * n / 2**30:.0f} GiB (fp32 weights and optimizer state alone)",
+                }
+            )
+            continue
         train = measure("train", family, name, batch, seq, threads)
         samp = measure("sample", family, name, batch, seq, threads)
         rows.append(
@@ -166,18 +211,38 @@ def markdown(res: dict[str, Any], command: str) -> str:
     def cell(r: dict[str, Any]) -> Any:
         return r.get("peak_rss_mb", r.get("error"))
 
-    rows = [
-        [r["preset"], r["params"], f"{r['train_batch']} x {r['train_seq']}", cell(r["train"]), cell(r["sample"])]
-        for r in res["presets"]
-    ]
-    table = md_table(["preset", "params", "train batch x seq", "train peak RSS MiB", "sample peak RSS MiB"], rows)
-    return header_md("Peak memory", command, res["machine"], notes) + "\n" + table + "\n"
+    def over(r: dict[str, Any]) -> Any:
+        return round(r["peak_rss_mb"] - base, 1) if "peak_rss_mb" in r and base else "-"
+
+    rows, skipped = [], []
+    for r in res["presets"]:
+        if "skipped" in r:
+            skipped.append(f"- {r['preset']} ({r['params']:,} parameters): {r['skipped']}.")
+            continue
+        rows.append(
+            [
+                r["preset"],
+                r["params"],
+                f"{r['train_batch']} x {r['train_seq']}",
+                cell(r["train"]),
+                over(r["train"]),
+                cell(r["sample"]),
+                over(r["sample"]),
+            ]
+        )
+    heads = ["preset", "params", "train batch x seq", "train peak RSS MiB", "over baseline", "sample peak RSS MiB"]
+    table = md_table([*heads, "over baseline"], rows)
+    tail = ("\n\nNot measured:\n\n" + "\n".join(skipped)) if skipped else ""
+    return header_md("Peak memory", command, res["machine"], notes) + "\n" + table + tail + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="skip codegen-350m and codefusion-75m (< 2 minutes)")
+    ap.add_argument(
+        "--quick", action="store_true", help="skip codegen-350m, codefusion-75m and small (about 2 minutes)"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads in each child (0 = all cores)")
+    ap.add_argument("--max-params", type=int, default=MAX_PARAMS, help="presets above this are listed, not run")
     ap.add_argument("--child", nargs=5, metavar=("MODE", "FAMILY", "PRESET", "BATCH", "SEQ"), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -188,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(mode, family, name, int(batch), int(seq))))
         return 0
     command = " ".join(["python benchmarks/memory.py", *(sys.argv[1:] if argv is None else argv)])
-    res = run(args.quick, args.threads)
+    res = run(args.quick, args.threads, max_params=args.max_params)
     res["command"] = command
     text = markdown(res, command)
     write_results("memory", res, text, args.out)

@@ -57,18 +57,21 @@ def test_llama_peer_computes_our_function():
 
 
 def test_train_throughput_schema(tmp_path):
-    res = tt.run(quick=True, threads=1, repeats=1, setups=(TINY_AR, TINY_CF), peak_n=64)
+    res = tt.run(quick=True, threads=1, repeats=1, setups=(TINY_AR, TINY_CF), peak_sizes=(64,))
     for name in ("codegen", "codefusion"):
-        r = res["models"][name]
+        r = res[name]
         assert set(r) >= PER_MODEL, name
         assert r["tokens_per_s"] > 0 and r["peer_tokens_per_s"] > 0 and r["mfu"] > 0
-        assert r["profile"]["ours"] and r["profile"]["peer"]
-    losses = res["models"]["codegen"]["initial_loss"]
+        assert r["profile"]["ours"]["top"] and r["profile"]["peer"]["top"]
+        assert 0 < r["profile"]["ours"]["matmul_share"] <= 1 and r["gap"]["bound"] > 0
+    losses = res["codegen"]["initial_loss"]
     assert losses["ours"] == pytest.approx(losses["peer"], abs=1e-4)  # same weights, same loss
+    assert {t["target"] for t in res["targets"]} >= {"codegen tokens/s vs peer", "codegen MFU (fp32)"}
+    assert all(t["met"] or t["explanation"] for t in res["targets"])  # an unmet target says why
     text = tt.markdown(res, "cmd")
-    assert "| codegen |" in text and "Profile: codefusion" in text
+    assert "| codegen |" in text and "Profile: codefusion" in text and "| codegen MFU (fp32) |" in text
     write_results("train_throughput", res, text, tmp_path)
-    assert set(json.loads((tmp_path / "train_throughput.json").read_text())["models"]["codegen"]) >= PER_MODEL
+    assert set(json.loads((tmp_path / "train_throughput.json").read_text())["codegen"]) >= PER_MODEL
 
 
 def test_generation_ar_schema():
@@ -83,18 +86,24 @@ def test_generation_ar_schema():
         sample_prompts=1,
         samples_per_prompt=2,
     )
-    ar = generation.measure_ar(setup, repeats=1, profile=False)
+    ar = generation.measure_ar(setup, repeats=1, profile=True)
     assert {"tokens_per_s", "peer_tokens_per_s", "ratio_vs_peer"} <= set(ar)
     assert ar["greedy"]["greedy_outputs_identical"] is True
     assert ar["greedy"]["all_rows_full_length"] and ar["sampling"]["all_rows_full_length"]
+    assert ar["greedy"]["gap"]["bound"] > 0
+    cf = {"skipped": "test"}
     res = {
         "quick": True,
         "threads": 1,
         "repeats": 1,
         "machine": tt.machine_info(),
-        "models": {"codegen": ar, "codefusion": {"skipped": "test"}},
+        "codegen": ar,
+        "codefusion": cf,
+        "targets": generation.targets(ar, cf),
     }
-    assert "Skipped: test" in generation.markdown(res, "cmd")
+    assert all(t["met"] or t["explanation"] for t in res["targets"])
+    text = generation.markdown(res, "cmd")
+    assert "Skipped: test" in text and "## Targets" in text
 
 
 def test_codefusion_steps_table(shared_data):
@@ -113,6 +122,37 @@ def test_codefusion_steps_table(shared_data):
     for r in rows:
         assert r["programs_per_s"] > 0 and 0.0 <= r["template_match@1"] <= 1.0
     assert rows[0]["delta_vs_first_points"] == 0.0
+
+
+def test_codefusion_steps_from_a_run_dir(shared_data, tmp_path):
+    """``--run DIR``: the steps table comes from the run's own generation backend."""
+    from nl2code import config as config_io
+    from nl2code.config import from_dict
+    from nl2code.data.tokenizer import CodeTokenizer
+    from nl2code.models import build_model
+    from nl2code.train.checkpoint import save_weights
+    from nl2code.train.config import RunConfig
+
+    if not generation.BASH.is_file():
+        pytest.skip(f"no Bash benchmark at {generation.BASH}")
+    tok = CodeTokenizer.train(["find . -name '*.txt'", "list all text files", "ls -la"] * 3, vocab_size=300)
+    tok.save(tmp_path / "tokenizer")
+    model = {"kind": "codefusion", "vocab_size": tok.vocab_size, "d_model": 32, "n_heads": 4, "encoder_layers": 1}
+    model |= {"denoiser_layers": 1, "decoder_layers": 1, "embed_dim": 8, "code_length": 16, "max_nl_length": 16}
+    cfg = from_dict(
+        RunConfig,
+        {
+            "model": model | {"num_timesteps": 8},
+            "objective": {"kind": "codefusion", "task": "finetune"},
+            "data": {"format": "code_nl", "max_len": 16},
+        },
+    )
+    config_io.save(cfg, tmp_path / "config.yaml")
+    save_weights(build_model(cfg.model, generator=torch.Generator().manual_seed(0)), tmp_path / "model.safetensors")
+    cf = generation.measure_codefusion(tmp_path, problems=2, eta=1.0, threads=1, train_seconds=0, steps=(8, 2))
+    assert [r["steps"] for r in cf["steps"]] == [8, 2] and cf["problems"] == 2
+    assert cf["model"]["source"] == str(tmp_path) and "generator" not in cf["model"]
+    json.dumps(cf)  # serialisable
 
 
 @pytest.mark.parametrize("family,name", [("codegen", "tiny"), ("codefusion", "codefusion-tiny")])
