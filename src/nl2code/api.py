@@ -40,6 +40,8 @@ class GenerationConfig:
         stop: strings that end a candidate (cut before the stop string).
         seed: seed of all sampling noise; the same seed gives the same output.
         steps: diffusion: denoising steps at inference (None = the training T).
+        rounding: diffusion: ``decoder`` (the paper), ``grounding``, ``clamping`` or ``decoder_clamp``
+            (see ``nl2code.sampling.diffusion``); None = the generator's default.
         batch_size: prompts x candidates decoded together.
     """
 
@@ -52,6 +54,7 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()
     seed: int = 0
     steps: int | None = None
+    rounding: str | None = None
     batch_size: int = 16
 
     def __post_init__(self) -> None:

@@ -140,6 +140,20 @@ def test_scheduler_matches_config():
     assert got == (100, "linear", "epsilon", 0.0)
 
 
+def test_self_conditioned_denoiser_reads_the_estimate(generator):
+    cfg = CodeFusionConfig(vocab_size=50, d_model=32, n_heads=4, encoder_layers=1, denoiser_layers=1,
+                           decoder_layers=1, code_length=8, max_nl_length=8, num_timesteps=100, embed_dim=8,
+                           self_condition=True)  # fmt: skip
+    model = CodeFusion(cfg, generator=generator)
+    assert model.denoiser.proj_in.in_features == 16  # [x_t, x0_prev]
+    x_t, enc, t = torch.randn(2, 8, 8), torch.randn(2, 3, 32), torch.tensor([5, 50])
+    none = model.denoise(x_t, t, enc)
+    torch.testing.assert_close(none, model.denoise(x_t, t, enc, x0_prev=torch.zeros_like(x_t)))
+    assert not torch.allclose(none, model.denoise(x_t, t, enc, x0_prev=torch.randn_like(x_t)))
+    plain = CodeFusion(dataclasses.replace(cfg, self_condition=False), generator=generator)
+    torch.testing.assert_close(plain.denoise(x_t, t, enc), plain.denoise(x_t, t, enc, x0_prev=torch.randn_like(x_t)))
+
+
 def test_presets_and_parameter_counts():
     paper = preset("codefusion-75m", vocab_size=32100)
     assert (paper.d_model, paper.encoder_layers, paper.denoiser_layers, paper.decoder_layers) == (512, 6, 10, 6)

@@ -62,7 +62,7 @@ def test_pad_code_fills_and_weights():
 
 
 @pytest.mark.parametrize("task", ["finetune", "unconditional", "cpd"])
-@pytest.mark.parametrize("variant", [{}, {"prediction": "epsilon"}, {"decoder_layers": 0}])
+@pytest.mark.parametrize("variant", [{}, {"prediction": "epsilon"}, {"decoder_layers": 0}, {"self_condition": True}])
 def test_every_term_is_finite(task, variant):
     model = tiny_model(**variant)
     objective = CodeFusionObjective(CodeFusionLossConfig(task=task))
@@ -104,6 +104,33 @@ def test_loss_is_deterministic_under_the_generator_and_weights_apply():
         model, batch, torch.Generator().manual_seed(3)
     )
     torch.testing.assert_close(only_ce.detach(), m["ce"])
+
+
+def test_self_conditioning_pass_runs_on_half_the_batches_without_gradient(monkeypatch):
+    """The first (estimate) pass is no-grad and its x^_0 reaches the second pass on ~half the batches."""
+    model, batch = tiny_model(self_condition=True), make_batch()
+    calls: list[tuple[bool, bool]] = []  # (grad enabled, got an estimate)
+    real = model.denoise
+
+    def spy(x_t, t, enc, enc_mask=None, code_mask=None, x0_prev=None):
+        calls.append((torch.is_grad_enabled(), x0_prev is not None))
+        if x0_prev is not None:
+            assert not x0_prev.requires_grad
+        return real(x_t, t, enc, enc_mask, code_mask, x0_prev=x0_prev)
+
+    monkeypatch.setattr(model, "denoise", spy)
+    gen = torch.Generator().manual_seed(0)
+    with_estimate = 0
+    for _ in range(40):
+        calls.clear()
+        loss, _ = CodeFusionObjective()(model, batch, gen)
+        assert calls[-1][0] and torch.isfinite(loss)  # the scored pass has gradient
+        if len(calls) == 2:
+            assert calls[0] == (False, False) and calls[1] == (True, True)
+            with_estimate += 1
+        else:
+            assert calls == [(True, False)]
+    assert 10 <= with_estimate <= 30
 
 
 def test_cpd_inputs_mask_only_the_groups():

@@ -59,9 +59,10 @@ def test_deterministic_under_a_seed():
 
 
 @pytest.mark.parametrize("steps", [1, 4, None])
-@pytest.mark.parametrize("rounding", ["decoder", "grounding", "clamping"])
-def test_step_counts_and_rounding_modes_run(steps, rounding):
-    model = tiny_model(num_timesteps=20)
+@pytest.mark.parametrize("rounding", ["decoder", "grounding", "clamping", "decoder_clamp"])
+@pytest.mark.parametrize("self_condition", [False, True])
+def test_step_counts_and_rounding_modes_run(steps, rounding, self_condition):
+    model = tiny_model(num_timesteps=20, self_condition=self_condition)
     sampler = DiffusionSampler(model, num_steps=steps, rounding=rounding, eta=0.0)
     out = sampler.generate(PROMPTS[:2], 2, torch.Generator().manual_seed(0))
     assert len(out.ids) == 2 and len(out.scores[0]) == 2
@@ -93,6 +94,46 @@ def test_oracle_denoiser_yields_its_tokens_cut_at_the_terminator(monkeypatch):
         assert out.ids == [[[7, 8, 9, 10], [7, 8, 9, 10]]]
     out = DiffusionSampler(model, num_steps=5, rounding="grounding").generate(PROMPTS[:1], 1, torch.Generator())
     assert out.ids == [[[7, 8, 9, 10, EOS, 11]]]  # without eos_id only pad terminates
+
+
+def test_decoder_clamp_snaps_every_step_to_the_decoders_tokens(monkeypatch):
+    """decoder_clamp hands the scheduler L(argmax H(D(x^_0))) at each step; the decoder mode does not."""
+    model = tiny_model()
+    seen: list[torch.Tensor] = []
+    real_step = DiffusionSampler(model).scheduler.step
+
+    def spy(self, out, t, x, generator=None, x0_override=None):
+        seen.append(x0_override)
+        return real_step(out, t, x, generator=generator, x0_override=x0_override)
+
+    for rounding, snapped in (("decoder_clamp", True), ("decoder", False)):
+        seen.clear()
+        sampler = DiffusionSampler(model, num_steps=4, rounding=rounding)
+        monkeypatch.setattr(type(sampler.scheduler), "step", spy)
+        sampler.generate(PROMPTS[:1], 2, torch.Generator().manual_seed(0))
+        monkeypatch.undo()
+        assert len(seen) == 4
+        rows = model.code_embed.weight
+        on_rows = [bool((x0[..., None, :] == rows).all(-1).any(-1).all()) for x0 in seen]
+        assert all(on_rows) if snapped else not any(on_rows)
+    with pytest.raises(ValueError, match="decoder"):
+        DiffusionSampler(tiny_model(decoder_layers=0), rounding="decoder_clamp")
+
+
+def test_self_conditioned_sampler_feeds_back_the_previous_estimate(monkeypatch):
+    """Step 1 gets no estimate (zeros); every later step gets the previous step's x^_0."""
+    model = tiny_model(self_condition=True)
+    got: list[torch.Tensor | None] = []
+    real = model.denoise
+
+    def spy(x_t, t, enc, enc_mask=None, code_mask=None, x0_prev=None):
+        got.append(x0_prev)
+        return real(x_t, t, enc, enc_mask, code_mask, x0_prev=x0_prev)
+
+    monkeypatch.setattr(model, "denoise", spy)
+    DiffusionSampler(model, num_steps=3, eta=0.0).generate(PROMPTS[:1], 1, torch.Generator().manual_seed(0))
+    assert got[0] is None and all(g is not None for g in got[1:]) and len(got) == 3
+    assert not torch.equal(got[1], got[2])
 
 
 def test_infill_template_layout():

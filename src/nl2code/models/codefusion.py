@@ -56,6 +56,10 @@ class CodeFusionConfig:
         num_timesteps: T of the diffusion process the model is trained for (paper: 1200).
         schedule: noise schedule, ``sqrt`` (paper), ``linear`` or ``cosine``.
         prediction: what N outputs: ``sample`` (``x_0``) or ``epsilon``; see :func:`scheduler_for`.
+        self_condition: N also reads its previous ``x_0`` estimate (self-conditioning, Chen et al.
+            2022, "Analog Bits"); not in the paper. Trained on half the batches with the model's own
+            detached estimate, so at sampling time each step refines the last instead of restarting
+            from a blurred mean (a short CPU run otherwise degrades with more steps).
         tie_head: H's weight is ``L``'s (plus a bias), as in GENIE (§8, §10.9); keeps ``L`` from
             collapsing, since the cross-entropy then pushes token embeddings apart.
         pad_id: the padding token; code is padded with it to ``code_length`` (§2).
@@ -79,6 +83,7 @@ class CodeFusionConfig:
     num_timesteps: int = 1200
     schedule: Literal["sqrt", "linear", "cosine"] = "sqrt"
     prediction: PredictionType = "sample"
+    self_condition: bool = False
     tie_head: bool = True
     pad_id: int = 0
     dropout: float = 0.0
@@ -114,12 +119,17 @@ class CodeFusionConfig:
 # narrow diffusion spaces learn the high-noise, utterance-driven regime much faster: on the tiny
 # overfit test (d = 64) sampling reached 1/32 exact matches after 500 steps with E = 64, but 29/32
 # (E = 16) and 32/32 (E = 8) after 600.
-# The small presets train on two CPU cores in minutes.
+# The small presets train on two CPU cores in minutes; "codefusion-mini" is configs/codefusion/*.yaml's
+# shape (benchmarks/codefusion_results.py trains it on one core per language).
 PRESETS: dict[str, CodeFusionConfig] = {
     "codefusion-75m": CodeFusionConfig(embed_dim=128),
     "codefusion-small": CodeFusionConfig(
         d_model=256, n_heads=4, encoder_layers=3, denoiser_layers=4, decoder_layers=3, embed_dim=16,
         code_length=64, max_nl_length=64,
+    ),
+    "codefusion-mini": CodeFusionConfig(
+        d_model=128, n_heads=4, encoder_layers=2, denoiser_layers=3, decoder_layers=2, embed_dim=16,
+        code_length=64, max_nl_length=64, self_condition=True,
     ),
     "codefusion-tiny": CodeFusionConfig(
         d_model=64, n_heads=4, encoder_layers=2, denoiser_layers=2, decoder_layers=2, embed_dim=8,
@@ -215,9 +225,9 @@ class _Stack(nn.Module):
     (GENIE adds learned position embeddings to ``x_t`` too, §8 / §10.6).
     """
 
-    def __init__(self, cfg: CodeFusionConfig, n_layers: int):
+    def __init__(self, cfg: CodeFusionConfig, n_layers: int, in_dim: int | None = None):
         super().__init__()
-        self.proj_in = nn.Linear(cfg.diffusion_dim, cfg.d_model)
+        self.proj_in = nn.Linear(in_dim or cfg.diffusion_dim, cfg.d_model)
         self.pos = nn.Embedding(cfg.code_length, cfg.d_model)
         self.blocks = nn.ModuleList(FusionBlock(cfg) for _ in range(n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -250,7 +260,7 @@ class CodeFusion(nn.Module):
         self.encoder_norm = RMSNorm(d, cfg.norm_eps)
         self.code_embed = nn.Embedding(cfg.vocab_size, e)
         self.time_embed = TimestepEmbedding(d)
-        self.denoiser = _Stack(cfg, cfg.denoiser_layers)
+        self.denoiser = _Stack(cfg, cfg.denoiser_layers, e * (2 if cfg.self_condition else 1))
         self.decoder = _Stack(cfg, cfg.decoder_layers) if cfg.decoder_layers > 0 else None
         self.head = nn.Linear(e, cfg.vocab_size, bias=True)
         if cfg.tie_head:
@@ -304,14 +314,19 @@ class CodeFusion(nn.Module):
         enc: torch.Tensor,
         enc_mask: torch.Tensor | None = None,
         code_mask: torch.Tensor | None = None,
+        x0_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """N: noisy embeddings (B, N, E) at timesteps ``t`` (B,) -> ``x_0`` or ``eps`` (B, N, E).
 
         Which of the two depends on ``cfg.prediction``; the scheduler's ``to_x0`` converts.
         ``code_mask`` (B, N) hides code positions from self-attention (None = all visible, the
         normal case: code is padded to ``code_length`` and pad positions are part of the sample).
+        ``x0_prev`` (B, N, E): the previous ``x_0`` estimate for a self-conditioned model (None =
+        zeros, the first step); ignored otherwise.
         """
         self._check_code_len(x_t.shape[1])
+        if self.cfg.self_condition:
+            x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_prev is None else x0_prev], dim=-1)
         cos, sin = self._rotary(x_t.shape[1], x_t.device)
         time = self.time_embed(t)[:, None, :]  # (B, 1, D), added to every position (§10.6)
         return self.denoiser(x_t, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask), add=time)

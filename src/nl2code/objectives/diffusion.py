@@ -128,7 +128,12 @@ def codefusion_loss(
     noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
     t = scheduler.sample_timesteps(B, generator, device=x0.device)
     x_t = scheduler.add_noise(x0, noise, t)
-    out = model.denoise(x_t, t, enc, enc_mask)
+    x0_prev = None
+    # Self-conditioning: on half the batches N first estimates x_0 without gradient, then refines it.
+    if model.cfg.self_condition and torch.rand((), generator=generator, device=generator.device) < 0.5:
+        with torch.no_grad():
+            x0_prev = scheduler.to_x0(model.denoise(x_t, t, enc, enc_mask), x_t, t).detach()
+    out = model.denoise(x_t, t, enc, enc_mask, x0_prev=x0_prev)
     x0_hat = scheduler.to_x0(out, x_t, t)
     target = x0 if scheduler.prediction_type == "sample" else noise
     denoise = _row_mean((out - target).pow(2).mean(-1), weights)

@@ -8,6 +8,9 @@ including the terminator (the paper's ranking rule was not recovered, §3), neve
 
 Ablations (§7 Table 4): ``rounding="grounding"`` replaces D+H by nearest-embedding rounding of the
 final ``x_0``; ``"clamping"`` also snaps ``x^_0`` to its nearest embedding at every step (GENIE).
+``"decoder_clamp"`` (ours, not in the paper) snaps ``x^_0`` at every step to the embeddings of D+H's
+argmax tokens, so each step's input lies on the token manifold the denoiser was trained on; it keeps
+briefly trained models from drifting as the number of steps grows (benchmarks/codefusion_results.md).
 Unconditional models (pre-training task a) get fresh N(0, I) noise in place of ``E(s)`` at every step.
 """
 
@@ -20,8 +23,8 @@ import torch
 
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 
-Rounding = Literal["decoder", "grounding", "clamping"]
-ROUNDINGS = ("decoder", "grounding", "clamping")
+Rounding = Literal["decoder", "grounding", "clamping", "decoder_clamp"]
+ROUNDINGS = ("decoder", "grounding", "clamping", "decoder_clamp")
 
 
 @dataclass
@@ -71,7 +74,8 @@ class DiffusionSampler:
         num_steps: inference steps; None = all T training steps (the paper's 1200); fewer are
             evenly spaced (DDIM-style).
         eta: reverse-step stochasticity, 1 = DDPM, 0 = deterministic DDIM.
-        rounding: ``decoder`` (CodeFusion), ``grounding`` or ``clamping`` (see module docstring).
+        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping`` or ``decoder_clamp`` (see module
+            docstring).
         eos_id: a second terminator besides the model's pad id, or None.
         max_rows: most sequences denoised at once (prompts x candidates), to bound memory.
     """
@@ -88,6 +92,8 @@ class DiffusionSampler:
     ):
         if rounding not in ROUNDINGS:
             raise ValueError(f"unknown rounding {rounding!r} (known: {', '.join(ROUNDINGS)})")
+        if rounding == "decoder_clamp" and model.decoder is None:
+            raise ValueError("decoder_clamp rounding needs a model with a decoder (decoder_layers > 0)")
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.model = model
@@ -133,12 +139,17 @@ class DiffusionSampler:
             fixed = model.embed_code(template.to(device))[None].expand(shape)
             known = known.to(device)[None, :, None]
         sched.set_timesteps(self.num_steps)
+        x0 = None  # the previous step's estimate, for self-conditioned models
         for t in sched.timesteps.tolist():
             t_vec = torch.full((rows,), t, dtype=torch.long, device=device)
-            out = model.denoise(x, t_vec, self._context(enc, rows, generator, device), enc_mask)
+            prev = {"x0_prev": x0} if cfg.self_condition else {}
+            ctx = self._context(enc, rows, generator, device)
+            out = model.denoise(x, t_vec, ctx, enc_mask, **prev)
             x0 = sched.to_x0(out, x, t)
             if self.rounding == "clamping":
                 x0 = self._clamp(x0)
+            elif self.rounding == "decoder_clamp":
+                x0 = model.embed_code(model.logits(model.decode(x0, ctx, enc_mask)).argmax(-1))
             if fixed is not None:
                 x0 = torch.where(known, fixed, x0)
             x = sched.step(out, t, x, generator=generator, x0_override=x0).prev_sample
@@ -150,7 +161,7 @@ class DiffusionSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final ``x_0`` -> token ids (rows, N) and their log-probabilities (rows, N)."""
         model = self.model
-        if self.rounding == "decoder":
+        if self.rounding in ("decoder", "decoder_clamp"):
             hidden = model.decode(x0, self._context(enc, x0.shape[0], generator, x0.device), enc_mask)
             logp = model.logits(hidden).float().log_softmax(-1)
             ids = logp.argmax(-1)
@@ -280,7 +291,7 @@ class DiffusionGenerator:
 
     Args:
         run: the loaded run.
-        rounding: ``decoder`` (CodeFusion), ``grounding`` or ``clamping``; default ``decoder``, or
+        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping`` or ``decoder_clamp``; default ``decoder``, or
             ``grounding`` for a model without a decoder (``decoder_layers: 0``).
         eta: reverse-step stochasticity (1 = DDPM, 0 = deterministic DDIM given ``x_T``).
     """
@@ -292,15 +303,22 @@ class DiffusionGenerator:
         self.run, self.model, self.tok = run, run.model, run.tokenizer
         if rounding is None:
             rounding = "decoder" if self.model.decoder is not None else "grounding"
-        if rounding == "decoder" and self.model.decoder is None:
+        if rounding in ("decoder", "decoder_clamp") and self.model.decoder is None:
             raise ValueError(f"{run.run_dir}: the model has no decoder (decoder_layers: 0); use grounding or clamping")
         self.rounding: Rounding = rounding
         self.eta = eta
         self.conditional = _final_task(run.config) == "finetune"
 
     def sampler(self, cfg: Any) -> DiffusionSampler:
-        return DiffusionSampler(self.model, num_steps=cfg.steps, eta=self.eta, rounding=self.rounding,
-                                eos_id=self.tok.eos_id, max_rows=max(cfg.batch_size, cfg.n))
+        rounding = getattr(cfg, "rounding", None) or self.rounding
+        return DiffusionSampler(
+            self.model,
+            num_steps=cfg.steps,
+            eta=self.eta,
+            rounding=rounding,
+            eos_id=self.tok.eos_id,
+            max_rows=max(cfg.batch_size, cfg.n),
+        )
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.run.device).manual_seed(seed)
@@ -326,13 +344,14 @@ class DiffusionGenerator:
         pre, suf = self.tok.encode(prefix), self.tok.encode(suffix)
         middle = self.model.cfg.code_length - len(pre) - len(suf) - 1
         if middle < 1:
-            raise ValueError(f"prefix + suffix take {len(pre) + len(suf)} tokens; the model's code_length is "
-                             f"{self.model.cfg.code_length}")
+            raise ValueError(
+                f"prefix + suffix take {len(pre) + len(suf)} tokens; the model's code_length is "
+                f"{self.model.cfg.code_length}"
+            )
         cond = self.encode_prompt(prompt) if self.conditional and prompt else None
         if self.conditional and cond is None:
             cond = [self.tok.pad_id]  # an empty utterance
-        out = self.sampler(cfg).infill(cond, pre, suf, middle, cfg.n, self._generator(cfg.seed),
-                                       eos_id=self.tok.eos_id)
+        out = self.sampler(cfg).infill(cond, pre, suf, middle, cfg.n, self._generator(cfg.seed), eos_id=self.tok.eos_id)
         mids = DiffusionSamples(ids=[[c[len(pre) : len(c) - len(suf)] for c in out.ids[0]]], scores=out.scores)
         return self._texts(mids, cfg)[0]
 
@@ -341,7 +360,9 @@ class DiffusionGenerator:
         from nl2code.sampling.autoregressive import cut_at_stop
 
         return [
-            [Candidate(cut_at_stop(self.tok.decode(ids, skip_special=True), cfg.stop), score, {"tokens": len(ids)})
-             for ids, score in zip(group_ids, group_scores, strict=True)]
+            [
+                Candidate(cut_at_stop(self.tok.decode(ids, skip_special=True), cfg.stop), score, {"tokens": len(ids)})
+                for ids, score in zip(group_ids, group_scores, strict=True)
+            ]
             for group_ids, group_scores in zip(samples.ids, samples.scores, strict=True)
         ]
