@@ -49,7 +49,7 @@ PAPER = {  # codefusion.md §7, Table 1 (secondary sources); Python is CodeBERTS
     "cf": {"metric": "execution match", "top1": 72.8, "top5": 78.5},
     "python": {"metric": "CodeBERTScore", "top1": 80.7, "top5": 90.3},
 }
-SEC_PER_STEP = 3.2  # CodeFusion-small, batch 32, 1 thread, shared 2-core box at load ~5 (measured; for --minutes)
+SEC_PER_STEP = 0.65  # codefusion-mini, batch 32, 1 thread, 2 such jobs on a 2-core box (measured; for --minutes)
 GROUPED_TEST_FRACTION = 0.2
 
 
@@ -124,7 +124,9 @@ def stage_elapsed(run_dir: Path) -> dict[str, float]:
     return out
 
 
-def evaluate(run_dir: Path, weights: Path, problems: dict, task: Any, args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(
+    run_dir: Path, weights: Path, problems: dict, task: Any, args: argparse.Namespace, rounding: str | None = None
+) -> dict[str, Any]:
     """Sample 5 candidates per problem with the weights, judge them; metrics + sampling wall time."""
     from safetensors.torch import load_model
 
@@ -138,7 +140,7 @@ def evaluate(run_dir: Path, weights: Path, problems: dict, task: Any, args: argp
     if kind == "codefusion":
         from nl2code.sampling.diffusion import DiffusionGenerator
 
-        gen: Any = DiffusionGenerator(run, rounding=args.rounding)
+        gen: Any = DiffusionGenerator(run, rounding=rounding)
         cfg = GenerationConfig(n=5, seed=args.seed, steps=args.steps, batch_size=args.batch_size)
     else:
         from nl2code.sampling.autoregressive import ARGenerator
@@ -152,7 +154,8 @@ def evaluate(run_dir: Path, weights: Path, problems: dict, task: Any, args: argp
     samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
     result = task.judge(problems, samples, EvalContext(ks=[1, 3, 5], workers=1, progress=False))
     examples = [{"nl": problems[i].nl, "gold": problems[i].code, "top3": samples[i][:3]} for i in ids[:3]]
-    return {"metrics": result.metrics, "sample_s": round(sample_s, 1), "problems": len(ids), "examples": examples}
+    out = {"metrics": result.metrics, "sample_s": round(sample_s, 1), "problems": len(ids), "examples": examples}
+    return out | ({"rounding": gen.rounding} if kind == "codefusion" else {})
 
 
 def subset(problems: dict, limit: int | None) -> dict:
@@ -197,6 +200,7 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
         cf_edit(cfg)
         cfg["stages"][0].setdefault("train", {})["max_steps"] = 2 * n_pre  # = CodeFusion's two pre-training stages
 
+    roundings = [r.strip() for r in args.rounding.split(",")] if args.rounding else [None]
     out: dict[str, Any] = {"task": task_name, "runs": {}}
     problems = subset(task.load_problems(str(data)), args.limit)
     systems = [("codefusion", REPO / "configs" / "codefusion" / f"{lang}.yaml", cf_pre_edit, "pretrain_cpd")]
@@ -215,11 +219,15 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
             "evals": [],
         }
         for step, weights in checkpoints(run_dir, "finetune"):
-            res = evaluate(run_dir, weights, problems, task, args)
             minutes = (pre_s + elapsed.get("finetune", 0) * step / n) / 60
-            res.update(finetune_step=step, approx_train_min=round(minutes, 1))
-            entry["evals"].append(res)
-            print(f"[{lang}] {name} finetune step {step}: {fmt_metrics(res['metrics'])}", flush=True)
+            # Every rounding on the final weights; the paper's (the first) on the earlier checkpoints.
+            for rounding in roundings if step == n or name != "codefusion" else roundings[:1]:
+                res = evaluate(run_dir, weights, problems, task, args, rounding if name == "codefusion" else None)
+                res.update(finetune_step=step, approx_train_min=round(minutes, 1))
+                entry["evals"].append(res)
+                print(f"[{lang}] {name} finetune step {step} {rounding}: {fmt_metrics(res['metrics'])}", flush=True)
+                if name != "codefusion":
+                    break
         if lang == "bash" and not args.skip_grouped:
             jsonl = work / "bash_grouped.jsonl"
             entry_split = grouped_bash(data, jsonl)
@@ -240,7 +248,7 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
             )
             g_recs = [r for r in load_source("jsonl", jsonl).records if r.split == "test"]
             g_problems = subset({r.task_id: dataclasses.replace(r) for r in g_recs}, args.limit)
-            res = evaluate(g_run, g_run / "model.safetensors", g_problems, task, args)
+            res = evaluate(g_run, g_run / "model.safetensors", g_problems, task, args, roundings[0])
             res.update(split=entry_split, finetune_wall_s=round(g_wall, 1))
             entry["grouped_split"] = res
             print(f"[bash] {name} grouped split: {fmt_metrics(res['metrics'])}", flush=True)
@@ -254,9 +262,30 @@ def fmt_metrics(m: dict[str, float]) -> str:
     return ", ".join(f"{k} {m[k]:.3f}" if m[k] <= 1.5 else f"{k} {m[k]:.1f}" for k in keys)
 
 
+def preset_table() -> list[str]:
+    """Parameters per component of every CodeFusion preset (meta device: no memory, no init)."""
+    from nl2code.models.codefusion import PRESETS, preset_parameter_counts
+
+    parts = ["encoder", "code_embedding", "denoiser", "decoder", "head", "total"]
+    lines = [
+        "## Presets: parameters per component",
+        "",
+        "With CodeT5's 32,100-token vocabulary (the paper's) and with the 4,096 of configs/codefusion/bash.yaml; "
+        "H is tied to L, so it adds only its bias.",
+        "",
+        "| preset | vocab | " + " | ".join(parts) + " |",
+        "|" + "---|" * (len(parts) + 2),
+    ]
+    for name in PRESETS:
+        for vocab in (32100, 4096):
+            counts = preset_parameter_counts(name, vocab)
+            lines.append(f"| {name} | {vocab:,} | " + " | ".join(f"{counts[k]:,}" for k in parts) + " |")
+    return [*lines, ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        "# CodeFusion results (nl2code) vs the matched AR baseline",
+        "# CodeFusion results (nl2code)" + ("" if report["settings"]["skip_ar"] else " vs the matched AR baseline"),
         "",
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}; machine: {report['machine']}; "
@@ -277,9 +306,9 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"Paper (CodeFusion 75M, {paper['metric']}): top-1 {paper['top1']}, top-5 {paper['top5']}.",
             "",
-            f"| system | split | finetune step | train min | {metric}@1 | @3 | @5 | syntax valid | "
+            f"| system | split | finetune step | train min | rounding | {metric}@1 | @3 | @5 | syntax valid | "
             "distinct-2 | edit dist. | other | sample s |",
-            "|" + "---|" * 12,
+            "|" + "---|" * 13,
         ]
         notes: list[str] = []
         for name, entry in res["runs"].items():
@@ -292,6 +321,7 @@ def markdown(report: dict[str, Any]) -> str:
                 step = e.get("finetune_step", "final")
                 lines.append(
                     f"| {name} | {split} ({e['problems']}) | {step} | {e.get('approx_train_min', '')} | "
+                    f"{e.get('rounding', '')} | "
                     + " | ".join(f"{100 * m.get(f'{metric}@{k}', 0):.1f}" for k in (1, 3, 5))
                     + f" | {100 * m.get('syntax_valid', 0):.1f} | {m.get('diversity_distinct_2', 0):.2f} | "
                     f"{m.get('diversity_edit_distance', 0):.2f} | {other} | {e['sample_s']} |"
@@ -306,11 +336,13 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{entry['grouped_split']['finetune_wall_s']} s."
                 )
         lines += ["", *notes, ""]
-        ex = next(iter(res["runs"].values()))["evals"][-1]["examples"]
-        lines += ["Examples (CodeFusion, last checkpoint, top-3):", ""]
+        last = next(iter(res["runs"].values()))["evals"][-1]
+        ex = last["examples"]
+        lines += [f"Examples (CodeFusion, final weights, {last.get('rounding', '')} rounding, top-3):", ""]
         lines += [f"- `{x['nl'].strip()}` -> gold `{x['gold'].strip()}`; got {json.dumps(x['top3'])}" for x in ex]
         lines.append("")
     lines += ["## Notes", "", *[f"- {n}" for n in report["notes"]], ""]
+    lines += preset_table()
     return "\n".join(lines)
 
 
@@ -332,14 +364,25 @@ def main() -> int:
     p.add_argument("--languages", default="bash,cf,python")
     p.add_argument("--limit", type=int, help="test items per split (evenly spaced; default all)")
     p.add_argument("--steps", type=int, default=50, help="CodeFusion inference (denoising) steps (default 50)")
-    p.add_argument("--rounding", choices=["decoder", "grounding", "clamping", "decoder_clamp"], default=None)
+    p.add_argument(
+        "--rounding",
+        default=None,
+        help="CodeFusion rounding(s), comma-separated (decoder, grounding, clamping, decoder_clamp); the first is "
+        "used on every checkpoint, all on the final weights (default: the run's, decoder)",
+    )
     p.add_argument("--batch-size", type=int, default=160, help="sequences sampled together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ar", action="store_true", help="no AR baseline")
     p.add_argument("--skip-grouped", action="store_true", help="no grouped-by-command Bash split")
     p.add_argument("--work-dir", default="runs/codefusion_results")
     p.add_argument("--out", default="benchmarks/results/codefusion_results")
+    p.add_argument("--render", metavar="JSON", help="only rewrite the markdown of an earlier run's JSON report")
     args = p.parse_args()
+    if args.render:
+        report = json.loads(Path(args.render).read_text())
+        Path(args.render).with_suffix(".md").write_text(markdown(report))
+        print(f"wrote {Path(args.render).with_suffix('.md')}")
+        return 0
     if args.quick:
         args.stage_steps = args.stage_steps or 30
         args.limit = args.limit or 50
@@ -367,16 +410,24 @@ def main() -> int:
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work_dir")},
         "languages": {},
         "notes": [
-            "Model: configs/codefusion/<lang>.yaml (the codefusion-small shape, 11.0M parameters with a 4K "
-            "vocabulary), not the paper's 75M; trained for minutes on a shared CPU, far below the paper's "
-            "hours on 4 V100s.",
-            f"Inference: {args.steps} strided denoising steps (eta 1), not the paper's 1,200.",
-            "AR baseline: configs/codegen/<lang>.yaml (5.8M parameters), same sequences per phase "
-            "(pre-training 2N steps, fine-tuning N, batch 32); 5 candidates = 5-beam search, cut at the first newline.",
+            "Model: configs/codefusion/<lang>.yaml, the codefusion-mini shape (d_model 128, encoder/denoiser/decoder "
+            "2/3/2 layers, diffusion width 16, code length 64; 2.4M parameters with a 4K vocabulary) with "
+            "self-conditioning (not in the paper), not the paper's 75M; trained for minutes on one CPU core per "
+            "language, far below the paper's hours on 4 V100s.",
+            f"Training: pre-training stages of {round(args.stage_steps * args.pretrain_fraction)} steps each "
+            f"(unconditional generation, then CPD), fine-tuning {args.stage_steps} steps; batch 32, AdamW lr 1e-3.",
+            f"Inference: {args.steps} strided denoising steps (eta 1), not the paper's 1,200 (benchmarks/generation.md "
+            "measures top-1 against the step count). Rounding 'decoder' is the paper's (D + H once after the last "
+            "step); 'decoder_clamp' (ours) snaps every step's x_0 estimate to D + H's argmax tokens.",
             "Python: the paper reports CodeBERTScore; we report exact match and BLEU (no local CodeBERT encoder).",
             "Bash paper split leaks (747 of 2,522 test commands occur in train); the grouped split has none.",
         ],
     }
+    if not args.skip_ar:
+        report["notes"].append(
+            "AR baseline: configs/codegen/<lang>.yaml (5.8M parameters), same sequences per phase; 5 candidates = "
+            "5-beam search, cut at the first newline."
+        )
     out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     lock, done = threading.Lock(), {}
