@@ -34,6 +34,7 @@ PRESETS: list[tuple[str, str, int, int]] = [
     ("codegen", "base", 8, 256),
     ("codegen", "llama-small", 8, 256),
     ("codefusion", "codefusion-tiny", 8, 0),
+    ("codefusion", "codefusion-mini", 8, 0),
     ("codefusion", "codefusion-small", 8, 0),
     ("codegen", "codegen-350m", 1, 128),
     ("codefusion", "codefusion-75m", 2, 0),
