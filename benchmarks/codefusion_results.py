@@ -262,6 +262,18 @@ def fmt_metrics(m: dict[str, float]) -> str:
     return ", ".join(f"{k} {m[k]:.3f}" if m[k] <= 1.5 else f"{k} {m[k]:.1f}" for k in keys)
 
 
+def other_metrics(m: dict[str, float]) -> str:
+    """The secondary numbers of a row: BLEU (Python), execution match on tables with data rows (CF; on a
+    header-only table every rule that runs "matches"), command match (Bash: the utilities alone)."""
+    if "bleu" in m:
+        return f"BLEU {m['bleu']:.1f}"
+    if "execution_match_nonempty@1" in m:
+        return f"with data: {100 * m['execution_match_nonempty@1']:.1f} / {100 * m['execution_match_nonempty@5']:.1f}"
+    if "command_match@1" in m:
+        return f"command: {100 * m['command_match@1']:.1f} / {100 * m['command_match@5']:.1f}"
+    return ""
+
+
 def preset_table() -> list[str]:
     """Parameters per component of every CodeFusion preset (meta device: no memory, no init)."""
     from nl2code.models.codefusion import PRESETS, preset_parameter_counts
@@ -317,7 +329,7 @@ def markdown(report: dict[str, Any]) -> str:
                 rows.append(("grouped by command", entry["grouped_split"]))
             for split, e in rows:
                 m = e["metrics"]
-                other = f"BLEU {m['bleu']:.1f}" if "bleu" in m else ""
+                other = other_metrics(m)
                 step = e.get("finetune_step", "final")
                 lines.append(
                     f"| {name} | {split} ({e['problems']}) | {step} | {e.get('approx_train_min', '')} | "
