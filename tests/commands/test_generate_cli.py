@@ -141,3 +141,10 @@ def test_mtpb_benchmark_writes_harness_rows(tmp_path, capsys):
     assert all(isinstance(c, str) for r in rows for c in r["completions"])
     code, _, err = main(["generate", "--run", str(run), "--benchmark", "mtpb", "--data", str(fixture)], capsys)
     assert code == 2 and "--out" in err
+
+
+def test_rounding_choices_match_the_sampler():
+    from nl2code.commands.generate import ROUNDING_CHOICES
+    from nl2code.sampling.diffusion import ROUNDINGS
+
+    assert ROUNDING_CHOICES == ROUNDINGS

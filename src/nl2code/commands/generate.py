@@ -61,9 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dec.add_argument("-n", type=int, default=1, help="candidates per prompt (default 1)")
     dec.add_argument("--seed", type=int, default=0, help="seed of all sampling noise (default 0)")
     dec.add_argument("--steps", type=int, help="diffusion: denoising steps (default: the training T)")
-    dec.add_argument("--rounding", choices=["decoder", "grounding", "clamping", "decoder_clamp"],
-                     help="diffusion: how x_0 becomes tokens; decoder = the paper's D+H after the last step "
-                     "(default), decoder_clamp = snap to D+H's tokens at every step")
+    add_rounding(dec)
     dec.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     dec.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     dec.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
@@ -132,6 +130,17 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+# The sampler's names (nl2code.sampling.diffusion.ROUNDINGS), repeated so that --help does not import torch;
+# tests/commands/test_generate_cli.py checks that the two agree.
+ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp")
+
+
+def add_rounding(group: Any) -> None:
+    group.add_argument("--rounding", choices=ROUNDING_CHOICES,
+                       help="diffusion: how x_0 becomes tokens; decoder = the paper's D+H after the last step "
+                       "(default), decoder_clamp = snap to D+H's tokens at every step")
+
+
 def _generation_config(args: argparse.Namespace) -> Any:
     from nl2code.api import GenerationConfig
 
@@ -139,7 +148,7 @@ def _generation_config(args: argparse.Namespace) -> Any:
         return GenerationConfig(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
                                 stop=tuple(unescape(s) for s in args.stop), seed=args.seed, steps=args.steps,
-                                rounding=getattr(args, "rounding", None), batch_size=args.batch_size)
+                                rounding=args.rounding, batch_size=args.batch_size)
     except ValueError as e:
         raise CLIError(str(e)) from None
 

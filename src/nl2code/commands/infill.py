@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nl2code.cli import CLIError
-from nl2code.commands.generate import _generation_config, set_threads
+from nl2code.commands.generate import _generation_config, add_rounding, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=1, help="candidates (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="diffusion: denoising steps")
+    add_rounding(p)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
