@@ -120,12 +120,16 @@ def test_codefusion_steps_table(shared_data):
     rows = generation.steps_table(model, tok, problems=2, eta=1.0, steps=(8, 2))
     assert [r["steps"] for r in rows] == [8, 2]
     for r in rows:
-        assert r["programs_per_s"] > 0 and 0.0 <= r["template_match@1"] <= 1.0
+        assert r["programs_per_s"] > 0 and 0.0 <= r["template_match@1"] == r["top1"] <= 1.0
     assert rows[0]["delta_vs_first_points"] == 0.0
 
 
-def test_codefusion_steps_from_a_run_dir(shared_data, tmp_path):
-    """``--run DIR``: the steps table comes from the run's own generation backend."""
+@pytest.mark.parametrize(
+    "source,metric", [("codefusion-bash", "template_match@1"), ("codefusion-cf", "execution_match@1")]
+)
+def test_codefusion_steps_from_a_run_dir(shared_data, tmp_path, source, metric):
+    """``--run DIR``: the steps table comes from the run's own generation backend, judged on the benchmark
+    the run names in ``data.source``."""
     from nl2code import config as config_io
     from nl2code.config import from_dict
     from nl2code.data.tokenizer import CodeTokenizer
@@ -133,8 +137,8 @@ def test_codefusion_steps_from_a_run_dir(shared_data, tmp_path):
     from nl2code.train.checkpoint import save_weights
     from nl2code.train.config import RunConfig
 
-    if not generation.BASH.is_file():
-        pytest.skip(f"no Bash benchmark at {generation.BASH}")
+    if not generation.TASKS[source][0].is_file():
+        pytest.skip(f"no {source} benchmark at {generation.TASKS[source][0]}")
     tok = CodeTokenizer.train(["find . -name '*.txt'", "list all text files", "ls -la"] * 3, vocab_size=300)
     tok.save(tmp_path / "tokenizer")
     model = {"kind": "codefusion", "vocab_size": tok.vocab_size, "d_model": 32, "n_heads": 4, "encoder_layers": 1}
@@ -144,15 +148,19 @@ def test_codefusion_steps_from_a_run_dir(shared_data, tmp_path):
         {
             "model": model | {"num_timesteps": 8},
             "objective": {"kind": "codefusion", "task": "finetune"},
-            "data": {"format": "code_nl", "max_len": 16},
+            "data": {"source": source, "format": "code_nl", "max_len": 16},
         },
     )
     config_io.save(cfg, tmp_path / "config.yaml")
     save_weights(build_model(cfg.model, generator=torch.Generator().manual_seed(0)), tmp_path / "model.safetensors")
     cf = generation.measure_codefusion(tmp_path, problems=2, eta=1.0, threads=1, train_seconds=0, steps=(8, 2))
     assert [r["steps"] for r in cf["steps"]] == [8, 2] and cf["problems"] == 2
+    assert cf["task"] == source and cf["metric"] == metric
+    assert all(r["top1"] == r[metric] and 0.0 <= r["top1"] <= 1.0 for r in cf["steps"])
     assert cf["model"]["source"] == str(tmp_path) and "generator" not in cf["model"]
     json.dumps(cf)  # serialisable
+    text = "\n".join(generation.cf_section(cf))
+    assert f"## CodeFusion ({source})" in text and metric.replace("_", " ") in text
 
 
 @pytest.mark.parametrize("family,name", [("codegen", "tiny"), ("codefusion", "codefusion-tiny")])
@@ -177,3 +185,17 @@ def test_memory_child_reports_peak(family, name):
         ],
     }
     assert f"| {name} |" in memory.markdown(res, "cmd")
+
+
+def test_gap_analysis_bound_and_needed_share():
+    from _common import gap_analysis
+
+    # Ours 1.0 s with 80% in kernels, peer 1.2 s with 70%: bound = 1.2 / 0.8 = 1.5 >= 1.3, so the text must
+    # say how much of our remaining 0.2 s would have to vanish: (1.0 - 1.2/1.3) / 0.2 = 38%.
+    g = gap_analysis(1.0, 1.2, {"matmul_share": 0.8}, {"matmul_share": 0.7}, 1.3)
+    assert g["bound"] == 1.5
+    assert g["kernel_time_ratio"] == pytest.approx(0.84 / 0.8, abs=1e-3)
+    assert "would need 38% of the other 20%" in g["text"]
+    # Bound below the target: the profile rules it out.
+    g = gap_analysis(1.0, 1.0, {"matmul_share": 0.9}, {"matmul_share": 0.9}, 1.3)
+    assert g["bound"] == pytest.approx(1.111, abs=1e-3) and "short of 1.3x" in g["text"]
