@@ -190,17 +190,21 @@ def gap_analysis(
 
     ``bound``: the ratio we would reach if every op of ours outside the matmul/attention kernels took
     no time at all (``peer_s / (ours_s * our matmul share)``); below ``target``, the target cannot be
-    reached without faster matmuls. ``kernel_ratio``: peer / ours time inside those kernels (shares
-    times the measured medians): near 1 means both sides run the same kernels on the same FLOPs.
+    reached without faster matmuls. ``kernel_ratio``: peer / ours self time inside those kernels, taken
+    from the two profiles directly (profiler overhead lands on the many small ops, so shares times the
+    unprofiled medians would misstate it): near 1 means both sides run the same kernels on the same FLOPs.
     """
     share_o, share_p = prof_ours["matmul_share"], prof_peer["matmul_share"]
     bound = peer_s / (ours_s * share_o) if share_o else float("inf")
-    kernel_ratio = (peer_s * share_p) / (ours_s * share_o) if share_o else float("nan")
+    ms_o = prof_ours.get("matmul_ms", ours_s * share_o * 1e3)
+    ms_p = prof_peer.get("matmul_ms", peer_s * share_p * 1e3)
+    kernel_ratio = ms_p / ms_o if ms_o else float("nan")
     same = 0.9 <= kernel_ratio <= 1.1
     text = (
         f"{100 * share_o:.0f}% of our time is in matmul/attention kernels (aten::mm, bmm, addmm, SDPA), the peer's "
-        f"{100 * share_p:.0f}%; in those kernels the peer takes {kernel_ratio:.2f}x our time"
-        + (" (the same kernels on the same FLOPs)" if same else "")
+        f"{100 * share_p:.0f}%; in those kernels the peer takes {kernel_ratio:.2f}x our time "
+        f"({ms_p:,.0f} vs {ms_o:,.0f} ms in the profiles)"
+        + (", the same kernels on the same FLOPs" if same else "")
         + f"; removing everything else from ours would give at most {bound:.2f}x the peer"
     )
     if bound < target:

