@@ -83,3 +83,18 @@ def test_missing_file_bad_k_and_missing_data_are_user_errors(tmp_path, capsys):
     assert run_cli("mbpp", "--samples", samples, "--out", tmp_path / "o") == 2
     assert "--data" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("semantics", ["excel", "labels"])
+def test_cf_semantics_option_reaches_the_task(tmp_path, shared_data, capsys, semantics):
+    data = shared_data / "codefusion" / "benchmarks" / "CFRuleBenchmarks.json"
+    from nl2code.eval.tasks import get_task
+
+    gold = list(get_task("codefusion-cf").load_problems(str(data)).items())[:5]
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": t, "completion": r.code} for t, r in gold])
+    out = tmp_path / "out"
+    code = run_cli("codefusion-cf", "--samples", samples, "--out", out, "--data", data, "--cf-semantics", semantics)
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["details"]["semantics"] == semantics
+    assert "execution_match@1" in summary["metrics"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -112,17 +113,13 @@ def test_gold_samples_score_full_marks(shared_data: Path, tmp_path: Path, task: 
         assert summary["metrics"]["bleu"] == pytest.approx(100.0)
 
 
-def test_cf_task_label_semantics(monkeypatch: pytest.MonkeyPatch):
-    from nl2code.cli import CLIError
-
+def test_cf_task_label_semantics():
     task = get_task("codefusion-cf")
     table = [["Index", "Value"], [0, "10"], [1, "x"], [2, "50"]]
     problems = {"codefusion-cf/1": rec("codefusion-cf/1", "over 20", "GreaterThan(20)", "cf", table=table, labels=[0])}
     samples = {"codefusion-cf/1": ["Top(1)"]}
     assert task.judge(problems, samples, CTX).metrics["execution_match@1"] == 0.0  # Excel: text "x" > 20
-    monkeypatch.setenv("NL2CODE_CF_SEMANTICS", "labels")
-    r = task.judge(problems, samples, CTX)
+    r = task.judge(problems, samples, replace(CTX, cf_semantics="labels"))
     assert r.metrics["execution_match@1"] == 1.0 and r.extra["semantics"] == "labels"
-    monkeypatch.setenv("NL2CODE_CF_SEMANTICS", "lotus")
-    with pytest.raises(CLIError):
-        task.judge(problems, samples, CTX)
+    with pytest.raises(ValueError, match="cf_semantics"):
+        task.judge(problems, samples, replace(CTX, cf_semantics="lotus"))

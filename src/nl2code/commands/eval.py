@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_factor=args.timeout_factor,
         timeout_floor=args.timeout_floor,
         progress=not args.no_progress and sys.stderr.isatty(),
+        cf_semantics=args.cf_semantics,
     )
     try:
         summary = run_eval(args.task, args.samples, args.out, args.data, ctx)
@@ -79,6 +80,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=3.0,
         help="timeout = max(factor x reference solution runtime, floor) (default 3; 0 = floor only)",
+    )
+    p.add_argument(
+        "--cf-semantics",
+        choices=("excel", "labels"),
+        default="excel",
+        help="codefusion-cf only: run rules with Excel's semantics (default) or with the conventions the "
+        "benchmark's train labels follow (text counts as 0, first duplicate marked, ...)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

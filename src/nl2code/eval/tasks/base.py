@@ -23,6 +23,7 @@ class EvalContext:
     timeout_factor: float = 3.0  # per-task timeout = max(factor * reference runtime, floor)
     timeout_floor: float = 3.0  # seconds
     progress: bool = True  # show a tqdm bar
+    cf_semantics: str = "excel"  # codefusion-cf: "excel", or "labels" (the train labels' conventions)
 
 
 @dataclass

@@ -12,8 +12,9 @@ project's CF interpreter (:mod:`nl2code.eval.cf`, Excel semantics) and compared 
 * 60 test tables are header-only: every executable highlight rule formats nothing there, so
   ``execution_match_nonempty@k`` repeats the metric over tables with at least one data row.
 
-The environment variable ``NL2CODE_CF_SEMANTICS=labels`` executes both sides with the conventions
-reverse-engineered from the train labels instead (see ``gold_report``); the default is ``excel``.
+``EvalContext.cf_semantics = "labels"`` (``nl2code eval codefusion-cf --cf-semantics labels``) executes
+both sides with the conventions reverse-engineered from the train labels instead (see ``gold_report``);
+the default is ``excel``.
 
 Metrics: ``execution_match@k``, ``execution_match_nonempty@k``, ``exact_match@k`` (whitespace-
 normalised), ``syntax_valid`` (fraction of candidates the CF parser accepts), diversity.
@@ -21,7 +22,6 @@ normalised), ``syntax_valid`` (fraction of candidates the CF parser accepts), di
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -34,7 +34,7 @@ from nl2code.eval.tasks.base import EvalContext, TaskResult
 
 __all__ = ["CFRulesTask", "TASK", "gold_report", "run_rule"]
 
-SEMANTICS_ENV = "NL2CODE_CF_SEMANTICS"
+SEMANTICS = {"excel": EXCEL, "labels": LABELS}
 
 
 def run_rule(code: str, table: list[list[Any]], semantics: Semantics = EXCEL) -> tuple[Formatting | None, str]:
@@ -58,12 +58,10 @@ class CFRulesTask:
         return prefixed_id("codefusion-cf", task_id)
 
     def judge(self, problems: dict[str, Record], samples: dict[str, list[str]], ctx: EvalContext) -> TaskResult:
-        from nl2code.cli import CLIError
-
-        choice = os.environ.get(SEMANTICS_ENV, "excel")
-        if choice not in ("excel", "labels"):
-            raise CLIError(f"{SEMANTICS_ENV} must be 'excel' or 'labels', got {choice!r}")
-        sem = LABELS if choice == "labels" else EXCEL
+        choice = ctx.cf_semantics
+        if choice not in SEMANTICS:
+            raise ValueError(f"cf_semantics must be one of {sorted(SEMANTICS)}, got {choice!r}")
+        sem = SEMANTICS[choice]
         rows: list[dict] = []
         execution: dict[str, list[bool]] = {}
         exact: dict[str, list[bool]] = {}
