@@ -36,6 +36,7 @@ from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 from nl2code.objectives.base import Objective
+from nl2code.objectives.linear_ce import linear_cross_entropy
 from nl2code.sampling.diffusion import DiffusionSampler
 
 Task = Literal["finetune", "unconditional", "cpd"]
@@ -101,6 +102,21 @@ def _row_mean(per_pos: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return ((per_pos * weights).sum(1) / weights.sum(1).clamp_min(1e-8)).mean()
 
 
+def head_cross_entropy(
+    model: CodeFusion, hidden: torch.Tensor, code_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-position CE, argmax) of H(hidden) against ``code_ids``.
+
+    Chunked (no full logits tensor) unless autocast is on: there the head's matmul must follow the
+    autocast dtype, which the plain path does.
+    """
+    if torch.is_autocast_enabled(hidden.device.type):
+        logits = model.logits(hidden).float()
+        ce = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
+        return ce, logits.argmax(-1)
+    return linear_cross_entropy(hidden, model.head.weight, model.head.bias, code_ids)
+
+
 def codefusion_loss(
     model: CodeFusion,
     scheduler: GaussianScheduler,
@@ -140,17 +156,16 @@ def codefusion_loss(
     if model.decoder is not None:
         hidden = model.decode(x0_hat, enc, enc_mask)
         decoder = _row_mean((hidden - x0).pow(2).mean(-1), weights)
-        logits = model.logits(hidden).float()
     else:  # GENIE: rounding loss on the gold embeddings; no decoder term
+        hidden = x0
         decoder = x0.new_zeros(())
-        logits = model.logits(x0).float()
-    ce_pos = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
+    ce_pos, pred = head_cross_entropy(model, hidden, code_ids)
     ce = _row_mean(ce_pos, weights)
     w_den, w_dec, w_ce = loss_weights
     loss = w_den * denoise + w_dec * decoder + w_ce * ce
     with torch.no_grad():
         real = code_ids != model.cfg.pad_id
-        correct = (logits.argmax(-1) == code_ids) & real
+        correct = (pred == code_ids) & real
         metrics = {
             "denoise": denoise.detach(),
             "decoder": decoder.detach(),
