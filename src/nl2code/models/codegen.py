@@ -83,9 +83,7 @@ class CodeGenConfig:
         if self.vocab_size < 0 or self.d_ff < 0:
             raise ValueError("vocab_size and d_ff must be >= 0 (0 = automatic)")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"d_model {self.d_model} / n_heads {self.n_heads} must be an even integer (rotary)"
-            )
+            raise ValueError(f"d_model {self.d_model} / n_heads {self.n_heads} must be an even integer (rotary)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -109,8 +107,18 @@ class CodeGenLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            Block(cfg.d_model, cfg.n_heads, cfg.ff_width, cfg.mlp, cfg.dropout, cfg.norm_eps,
-                  bias=cfg.bias, moe=cfg.moe, layer_index=i, with_aux=True)
+            Block(
+                cfg.d_model,
+                cfg.n_heads,
+                cfg.ff_width,
+                cfg.mlp,
+                cfg.dropout,
+                cfg.norm_eps,
+                bias=cfg.bias,
+                moe=cfg.moe,
+                layer_index=i,
+                with_aux=True,
+            )
             for i in range(cfg.n_layers)
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -144,6 +152,7 @@ class CodeGenLM(nn.Module):
         cache: KVCache | None = None,
         prefix_mask: torch.Tensor | None = None,
         logits_to_keep: int = 0,
+        compute_logits: bool = True,
     ) -> ModelOutput:
         """Run the LM on ``input_ids`` (B, T), appending to ``cache`` when one is given.
 
@@ -159,6 +168,7 @@ class CodeGenLM(nn.Module):
                 bidirectionally (prefix-LM). With a cache, only on the first call (empty cache).
             logits_to_keep: when > 0, logits of the last ``logits_to_keep`` positions only
                 (B, logits_to_keep, V): a sampler's prefill needs one row per prompt, not B x T x V.
+            compute_logits: False returns ``logits=None`` for a loss that applies ``lm_head`` itself.
         """
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -199,18 +209,25 @@ class CodeGenLM(nn.Module):
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden)
+        if not compute_logits:
+            logits = None
+        else:
+            logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden)
         return ModelOutput(logits=logits, hidden=hidden, aux_loss=aux_total)
 
-    def new_cache(
-        self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
-    ) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` positions."""
         cfg = self.cfg
         ref = self.embed.weight
-        return KVCache(cfg.n_layers, batch_size, cfg.n_heads, cfg.d_model // cfg.n_heads,
-                       min(max_len or cfg.max_seq_len, cfg.max_seq_len),
-                       dtype=dtype or ref.dtype, device=ref.device)
+        return KVCache(
+            cfg.n_layers,
+            batch_size,
+            cfg.n_heads,
+            cfg.d_model // cfg.n_heads,
+            min(max_len or cfg.max_seq_len, cfg.max_seq_len),
+            dtype=dtype or ref.dtype,
+            device=ref.device,
+        )
 
     def moe_layers(self) -> list[MoE]:
         """The MoE feed-forward modules, shallowest first (empty for a dense model)."""

@@ -18,6 +18,6 @@ class ModelOutput:
             load balancing), already multiplied by its coefficient; ``None`` when there is none.
     """
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None  # None when the caller asked for hidden states only
     hidden: torch.Tensor
     aux_loss: torch.Tensor | None = None

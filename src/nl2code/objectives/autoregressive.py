@@ -19,7 +19,9 @@ from torch import nn
 
 from nl2code.config import register
 from nl2code.data.collate import Batch, Example
+from nl2code.models.codegen import CodeGenLM
 from nl2code.objectives.base import Objective
+from nl2code.objectives.linear_ce import chunkable_head, linear_cross_entropy
 
 
 @register("objective", "causal_lm")
@@ -115,21 +117,28 @@ class CausalLMObjective(Objective):
             kwargs["prefix_mask"] = prefix_mask(batch)
         if getattr(inner, "moe_layers", None) and inner.moe_layers():
             kwargs["attention_mask"] = batch.attention_mask  # MoE blocks must not route padding
-        out = model(batch.input_ids, **kwargs)
         # Score every position against the next token (the last has none: weight 0) rather than slicing
         # logits[:, :-1]: the slice copied the (B, T-1, V) logits and back-propagated through a
         # zero-filled (B, T, V) gradient, ~3% of a CPU training step (benchmarks/train_throughput.md).
-        logits = out.logits.float()  # (B, T, V)
         smoothing = self.cfg.label_smoothing
         targets = F.pad(batch.input_ids[:, 1:], (0, 1))  # (B, T)
         mask = F.pad(target_mask(batch), (0, 1))  # (B, T)
         n = mask.sum().clamp(min=1)
-        ce = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), reduction="none", label_smoothing=smoothing
-        )
-        ce = (ce * mask.flatten()).sum() / n
+        head = getattr(inner, "lm_head", None)
+        if smoothing == 0 and isinstance(inner, CodeGenLM) and chunkable_head(head, batch.input_ids):
+            # The chunked head loss never holds the (B, T, V) logits (benchmarks/head_loss.md).
+            out = model(batch.input_ids, compute_logits=False, **kwargs)
+            ce, pred = linear_cross_entropy(out.hidden, head.weight, head.bias, targets)
+        else:
+            out = model(batch.input_ids, **kwargs)
+            logits = out.logits.float()  # (B, T, V)
+            ce = F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), reduction="none", label_smoothing=smoothing
+            ).view(targets.shape)
+            pred = logits.detach().argmax(-1)
+        ce = (ce * mask).sum() / n
         with torch.no_grad():
-            acc = ((logits.argmax(-1) == targets) & mask).sum() / n
+            acc = ((pred == targets) & mask).sum() / n
         metrics = {"ce": ce.detach(), "acc": acc}
         loss = ce
         if out.aux_loss is not None:
@@ -192,15 +201,15 @@ class CodeGen2MixtureObjective(CausalLMObjective):
     def __init__(self, cfg: CodeGen2MixtureConfig | None = None):
         super().__init__(cfg or CodeGen2MixtureConfig())
 
-    def example_transform(
-        self, tokenizer: Any, data_cfg: Any
-    ) -> Callable[[Example, np.random.Generator], Example]:
+    def example_transform(self, tokenizer: Any, data_cfg: Any) -> Callable[[Example, np.random.Generator], Example]:
         from nl2code.data.noising import InfillMixture, SpecialIds
 
         cfg = self.cfg
         if cfg.max_spans > tokenizer.num_sentinels:
-            raise ValueError(f"objective.max_spans {cfg.max_spans} exceeds the tokenizer's "
-                             f"{tokenizer.num_sentinels} <mask_i> sentinels")
+            raise ValueError(
+                f"objective.max_spans {cfg.max_spans} exceeds the tokenizer's "
+                f"{tokenizer.num_sentinels} <mask_i> sentinels"
+            )
         return InfillMixture(
             special=SpecialIds.from_tokenizer(tokenizer),
             encode=tokenizer.encode,

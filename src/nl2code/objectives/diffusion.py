@@ -36,7 +36,7 @@ from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 from nl2code.objectives.base import Objective
-from nl2code.objectives.linear_ce import linear_cross_entropy
+from nl2code.objectives.linear_ce import chunkable_head, linear_cross_entropy
 from nl2code.sampling.diffusion import DiffusionSampler
 
 Task = Literal["finetune", "unconditional", "cpd"]
@@ -107,10 +107,9 @@ def head_cross_entropy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-position CE, argmax) of H(hidden) against ``code_ids``.
 
-    Chunked (no full logits tensor) unless autocast is on: there the head's matmul must follow the
-    autocast dtype, which the plain path does.
+    Chunked (no full logits tensor) where :func:`chunkable_head` allows it.
     """
-    if torch.is_autocast_enabled(hidden.device.type):
+    if not chunkable_head(model.head, hidden):
         logits = model.logits(hidden).float()
         ce = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
         return ce, logits.argmax(-1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["linear_cross_entropy"]
+__all__ = ["chunkable_head", "linear_cross_entropy"]
 
 _CHUNK_BYTES = 4 << 20  # fp32 logits per chunk: fits in L2/L3 on current CPUs
 
@@ -58,6 +58,12 @@ class _LinearCE(torch.autograd.Function):
             grad_w.addmm_(g.t(), hc.to(acc))
             grad_b.add_(g.sum(0))
         return grad_h, grad_w.to(weight.dtype), grad_b.to(bias.dtype), None
+
+
+def chunkable_head(head: object, like: torch.Tensor) -> bool:
+    """Whether ``head``'s loss may take the chunked path: a plain ``nn.Linear`` (not a LoRA or NF4 wrapper,
+    whose weight is not the whole map) and autocast off (the plain path follows autocast's dtype)."""
+    return type(head) is torch.nn.Linear and not torch.is_autocast_enabled(like.device.type)
 
 
 def linear_cross_entropy(
