@@ -53,10 +53,10 @@ QUICK = [Case("tiny, vocab 4096", "codefusion-tiny", 4096, 8, 16, 12)]
 CHUNKED = D.head_cross_entropy  # the library's dispatcher: chunked whenever autocast is off
 
 
-def plain_head(model, hidden, code_ids):
+def plain_head(model, hidden, code_ids, weights):
     logits = model.logits(hidden).float()
     ce = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
-    return ce, logits.argmax(-1)
+    return D._row_mean(ce, weights), logits.detach().argmax(-1)
 
 
 def make_step(case: Case, head: str):

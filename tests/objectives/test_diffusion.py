@@ -100,11 +100,10 @@ def test_chunked_head_loss_equals_the_plain_head(monkeypatch, variant):
 
     import nl2code.objectives.diffusion as D
 
-    def plain(hidden, weight, bias, target):
+    def plain(hidden, weight, bias, target, coef):
         logits = F.linear(hidden, weight, bias).float()
-        return F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(
-            target.shape
-        ), logits.argmax(-1)
+        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(target.shape)
+        return (ce * coef).sum(), ce.detach(), logits.argmax(-1)
 
     runs = []
     for head in (D.linear_cross_entropy, plain):

@@ -26,9 +26,7 @@ def build_objective(cfg: object) -> Objective:
     """The objective for config ``cfg`` (an instance of a registered objective config class)."""
     kind = getattr(type(cfg), "kind", None)
     if kind not in OBJECTIVES or not isinstance(cfg, OBJECTIVES[kind][0]):
-        raise ValueError(
-            f"no objective registered for config {type(cfg).__name__} (known: {sorted(OBJECTIVES)})"
-        )
+        raise ValueError(f"no objective registered for config {type(cfg).__name__} (known: {sorted(OBJECTIVES)})")
     return OBJECTIVES[kind][1](cfg)
 
 

@@ -128,15 +128,15 @@ class CausalLMObjective(Objective):
         if smoothing == 0 and isinstance(inner, CodeGenLM) and chunkable_head(head, batch.input_ids):
             # The chunked head loss never holds the (B, T, V) logits (benchmarks/head_loss.md).
             out = model(batch.input_ids, compute_logits=False, **kwargs)
-            ce, pred = linear_cross_entropy(out.hidden, head.weight, head.bias, targets)
+            ce, _, pred = linear_cross_entropy(out.hidden, head.weight, head.bias, targets, mask / n)
         else:
             out = model(batch.input_ids, **kwargs)
             logits = out.logits.float()  # (B, T, V)
             ce = F.cross_entropy(
                 logits.flatten(0, 1), targets.flatten(), reduction="none", label_smoothing=smoothing
             ).view(targets.shape)
+            ce = (ce * mask).sum() / n
             pred = logits.detach().argmax(-1)
-        ce = (ce * mask).sum() / n
         with torch.no_grad():
             acc = ((pred == targets) & mask).sum() / n
         metrics = {"ce": ce.detach(), "acc": acc}

@@ -103,17 +103,19 @@ def _row_mean(per_pos: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def head_cross_entropy(
-    model: CodeFusion, hidden: torch.Tensor, code_ids: torch.Tensor
+    model: CodeFusion, hidden: torch.Tensor, code_ids: torch.Tensor, weights: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-position CE, argmax) of H(hidden) against ``code_ids``.
+    """(CE of H(hidden) against ``code_ids`` reduced by :func:`_row_mean` with ``weights``, argmax).
 
     Chunked (no full logits tensor) where :func:`chunkable_head` allows it.
     """
     if not chunkable_head(model.head, hidden):
         logits = model.logits(hidden).float()
         ce = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
-        return ce, logits.argmax(-1)
-    return linear_cross_entropy(hidden, model.head.weight, model.head.bias, code_ids)
+        return _row_mean(ce, weights), logits.detach().argmax(-1)
+    coef = weights / weights.sum(1, keepdim=True).clamp_min(1e-8) / weights.shape[0]  # _row_mean as weights
+    ce, _, pred = linear_cross_entropy(hidden, model.head.weight, model.head.bias, code_ids, coef)
+    return ce, pred
 
 
 def codefusion_loss(
@@ -158,8 +160,7 @@ def codefusion_loss(
     else:  # GENIE: rounding loss on the gold embeddings; no decoder term
         hidden = x0
         decoder = x0.new_zeros(())
-    ce_pos, pred = head_cross_entropy(model, hidden, code_ids)
-    ce = _row_mean(ce_pos, weights)
+    ce, pred = head_cross_entropy(model, hidden, code_ids, weights)
     w_den, w_dec, w_ce = loss_weights
     loss = w_den * denoise + w_dec * decoder + w_ce * ce
     with torch.no_grad():

@@ -1,12 +1,16 @@
-"""Cross-entropy of a linear head, computed in row chunks without materialising the full logits.
+"""Weighted cross-entropy of a linear head, computed in row chunks without materialising the logits.
 
-``linear_cross_entropy(h, W, b, y)`` equals ``F.cross_entropy(F.linear(h, W, b).float(), y,
-reduction="none")`` (and its gradients), but never holds the (rows, vocab) logits, their log-softmax or
-their gradient at once: each chunk of rows is projected, reduced and, in backward, re-projected and
-differentiated while it fits in cache. On CPU the full-size tensors were the slow part: a 2048 x 4096
-fp32 logits tensor is written and read five times per step (head output, log-softmax, its gradient,
-the zero-filled NLL gradient, the bias copy), which took a quarter of a small CodeFusion step.
-The re-projection costs one extra (rows x dim x vocab) matmul in backward.
+``linear_cross_entropy(h, W, b, y, coef)`` returns ``sum(coef * CE(h @ W.T + b, y))`` (with the
+per-position CE and argmax, detached) and back-propagates exactly as the plain head followed by
+``F.cross_entropy`` would, but never holds the (rows, vocab) logits, their log-softmax or their
+gradient at once. On CPU those full-size tensors were a large part of a small model's step: a
+2048 x 4096 fp32 logits tensor is written and read five times (head output, log-softmax, its
+gradient, the zero-filled NLL gradient, the bias copy).
+
+The loss is the end of the graph and its per-position weights ``coef`` are known up front, so each
+chunk's gradients (``(softmax - onehot) * coef`` pushed through the head) are computed in forward
+while the chunk's logits are in cache; backward only scales them by the incoming scalar. The FLOPs
+equal the plain head's; no logits are recomputed.
 """
 
 from __future__ import annotations
@@ -22,42 +26,44 @@ def _rows_per_chunk(vocab: int) -> int:
     return max(1, _CHUNK_BYTES // (4 * vocab))
 
 
-class _LinearCE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, weight, bias, target):  # noqa: ANN001 - autograd signature
-        rows = _rows_per_chunk(weight.shape[0])
-        acc = torch.promote_types(h.dtype, torch.float32)
-        losses, preds = [], []
-        for lo in range(0, h.shape[0], rows):
-            z = torch.addmm(bias, h[lo : lo + rows], weight.t()).to(acc)
-            lse = torch.logsumexp(z, dim=-1)
-            losses.append(lse - z.gather(1, target[lo : lo + rows, None]).squeeze(1))
-            preds.append(z.argmax(-1))
-        ctx.save_for_backward(h, weight, bias, target)
-        pred = torch.cat(preds)
-        ctx.mark_non_differentiable(pred)
-        return torch.cat(losses), pred
-
-    @staticmethod
-    def backward(ctx, grad_loss, _grad_pred):  # noqa: ANN001
-        h, weight, bias, target = ctx.saved_tensors
-        rows = _rows_per_chunk(weight.shape[0])
-        grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-        acc = torch.promote_types(h.dtype, torch.float32)
-        grad_w = torch.zeros_like(weight, dtype=acc)
-        grad_b = torch.zeros_like(bias, dtype=acc)
-        for lo in range(0, h.shape[0], rows):
-            hc = h[lo : lo + rows]
-            z = torch.addmm(bias, hc, weight.t()).to(acc)
-            g = torch.softmax(z, dim=-1)  # d ce / d z = softmax(z) - onehot(target), times the upstream grad
-            g.scatter_add_(1, target[lo : lo + rows, None], torch.full_like(g[:, :1], -1.0))
-            g.mul_(grad_loss[lo : lo + rows, None].to(acc))
-            gc = g.to(h.dtype)
-            if grad_h is not None:
-                grad_h[lo : lo + rows] = gc @ weight
+def _run(h, weight, bias, target, coef, grads: bool):  # noqa: ANN001, ANN202
+    """(loss, ce, pred, grad_h, grad_w, grad_b) over row chunks; the grads are None unless ``grads``."""
+    acc = torch.promote_types(h.dtype, torch.float32)
+    rows = _rows_per_chunk(weight.shape[0])
+    ce_parts, preds = [], []
+    grad_h = torch.empty_like(h) if grads else None
+    grad_w = torch.zeros_like(weight, dtype=acc) if grads else None
+    grad_b = torch.zeros_like(bias, dtype=acc) if grads else None
+    for lo in range(0, h.shape[0], rows):
+        hc, yc = h[lo : lo + rows], target[lo : lo + rows, None]
+        z = torch.addmm(bias, hc, weight.t()).to(acc)
+        lse = torch.logsumexp(z, dim=-1)
+        ce_parts.append(lse - z.gather(1, yc).squeeze(1))
+        preds.append(z.argmax(-1))
+        if grads:
+            g = z.sub_(lse[:, None]).exp_()  # softmax, in place of the chunk's logits
+            g.scatter_add_(1, yc, torch.full_like(g[:, :1], -1.0))  # - onehot(target)
+            g.mul_(coef[lo : lo + rows, None].to(acc))
+            grad_h[lo : lo + rows] = (g @ weight.to(acc)).to(h.dtype)
             grad_w.addmm_(g.t(), hc.to(acc))
             grad_b.add_(g.sum(0))
-        return grad_h, grad_w.to(weight.dtype), grad_b.to(bias.dtype), None
+    ce = torch.cat(ce_parts)
+    loss = (ce * coef.to(acc)).sum()
+    return loss, ce, torch.cat(preds), grad_h, grad_w, grad_b
+
+
+class _LinearCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, bias, target, coef):  # noqa: ANN001 - autograd signature
+        loss, ce, pred, gh, gw, gb = _run(h, weight, bias, target, coef, grads=True)
+        ctx.save_for_backward(gh, gw.to(weight.dtype), gb.to(bias.dtype))
+        ctx.mark_non_differentiable(ce, pred)
+        return loss, ce, pred
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_ce, _grad_pred):  # noqa: ANN001
+        gh, gw, gb = ctx.saved_tensors
+        return gh * grad_loss, gw * grad_loss, gb * grad_loss, None, None
 
 
 def chunkable_head(head: object, like: torch.Tensor) -> bool:
@@ -67,15 +73,24 @@ def chunkable_head(head: object, like: torch.Tensor) -> bool:
 
 
 def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-position cross-entropy, per-position argmax) of ``hidden @ weight.T + bias`` against ``target``.
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    coef: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, per-position CE, per-position argmax) of ``hidden @ weight.T + bias`` against ``target``.
 
-    ``hidden``: (..., E); ``weight``: (V, E); ``bias``: (V,) or None; ``target``: (...) ids in [0, V).
-    Logits are reduced in at least fp32 whatever the input dtype. No ``ignore_index``: weight positions afterwards.
+    ``hidden``: (..., E); ``weight``: (V, E); ``bias``: (V,) or None; ``target`` and ``coef``: (...).
+    ``loss = sum(coef * CE)`` is differentiable in ``hidden``, ``weight`` and ``bias`` (not in ``coef``);
+    CE and argmax are detached. Logits are reduced in at least fp32 whatever the input dtype.
     """
     lead = target.shape
     if bias is None:
         bias = hidden.new_zeros(weight.shape[0])
-    loss, pred = _LinearCE.apply(hidden.reshape(-1, hidden.shape[-1]), weight, bias, target.reshape(-1))
-    return loss.view(lead), pred.view(lead)
+    args = (hidden.reshape(-1, hidden.shape[-1]), weight, bias, target.reshape(-1), coef.detach().reshape(-1))
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args[:3]):
+        loss, ce, pred = _LinearCE.apply(*args)
+    else:
+        loss, ce, pred = _run(*args, grads=False)[:3]
+    return loss, ce.view(lead), pred.view(lead)
