@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from head_equiv import assert_chunked_equals_plain
 
 from nl2code.config import from_dict, registry_kinds
 from nl2code.data.collate import Example, pad_collate
@@ -96,27 +97,13 @@ def test_gradients_reach_the_right_components():
 
 @pytest.mark.parametrize("variant", [{}, {"decoder_layers": 0}])
 def test_chunked_head_loss_equals_the_plain_head(monkeypatch, variant):
-    import torch.nn.functional as F
-
     import nl2code.objectives.diffusion as D
 
-    def plain(hidden, weight, bias, target, coef):
-        logits = F.linear(hidden, weight, bias).float()
-        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(target.shape)
-        return (ce * coef).sum(), ce.detach(), logits.argmax(-1)
-
-    runs = []
-    for head in (D.linear_cross_entropy, plain):
-        monkeypatch.setattr(D, "linear_cross_entropy", head)
+    def run():
         model = tiny_model(**variant)
-        loss, metrics = CodeFusionObjective()(model, make_batch(), torch.Generator().manual_seed(5))
-        loss.backward()
-        runs.append((loss.detach(), metrics["acc"], {n: p.grad for n, p in model.named_parameters()}))
-    (l0, a0, g0), (l1, a1, g1) = runs
-    torch.testing.assert_close(l0, l1)
-    assert a0 == a1
-    for name in g0:
-        torch.testing.assert_close(g0[name], g1[name], msg=name)
+        return model, *CodeFusionObjective()(model, make_batch(), torch.Generator().manual_seed(5))
+
+    assert_chunked_equals_plain(monkeypatch, D, run)
 
 
 def test_loss_is_deterministic_under_the_generator_and_weights_apply():
