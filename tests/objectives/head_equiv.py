@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 
-import pytest
 import torch
 
 
-def assert_chunked_equals_plain(
-    monkeypatch: pytest.MonkeyPatch, module: ModuleType, run: Callable[[], tuple[torch.nn.Module, torch.Tensor, dict]]
-) -> None:
-    """``run()`` builds a fresh model and returns (model, loss, metrics); ``module.chunkable_head`` is forced."""
+def assert_chunked_equals_plain(run: Callable[[bool], tuple[torch.nn.Module, torch.Tensor, dict]]) -> None:
+    """``run(chunked)`` builds a fresh model and returns (model, loss, metrics) with ``chunked_head=chunked``."""
     results = []
     for chunked in (True, False):
-        monkeypatch.setattr(module, "chunkable_head", lambda head, like, c=chunked: c)
-        model, loss, metrics = run()
+        model, loss, metrics = run(chunked)
         loss.backward()
         results.append((loss.detach(), metrics["acc"], {n: p.grad for n, p in model.named_parameters()}))
     (l0, a0, g0), (l1, a1, g1) = results

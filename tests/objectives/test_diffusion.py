@@ -96,14 +96,13 @@ def test_gradients_reach_the_right_components():
 
 
 @pytest.mark.parametrize("variant", [{}, {"decoder_layers": 0}])
-def test_chunked_head_loss_equals_the_plain_head(monkeypatch, variant):
-    import nl2code.objectives.diffusion as D
-
-    def run():
+def test_chunked_head_loss_equals_the_plain_head(variant):
+    def run(chunked):
         model = tiny_model(**variant)
-        return model, *CodeFusionObjective()(model, make_batch(), torch.Generator().manual_seed(5))
+        objective = CodeFusionObjective(CodeFusionLossConfig(chunked_head=chunked))
+        return model, *objective(model, make_batch(), torch.Generator().manual_seed(5))
 
-    assert_chunked_equals_plain(monkeypatch, D, run)
+    assert_chunked_equals_plain(run)
 
 
 def test_loss_is_deterministic_under_the_generator_and_weights_apply():

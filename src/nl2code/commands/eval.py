@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from nl2code.eval.tasks import task_names
+    from nl2code.eval.tasks.base import CF_SEMANTICS
 
     p = sub.add_parser(
         "eval",
@@ -83,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cf-semantics",
-        choices=("excel", "labels"),
+        choices=CF_SEMANTICS,
         default="excel",
         help="codefusion-cf only: run rules with Excel's semantics (default) or with the conventions the "
         "benchmark's train labels follow (text counts as 0, first duplicate marked, ...)",

@@ -21,7 +21,7 @@ from nl2code.config import register
 from nl2code.data.collate import Batch, Example
 from nl2code.models.codegen import CodeGenLM
 from nl2code.objectives.base import Objective
-from nl2code.objectives.linear_ce import chunkable_head, linear_cross_entropy
+from nl2code.objectives.linear_ce import head_loss, logits_loss
 
 
 @register("objective", "causal_lm")
@@ -31,9 +31,12 @@ class CausalLMConfig:
 
     Attributes:
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        chunked_head: compute the head's cross-entropy in row chunks, never holding the logits (same
+            values and gradients; off with label smoothing, and ``false`` forces the full-logits path).
     """
 
     label_smoothing: float = 0.0
+    chunked_head: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -59,9 +62,11 @@ class CodeGen2MixtureConfig:
         mean_span_len: average masked span length in tokens (sets the number of spans).
         max_spans: most spans (sentinels) per file; at most the tokenizer's sentinel count.
         loss_on: ``all`` tokens of a rewritten file (CodeGen2) or only its ``answer`` part.
+        chunked_head: as in :class:`CausalLMConfig`.
     """
 
     label_smoothing: float = 0.0
+    chunked_head: bool = True
     span_rate: float = 0.5
     fim_rate: float = 0.5
     spm_rate: float = 0.5
@@ -120,23 +125,20 @@ class CausalLMObjective(Objective):
         # Score every position against the next token (the last has none: weight 0) rather than slicing
         # logits[:, :-1]: the slice copied the (B, T-1, V) logits and back-propagated through a
         # zero-filled (B, T, V) gradient, ~3% of a CPU training step (benchmarks/train_throughput.md).
-        smoothing = self.cfg.label_smoothing
         targets = F.pad(batch.input_ids[:, 1:], (0, 1))  # (B, T)
         mask = F.pad(target_mask(batch), (0, 1))  # (B, T)
         n = mask.sum().clamp(min=1)
-        head = getattr(inner, "lm_head", None)
-        if smoothing == 0 and isinstance(inner, CodeGenLM) and chunkable_head(head, batch.input_ids):
-            # The chunked head loss never holds the (B, T, V) logits (benchmarks/head_loss.md).
+        cfg, coef = self.cfg, mask / n
+        if isinstance(inner, CodeGenLM):
+            # The model skips its logits: head_loss applies lm_head itself, in row chunks where it can,
+            # so the (B, T, V) logits are never held there (benchmarks/head_loss.md).
             out = model(batch.input_ids, compute_logits=False, **kwargs)
-            ce, _, pred = linear_cross_entropy(out.hidden, head.weight, head.bias, targets, mask / n)
-        else:
+            ce, pred = head_loss(
+                inner.lm_head, out.hidden, targets, coef, label_smoothing=cfg.label_smoothing, chunked=cfg.chunked_head
+            )
+        else:  # any other model returning ModelOutput logits
             out = model(batch.input_ids, **kwargs)
-            logits = out.logits.float()  # (B, T, V)
-            ce = F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), reduction="none", label_smoothing=smoothing
-            ).view(targets.shape)
-            ce = (ce * mask).sum() / n
-            pred = logits.detach().argmax(-1)
+            ce, pred = logits_loss(out.logits, targets, coef, label_smoothing=cfg.label_smoothing)
         with torch.no_grad():
             acc = ((pred == targets) & mask).sum() / n
         metrics = {"ce": ce.detach(), "acc": acc}

@@ -27,7 +27,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nl2code.config import register
@@ -36,7 +35,7 @@ from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 from nl2code.objectives.base import Objective
-from nl2code.objectives.linear_ce import chunkable_head, linear_cross_entropy
+from nl2code.objectives.linear_ce import head_loss
 from nl2code.sampling.diffusion import DiffusionSampler
 
 Task = Literal["finetune", "unconditional", "cpd"]
@@ -57,6 +56,8 @@ class CodeFusionLossConfig:
         cpd_collapse: a masked occurrence becomes one ``<mask>`` (GENIE) rather than one per token.
         mask_id: the tokenizer's ``<mask>`` id (``CodeTokenizer.mask_id`` is 2).
         preview_steps: reverse steps of the training-time sample preview (DDIM, eta = 0).
+        chunked_head: compute the head's cross-entropy in row chunks, never holding the logits (same
+            values and gradients; ``false`` uses the full-logits path, e.g. to compare).
     """
 
     task: Task = "finetune"
@@ -68,6 +69,7 @@ class CodeFusionLossConfig:
     cpd_collapse: bool = True
     mask_id: int = 2
     preview_steps: int = 20
+    chunked_head: bool = True
 
     def __post_init__(self) -> None:
         for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
@@ -102,22 +104,6 @@ def _row_mean(per_pos: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return ((per_pos * weights).sum(1) / weights.sum(1).clamp_min(1e-8)).mean()
 
 
-def head_cross_entropy(
-    model: CodeFusion, hidden: torch.Tensor, code_ids: torch.Tensor, weights: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE of H(hidden) against ``code_ids`` reduced by :func:`_row_mean` with ``weights``, argmax).
-
-    Chunked (no full logits tensor) where :func:`chunkable_head` allows it.
-    """
-    if not chunkable_head(model.head, hidden):
-        logits = model.logits(hidden).float()
-        ce = F.cross_entropy(logits.flatten(0, 1), code_ids.flatten(), reduction="none").view(code_ids.shape)
-        return _row_mean(ce, weights), logits.detach().argmax(-1)
-    coef = weights / weights.sum(1, keepdim=True).clamp_min(1e-8) / weights.shape[0]  # _row_mean as weights
-    ce, _, pred = linear_cross_entropy(hidden, model.head.weight, model.head.bias, code_ids, coef)
-    return ce, pred
-
-
 def codefusion_loss(
     model: CodeFusion,
     scheduler: GaussianScheduler,
@@ -127,6 +113,7 @@ def codefusion_loss(
     enc_mask: torch.Tensor | None,
     generator: torch.Generator,
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    chunked_head: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The three-term loss for one batch; see the module docstring.
 
@@ -139,6 +126,7 @@ def codefusion_loss(
         enc_mask: (B, S) True on real context positions, or None.
         generator: draws the timesteps and the noise.
         loss_weights: weights of the denoiser, decoder and cross-entropy terms.
+        chunked_head: allow the chunked head loss (see :func:`nl2code.objectives.linear_ce.head_loss`).
     """
     B = code_ids.shape[0]
     x0 = model.embed_code(code_ids)  # (B, N, E)
@@ -160,7 +148,8 @@ def codefusion_loss(
     else:  # GENIE: rounding loss on the gold embeddings; no decoder term
         hidden = x0
         decoder = x0.new_zeros(())
-    ce, pred = head_cross_entropy(model, hidden, code_ids, weights)
+    coef = weights / weights.sum(1, keepdim=True).clamp_min(1e-8) / weights.shape[0]  # _row_mean as weights
+    ce, pred = head_loss(model.head, hidden, code_ids, coef, chunked=chunked_head)
     w_den, w_dec, w_ce = loss_weights
     loss = w_den * denoise + w_dec * decoder + w_ce * ce
     with torch.no_grad():
@@ -264,7 +253,9 @@ class CodeFusionObjective(Objective):
         )
         enc, enc_mask = self.context(model, batch, generator)
         loss_weights = (self.cfg.denoise_weight, self.cfg.decoder_weight, self.cfg.ce_weight)
-        return codefusion_loss(model, self.scheduler(model), code, weights, enc, enc_mask, generator, loss_weights)
+        return codefusion_loss(
+            model, self.scheduler(model), code, weights, enc, enc_mask, generator, loss_weights, self.cfg.chunked_head
+        )
 
     @torch.no_grad()
     def preview(

@@ -16,8 +16,10 @@ equal the plain head's; no logits are recomputed.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["chunkable_head", "linear_cross_entropy"]
+__all__ = ["chunkable_head", "head_loss", "linear_cross_entropy", "logits_loss"]
 
 _CHUNK_BYTES = 4 << 20  # fp32 logits per chunk: fits in L2/L3 on current CPUs
 
@@ -30,6 +32,7 @@ def _run(h, weight, bias, target, coef, grads: bool):  # noqa: ANN001, ANN202
     """(loss, ce, pred, grad_h, grad_w, grad_b) over row chunks; the grads are None unless ``grads``."""
     acc = torch.promote_types(h.dtype, torch.float32)
     rows = _rows_per_chunk(weight.shape[0])
+    coef, weight_acc = coef.to(acc), weight.to(acc)
     ce_parts, preds = [], []
     grad_h = torch.empty_like(h) if grads else None
     grad_w = torch.zeros_like(weight, dtype=acc) if grads else None
@@ -43,12 +46,12 @@ def _run(h, weight, bias, target, coef, grads: bool):  # noqa: ANN001, ANN202
         if grads:
             g = z.sub_(lse[:, None]).exp_()  # softmax, in place of the chunk's logits
             g.scatter_add_(1, yc, torch.full_like(g[:, :1], -1.0))  # - onehot(target)
-            g.mul_(coef[lo : lo + rows, None].to(acc))
-            grad_h[lo : lo + rows] = (g @ weight.to(acc)).to(h.dtype)
+            g.mul_(coef[lo : lo + rows, None])
+            grad_h[lo : lo + rows] = (g @ weight_acc).to(h.dtype)
             grad_w.addmm_(g.t(), hc.to(acc))
             grad_b.add_(g.sum(0))
     ce = torch.cat(ce_parts)
-    loss = (ce * coef.to(acc)).sum()
+    loss = (ce * coef).sum()
     return loss, ce, torch.cat(preds), grad_h, grad_w, grad_b
 
 
@@ -66,10 +69,41 @@ class _LinearCE(torch.autograd.Function):
         return gh * grad_loss, gw * grad_loss, gb * grad_loss, None, None
 
 
-def chunkable_head(head: object, like: torch.Tensor) -> bool:
+def chunkable_head(head: nn.Module) -> bool:
     """Whether ``head``'s loss may take the chunked path: a plain ``nn.Linear`` (not a LoRA or NF4 wrapper,
     whose weight is not the whole map) and autocast off (the plain path follows autocast's dtype)."""
-    return type(head) is torch.nn.Linear and not torch.is_autocast_enabled(like.device.type)
+    return type(head) is nn.Linear and not torch.is_autocast_enabled(head.weight.device.type)
+
+
+def head_loss(
+    head: nn.Module,
+    hidden: torch.Tensor,
+    target: torch.Tensor,
+    coef: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    chunked: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``sum(coef * CE(head(hidden), target))``, argmax of the logits): the objectives' head loss.
+
+    Chunked (:func:`linear_cross_entropy`) when ``chunked`` and :func:`chunkable_head` allow it and there
+    is no label smoothing; otherwise the full logits go through :func:`logits_loss`.
+    """
+    if chunked and label_smoothing == 0 and chunkable_head(head):
+        loss, _, pred = linear_cross_entropy(hidden, head.weight, head.bias, target, coef)
+        return loss, pred
+    return logits_loss(head(hidden), target, coef, label_smoothing=label_smoothing)
+
+
+def logits_loss(
+    logits: torch.Tensor, target: torch.Tensor, coef: torch.Tensor, *, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`head_loss` for logits a model already computed: (``sum(coef * CE)`` in fp32, argmax)."""
+    logits = logits.float()
+    ce = F.cross_entropy(
+        logits.flatten(0, 1), target.flatten(), reduction="none", label_smoothing=label_smoothing
+    ).view(target.shape)
+    return (ce * coef).sum(), logits.detach().argmax(-1)
 
 
 def linear_cross_entropy(

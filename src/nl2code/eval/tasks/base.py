@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from nl2code.data.records import Record
 
 
+CF_SEMANTICS = ("excel", "labels")  # how codefusion-cf executes rules; see tasks/cf_rules.py
+
+
 @dataclass
 class EvalContext:
     """Settings every task's ``judge`` receives."""
@@ -23,7 +26,7 @@ class EvalContext:
     timeout_factor: float = 3.0  # per-task timeout = max(factor * reference runtime, floor)
     timeout_floor: float = 3.0  # seconds
     progress: bool = True  # show a tqdm bar
-    cf_semantics: str = "excel"  # codefusion-cf: "excel", or "labels" (the train labels' conventions)
+    cf_semantics: str = "excel"  # codefusion-cf, one of CF_SEMANTICS: Excel's, or the train labels' conventions
 
 
 @dataclass

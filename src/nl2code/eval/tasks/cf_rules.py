@@ -30,11 +30,11 @@ from nl2code.data.records import Record
 from nl2code.eval.cf import EXCEL, LABELS, CFExecError, CFParseError, Formatting, Semantics, execute, parse_rule
 from nl2code.eval.metrics.exact_match import exact_match
 from nl2code.eval.tasks._text import diversity_metrics, load_split, missing_note, prefixed_id, topk_metrics
-from nl2code.eval.tasks.base import EvalContext, TaskResult
+from nl2code.eval.tasks.base import CF_SEMANTICS, EvalContext, TaskResult
 
 __all__ = ["CFRulesTask", "TASK", "gold_report", "run_rule"]
 
-SEMANTICS = {"excel": EXCEL, "labels": LABELS}
+SEMANTICS = dict(zip(CF_SEMANTICS, (EXCEL, LABELS), strict=True))
 
 
 def run_rule(code: str, table: list[list[Any]], semantics: Semantics = EXCEL) -> tuple[Formatting | None, str]:
