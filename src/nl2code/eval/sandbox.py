@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,9 +345,23 @@ def run(
     ``limits`` overrides every limit (then ``timeout``/``mem_mb`` are ignored). ``isolation`` forces a
     level from ``available_levels()`` (tests use it); by default the strongest one is used.
     """
+    limits = limits or Limits(timeout=timeout, mem_mb=mem_mb)
+    with prepared(program, lang, limits, isolation) as (cmd, env, cwd, label):
+        return _execute(cmd, env, cwd, limits, label)
+
+
+@contextlib.contextmanager
+def prepared(
+    program: str, lang: str, limits: Limits, isolation: str | None = None
+) -> Iterator[tuple[list[str], dict[str, str], str | None, str]]:
+    """The confined command of one program: yields ``(argv, env, cwd, isolation label)``.
+
+    The caller starts it (with ``start_new_session=True``) and must have it exited or killed before
+    the block ends; on exit every process of the run is killed and its files removed. ``run`` is the
+    batch use; the judge (``nl2code.eval.judge``) talks to a program through its stdin/stdout.
+    """
     if lang not in _SUFFIX:
         raise ValueError(f"unsupported language {lang!r}; expected one of {sorted(_SUFFIX)}")
-    limits = limits or Limits(timeout=timeout, mem_mb=mem_mb)
     levels = available_levels()
     level = isolation or levels[0]
     if level not in levels:
@@ -357,7 +371,7 @@ def run(
     token = None if drop else uuid.uuid4().hex
     prog_dir = tempfile.mkdtemp(prefix="nl2code-sbx-")
     try:
-        return _run_in(prog_dir, program, lang, limits, level, uid, token)
+        yield _command(prog_dir, program, lang, limits, level, uid, token)
     finally:
         _kill_leftovers(uid, token)
         shutil.rmtree(prog_dir, ignore_errors=True)
@@ -365,9 +379,9 @@ def run(
             _give_uid(uid)
 
 
-def _run_in(
+def _command(
     prog_dir: str, program: str, lang: str, limits: Limits, level: str, uid: int | None, token: str | None
-) -> ExecResult:
+) -> tuple[list[str], dict[str, str], str | None, str]:
     name = _SUFFIX[lang]
     Path(prog_dir, name).write_text(program, encoding="utf-8")
     os.chmod(Path(prog_dir, name), 0o644)
@@ -392,7 +406,7 @@ def _run_in(
         env["TMPDIR"] = env["HOME"] = prog_dir
     if token:
         env["NL2CODE_SANDBOX_RUN"] = token  # lets cleanup find our processes when uids are shared
-    return _execute(cmd, env, cwd, limits, level + ("+uid" if uid is not None else ""))
+    return cmd, env, cwd, level + ("+uid" if uid is not None else "")
 
 
 def _execute(cmd: list[str], env: dict[str, str], cwd: str | None, limits: Limits, isolation: str) -> ExecResult:
