@@ -46,14 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (NL for NL->code runs, code for code runs)")
-    p.add_argument("--run", required=True, metavar="DIR",
-                   help="run directory (config.yaml, tokenizer/, model.safetensors)")
+    p.add_argument(
+        "--run", required=True, metavar="DIR", help="run directory (config.yaml, tokenizer/, model.safetensors)"
+    )
     src = p.add_argument_group("prompt sources (instead of PROMPT arguments)")
-    src.add_argument("--prompts-file", metavar="FILE",
-                     help="one prompt per line, or JSONL rows with prompt/nl (+ task_id)")
-    src.add_argument("--benchmark", metavar="TASK",
-                     help="prompts of an eval task: humaneval, mbpp, mtpb, codefusion-bash, codefusion-python, "
-                     "codefusion-cf, nl2bash, conala")
+    src.add_argument(
+        "--prompts-file", metavar="FILE", help="one prompt per line, or JSONL rows with prompt/nl (+ task_id)"
+    )
+    src.add_argument(
+        "--benchmark",
+        metavar="TASK",
+        help="prompts of an eval task: humaneval, mbpp, mtpb, codefusion-bash, codefusion-python, "
+        "codefusion-cf, nl2bash, conala",
+    )
     src.add_argument("--data", metavar="PATH", help="the benchmark's data (as for nl2code eval --data)")
     src.add_argument("--limit", type=int, metavar="N", help="only the first N prompts / benchmark problems")
     src.add_argument("--test-cases", default="0,1,2,3,4", metavar="LIST", help="MTPB test cases (default 0,1,2,3,4)")
@@ -67,17 +72,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dec.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
     dec.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = off)")
     dec.add_argument("--max-new-tokens", type=int, default=128, help="AR: tokens per candidate (default 128)")
-    dec.add_argument("--stop", action="append", default=[], metavar="STR",
-                     help="stop string (repeatable; Python escapes like \\n are decoded)")
+    dec.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="STR",
+        help="stop string (repeatable; Python escapes like \\n are decoded)",
+    )
     dec.add_argument("--batch-size", type=int, default=16, help="prompts x candidates decoded together")
-    dec.add_argument("--prompt-format", choices=["auto", "nl", "code"], default="auto",
-                     help="codegen: read prompts as NL (continue 'NL <sep>') or code; auto = as the run trained")
+    dec.add_argument(
+        "--prompt-format",
+        choices=["auto", "nl", "code"],
+        default="auto",
+        help="codegen: read prompts as NL (continue 'NL <sep>') or code; auto = as the run trained",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print JSON (see below)")
     out.add_argument("--out", metavar="FILE.jsonl", help="write one JSONL row per candidate")
     out.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"], help="default cpu")
-    out.add_argument("--threads", type=int, default=1,
-                     help="CPU intra-op threads (0 = PyTorch's default); small models are fastest on 1")
+    out.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU intra-op threads (0 = PyTorch's default); small models are fastest on 1",
+    )
     p.set_defaults(func=run)
 
 
@@ -136,19 +154,31 @@ ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp")
 
 
 def add_rounding(group: Any) -> None:
-    group.add_argument("--rounding", choices=ROUNDING_CHOICES,
-                       help="diffusion: how x_0 becomes tokens; decoder = the paper's D+H after the last step "
-                       "(default), decoder_clamp = snap to D+H's tokens at every step")
+    group.add_argument(
+        "--rounding",
+        choices=ROUNDING_CHOICES,
+        help="diffusion: how x_0 becomes tokens; decoder = the paper's D+H after the last step "
+        "(default), decoder_clamp = snap to D+H's tokens at every step",
+    )
 
 
 def _generation_config(args: argparse.Namespace) -> Any:
     from nl2code.api import GenerationConfig
 
     try:
-        return GenerationConfig(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
-                                stop=tuple(unescape(s) for s in args.stop), seed=args.seed, steps=args.steps,
-                                rounding=args.rounding, batch_size=args.batch_size)
+        return GenerationConfig(
+            n=args.n,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            num_beams=args.num_beams,
+            stop=tuple(unescape(s) for s in args.stop),
+            seed=args.seed,
+            steps=args.steps,
+            rounding=args.rounding,
+            batch_size=args.batch_size,
+        )
     except ValueError as e:
         raise CLIError(str(e)) from None
 
@@ -242,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
             for rank, c in enumerate(cands):
                 print(f"--- {rank + 1} (score {c.score:.3f})\n{c.text}")
     else:
-        print(f"wrote {sum(len(c) for c in results)} candidates for {len(requests)} prompts to {args.out}",
-              file=sys.stderr)
+        print(
+            f"wrote {sum(len(c) for c in results)} candidates for {len(requests)} prompts to {args.out}",
+            file=sys.stderr,
+        )
     return 0

@@ -26,8 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suffix", help="text after the gap (Python escapes like \\n are decoded)")
     p.add_argument("--prefix-file", metavar="FILE", help="read the prefix from a file (verbatim)")
     p.add_argument("--suffix-file", metavar="FILE", help="read the suffix from a file (verbatim)")
-    p.add_argument("--mode", choices=["auto", "codegen2", "psm", "spm"], default="auto",
-                   help="codegen: infill format; auto = the one the run trained with")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "codegen2", "psm", "spm"],
+        default="auto",
+        help="codegen: infill format; auto = the one the run trained with",
+    )
     p.add_argument("-n", type=int, default=1, help="candidates (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="diffusion: denoising steps")

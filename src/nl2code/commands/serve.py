@@ -36,19 +36,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--run", required=True, metavar="DIR", help="run directory (config.yaml, tokenizer/, "
-                   "model.safetensors), e.g. runs/demo/codegen")
+    p.add_argument(
+        "--run",
+        required=True,
+        metavar="DIR",
+        help="run directory (config.yaml, tokenizer/, model.safetensors), e.g. runs/demo/codegen",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
-                   help="device for the model (default cpu; auto = CUDA when available)")
-    p.add_argument("--steps", type=int, default=None, metavar="N",
-                   help="diffusion models: denoising steps per request (default: the training T; fewer are "
-                   "faster); ignored by AR models")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="device for the model (default cpu; auto = CUDA when available)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="diffusion models: denoising steps per request (default: the training T; fewer are "
+        "faster); ignored by AR models",
+    )
     p.add_argument("--model-name", default=None, help="name in responses (default: the run directory's name)")
     p.add_argument("--max-batch", type=int, default=32, help="most prompts per model call (default 32)")
-    p.add_argument("--batch-wait-ms", type=float, default=10.0,
-                   help="how long a request waits for others to join its batch (default 10)")
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=10.0,
+        help="how long a request waits for others to join its batch (default 10)",
+    )
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default 65536)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling seeds of unseeded requests")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
@@ -78,16 +95,28 @@ def run_serve(args: argparse.Namespace) -> int:
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     name = args.model_name or Path(args.run).resolve().name
-    app = create_app(generator, model_name=name, limits=Limits(max_body_bytes=args.max_body),
-                     max_batch_prompts=args.max_batch, max_wait_ms=args.batch_wait_ms, seed=args.seed,
-                     diffusion_steps=args.steps)
+    app = create_app(
+        generator,
+        model_name=name,
+        limits=Limits(max_body_bytes=args.max_body),
+        max_batch_prompts=args.max_batch,
+        max_wait_ms=args.batch_wait_ms,
+        seed=args.seed,
+        diffusion_steps=args.steps,
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: the server is reachable from other machines and has no "
-              "authentication", file=sys.stderr)
+        print(
+            f"warning: binding {args.host}: the server is reachable from other machines and has no authentication",
+            file=sys.stderr,
+        )
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
-    print(f"serving {args.run} ({getattr(generator, 'kind', '?')}) as {name!r} on http://{args.host}:{port}/ "
-          "(Ctrl+C to stop)", file=sys.stderr, flush=True)
+    print(
+        f"serving {args.run} ({getattr(generator, 'kind', '?')}) as {name!r} on http://{args.host}:{port}/ "
+        "(Ctrl+C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
     return 0

@@ -38,8 +38,13 @@ class BodyLimit:
 
     async def _reject(self, send: Callable[[dict], Awaitable[None]]) -> None:
         body = json.dumps(error_body(f"request body larger than {self.max_bytes} bytes")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Any) -> None:
@@ -181,20 +186,29 @@ def create_app(
         except RequestError:
             raise
         except Exception as e:  # a failure inside the model: say so instead of dropping the connection
-            return JSONResponse(error_body(f"generation failed: {type(e).__name__}: {e}", None, "server_error"),
-                                status_code=500)
+            return JSONResponse(
+                error_body(f"generation failed: {type(e).__name__}: {e}", None, "server_error"), status_code=500
+            )
         return JSONResponse(encode_response(job, results, model_name, count_tokens))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list",
-                "data": [{"id": model_name, "object": "model", "created": int(started), "owned_by": "nl2code"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": int(started), "owned_by": "nl2code"}],
+        }
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_name, "kind": getattr(generator, "kind", None),
-                "queued": batcher.queued(), "uptime_s": round(time.time() - started, 1),
-                "limits": limits.__dict__, "stats": batcher.stats.as_dict()}
+        return {
+            "status": "ok",
+            "model": model_name,
+            "kind": getattr(generator, "kind", None),
+            "queued": batcher.queued(),
+            "uptime_s": round(time.time() - started, 1),
+            "limits": limits.__dict__,
+            "stats": batcher.stats.as_dict(),
+        }
 
     @app.get("/", response_class=HTMLResponse)
     async def playground() -> HTMLResponse:

@@ -86,25 +86,28 @@ def to_job(req: CompletionRequest, limits: Limits, diffusion_steps: int | None =
     if req.echo:
         raise RequestError("echo=true is not supported", "echo")
     if req.logprobs is not None:
-        raise RequestError("logprobs is not supported; each choice carries its mean log-probability as score",
-                           "logprobs")
+        raise RequestError(
+            "logprobs is not supported; each choice carries its mean log-probability as score", "logprobs"
+        )
     prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
     if not 1 <= len(prompts) <= limits.max_prompts:
-        raise RequestError(f"prompt must be a string or a list of 1 to {limits.max_prompts} strings, "
-                           f"got {len(prompts)}", "prompt")
+        raise RequestError(
+            f"prompt must be a string or a list of 1 to {limits.max_prompts} strings, got {len(prompts)}", "prompt"
+        )
     for i, p in enumerate(prompts):
         if not p.strip():
             raise RequestError(f"prompt[{i}] is empty", "prompt")
         if len(p) > limits.max_prompt_chars:
-            raise RequestError(f"prompt[{i}] has {len(p)} characters; the limit is {limits.max_prompt_chars}",
-                               "prompt")
+            raise RequestError(f"prompt[{i}] has {len(p)} characters; the limit is {limits.max_prompt_chars}", "prompt")
     if req.suffix is not None and len(req.suffix) > limits.max_prompt_chars:
-        raise RequestError(f"suffix has {len(req.suffix)} characters; the limit is {limits.max_prompt_chars}",
-                           "suffix")
+        raise RequestError(f"suffix has {len(req.suffix)} characters; the limit is {limits.max_prompt_chars}", "suffix")
     _check_range("n", req.n, 1, limits.max_n)
     if len(prompts) * req.n > limits.max_candidates:
-        raise RequestError(f"{len(prompts)} prompts x n={req.n} = {len(prompts) * req.n} candidates; "
-                           f"the limit is {limits.max_candidates}", "n")
+        raise RequestError(
+            f"{len(prompts)} prompts x n={req.n} = {len(prompts) * req.n} candidates; "
+            f"the limit is {limits.max_candidates}",
+            "n",
+        )
     _check_range("max_tokens", req.max_tokens, 1, limits.max_tokens)
     _check_range("temperature", float(req.temperature), 0.0, 2.0)
     _check_range("top_p", float(req.top_p), 0.0, 1.0, low_open=True)
@@ -142,9 +145,7 @@ def finish_reason(cand: Candidate, cfg: GenerationConfig, completion_tokens: int
     return "stop"
 
 
-def encode_response(
-    job: Job, results: list[list[Candidate]], model: str, count_tokens: Any | None
-) -> dict[str, Any]:
+def encode_response(job: Job, results: list[list[Candidate]], model: str, count_tokens: Any | None) -> dict[str, Any]:
     """The OpenAI ``text_completion`` object; each choice also carries its ``score``.
 
     Choices are ordered prompt by prompt, each prompt's ``n`` candidates best first, with
