@@ -1,4 +1,4 @@
-"""HumanEval: program layout, sentinel, per-problem timeouts, and the acceptance numbers
+"""HumanEval: what runs where, per-problem timeouts, and the acceptance numbers
 (canonical solutions 164/164, ``return None`` 0/164)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from exec_fixtures import add_one_problem, private_cache  # noqa: F401
 
 from nl2code.eval.tasks import EvalContext, get_task
-from nl2code.eval.tasks.execution import SENTINEL_PREFIX, problem_timeouts
-from nl2code.eval.tasks.humaneval import TASK, build_program
+from nl2code.eval.tasks.execution import problem_timeouts
+from nl2code.eval.tasks.humaneval import TASK, judge_job
 
 CTX = EvalContext(ks=[1], workers=2, progress=False)
 
@@ -18,12 +18,13 @@ def test_registry_returns_the_task():
     assert TASK.normalize_task_id("7") == "HumanEval/7" and TASK.normalize_task_id("HumanEval/7") == "HumanEval/7"
 
 
-def test_program_is_prompt_completion_test_check_then_sentinel(add_one_problem):  # noqa: F811
+def test_candidate_gets_prompt_and_completion_and_the_judge_gets_the_tests(add_one_problem):  # noqa: F811
     p = add_one_problem["Toy/0"]
-    prog = build_program(p, "    return x + 1\n", SENTINEL_PREFIX + "abc")
+    job = judge_job(p, "    return x + 1\n")
     x = p.extras
-    assert prog.startswith(x["prompt"] + "    return x + 1\n" + "\n" + x["test"] + "\n" + "check(add_one)\n")
-    assert prog.rstrip().endswith(f"print({SENTINEL_PREFIX + 'abc'!r}, flush=True)")
+    assert job.candidate == x["prompt"] + "    return x + 1\n"
+    assert x["test"] not in job.candidate and "check" not in job.candidate
+    assert (job.setup, job.test, job.call, job.entry_point) == (x["prompt"], x["test"], "check", "add_one")
 
 
 def test_exit_zero_before_the_tests_is_not_a_pass(add_one_problem):  # noqa: F811
@@ -31,16 +32,16 @@ def test_exit_zero_before_the_tests_is_not_a_pass(add_one_problem):  # noqa: F81
     res = TASK.judge(add_one_problem, {"Toy/0": comps}, CTX)
     passed = [r["passed"] for r in res.results]
     assert passed == [False, False, True, False]
-    assert res.results[0]["reason"] == "exited before the tests completed"
-    assert res.results[1]["reason"] == "error: AssertionError"
+    assert res.results[0]["reason"] == "candidate exited before the tests completed"
+    assert res.results[1]["reason"] == "assertion failed"
     assert "SyntaxError" in res.results[3]["reason"]
     assert res.metrics["pass@1"] == pytest.approx(0.25)
 
 
 def test_timeout_is_factor_times_reference_runtime_with_a_floor(add_one_problem):  # noqa: F811
     p = add_one_problem["Toy/0"]
-    slow = {"Toy/0": build_program(p, "    import time\n    time.sleep(0.4)\n    return x + 1\n", "s")}
-    fast = {"Toy/0": build_program(p, p.code, "s")}
+    slow = {"Toy/0": judge_job(p, "    import time\n    time.sleep(0.4)\n    return x + 1\n")}
+    fast = {"Toy/0": judge_job(p, p.code)}
     ctx = EvalContext(ks=[1], workers=1, timeout_factor=10.0, timeout_floor=0.5, progress=False)
     assert problem_timeouts(["Toy/0"], slow, ctx)["Toy/0"] >= 10 * 0.8  # two sleeps of 0.4 s
     assert problem_timeouts(["Toy/0"], fast, ctx)["Toy/0"] < 10 * 0.8

@@ -7,8 +7,7 @@ from exec_fixtures import private_cache  # noqa: F401
 
 from nl2code.cli import CLIError
 from nl2code.eval.tasks import EvalContext
-from nl2code.eval.tasks.execution import SENTINEL_PREFIX
-from nl2code.eval.tasks.mbpp import TASK, build_program
+from nl2code.eval.tasks.mbpp import TASK, judge_job
 
 CTX = EvalContext(ks=[1], workers=2, progress=False)
 
@@ -32,11 +31,12 @@ def test_needs_a_data_path():
         TASK.load_problems(None)
 
 
-def test_program_layout(problems):
+def test_candidate_is_the_completion_alone_and_the_judge_runs_setup_and_asserts(problems):
     p = problems["mbpp/11"]
-    prog = build_program(p, "CODE", SENTINEL_PREFIX)
-    assert prog.startswith("CODE\n" + p.extras["test_setup_code"] + "\n" + "\n".join(p.extras["test_list"]))
-    assert SENTINEL_PREFIX in prog.splitlines()[-1]
+    job = judge_job(p, "CODE")
+    assert job.candidate == "CODE"
+    assert job.test.startswith(p.extras["test_setup_code"] + "\n" + "\n".join(p.extras["test_list"]))
+    assert job.call is None
 
 
 def test_reference_code_passes_and_wrong_code_fails_on_a_subset(problems):

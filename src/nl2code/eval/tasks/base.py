@@ -26,6 +26,7 @@ class EvalContext:
     timeout_factor: float = 3.0  # per-task timeout = max(factor * reference runtime, floor)
     timeout_floor: float = 3.0  # seconds
     progress: bool = True  # show a tqdm bar
+    isolation: str | None = None  # sandbox level for generated code; None = the default (see eval.sandbox)
     cf_semantics: str = "excel"  # codefusion-cf, one of CF_SEMANTICS: Excel's, or the train labels' conventions
 
 

@@ -1,62 +1,43 @@
-"""Shared machinery of the execution-based tasks (HumanEval, MBPP, MTPB).
+"""Shared machinery of the execution-based tasks (HumanEval, MBPP).
 
-A task turns each (problem, candidate) into a test *program* ending in a sentinel print; this
-module runs them in the sandbox with per-problem timeouts, turns each outcome into a verdict, and
-computes pass@k. The sentinel matters: exit status 0 alone is not success, because a completion
-can call ``os._exit(0)`` before the tests run. The sentinel carries a random nonce per run; it guards
-against accidents, not against a completion written to read its own file and forge it.
+A task turns each (problem, candidate) into a ``judge.JudgeJob``: the candidate's program runs in the
+sandbox, the problem's tests in a separate judge process that calls the candidate over a channel of
+plain values (``nl2code.eval.judge``), so nothing the candidate does can change its verdict. This
+module runs the jobs with per-problem timeouts and computes pass@k.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nl2code.eval import sandbox
+from nl2code.eval import judge, sandbox
 from nl2code.eval.metrics.pass_at_k import mean_pass_at_k
-from nl2code.eval.tasks.base import EvalContext
+from nl2code.eval.tasks.base import EvalContext, TaskResult
 
-SENTINEL_PREFIX = "__nl2code_tests_passed__"
+if TYPE_CHECKING:
+    from nl2code.data.records import Record
+
 REFERENCE_TIMEOUT = 30.0  # limit for timing a trusted reference solution
 _cache_lock = threading.Lock()
 
 
-def new_sentinel() -> str:
-    """A fresh sentinel line for one evaluation run."""
-    return f"{SENTINEL_PREFIX}{secrets.token_hex(8)}"
-
-
-def sentinel_code(sentinel: str) -> str:
-    """Python that prints the sentinel; appended after the tests."""
-    return f"\nprint({sentinel!r}, flush=True)\n"
-
-
 @dataclass
 class Check:
-    """One program to execute for one sample."""
+    """One candidate of one problem: its judge job, and the completion echoed into the result row."""
 
     task_id: str
     rank: int
-    program: str
-    sentinel: str
-    completion: str | list[str] = ""  # echoed into the result row
-    mem_mb: int = 1024
-
-
-def verdict(result: sandbox.ExecResult, sentinel: str) -> tuple[bool, str]:
-    """(passed, reason) of an execution: passed iff it exited 0 and printed the sentinel line."""
-    printed = sentinel in result.stdout.splitlines()
-    if result.ok and printed:
-        return True, "passed"
-    if result.ok:
-        return False, "exited before the tests completed"
-    return False, f"{result.status}: {result.reason}" if result.reason else result.status
+    job: judge.JudgeJob
+    completion: str | list[str] = ""
 
 
 def cache_dir() -> Path:
@@ -65,24 +46,28 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "nl2code"
 
 
-def reference_runtimes(programs: dict[str, str], ctx: EvalContext, desc: str = "reference") -> dict[str, float]:
-    """Seconds each trusted reference program takes in the sandbox (task_id -> s), cached on disk.
+def reference_runtimes(jobs: dict[str, judge.JudgeJob], ctx: EvalContext, desc: str = "reference") -> dict[str, float]:
+    """Seconds each trusted reference solution takes through the judge (task_id -> s), cached on disk.
 
-    The cache key is the program text and the isolation level, so a changed sandbox re-measures.
+    The cache key is the candidate program, the tests and the isolation level, so a changed sandbox
+    or judge re-measures.
     """
-    iso = sandbox.best_isolation()
-    keys = {tid: hashlib.sha256(f"{iso}\0{prog}".encode()).hexdigest() for tid, prog in programs.items()}
+    iso = ctx.isolation or sandbox.best_isolation()
+    keys = {
+        tid: hashlib.sha256(f"judge1\0{iso}\0{j.candidate}\0{j.setup}\0{j.test}\0{j.call}".encode()).hexdigest()
+        for tid, j in jobs.items()
+    }
     path = cache_dir() / "reference_runtimes.json"
     with _cache_lock:
         try:
             cache = json.loads(path.read_text())
         except (OSError, ValueError):
             cache = {}
-    todo = [tid for tid in programs if keys[tid] not in cache]
+    todo = [tid for tid in jobs if keys[tid] not in cache]
     if todo:
         limits = sandbox.Limits(timeout=REFERENCE_TIMEOUT, mem_mb=2048)
-        jobs = [sandbox.Job(programs[tid], "python", limits) for tid in todo]
-        results = sandbox.run_many(jobs, ctx.workers, progress=desc if ctx.progress else False)
+        refs = [dataclasses.replace(jobs[tid], limits=limits) for tid in todo]
+        results = judge.run_many_judged(refs, ctx.workers, desc if ctx.progress else False, ctx.isolation)
         for tid, res in zip(todo, results, strict=True):
             cache[keys[tid]] = round(res.seconds, 4)
         with _cache_lock:
@@ -93,11 +78,11 @@ def reference_runtimes(programs: dict[str, str], ctx: EvalContext, desc: str = "
                 os.replace(tmp, path)
             except OSError:
                 pass  # an unwritable cache only costs time
-    return {tid: float(cache[keys[tid]]) for tid in programs}
+    return {tid: float(cache[keys[tid]]) for tid in jobs}
 
 
 def problem_timeouts(
-    task_ids: list[str], reference: dict[str, str] | None, ctx: EvalContext, floor: float | None = None
+    task_ids: list[str], reference: dict[str, judge.JudgeJob] | None, ctx: EvalContext, floor: float | None = None
 ) -> dict[str, float]:
     """Per-problem timeout = max(factor x reference runtime, floor); the floor alone without a reference."""
     floor = ctx.timeout_floor if floor is None else floor
@@ -110,22 +95,22 @@ def problem_timeouts(
 
 
 def run_checks(checks: list[Check], timeouts: dict[str, float], ctx: EvalContext, desc: str) -> list[dict]:
-    """Execute every check; one result row each (task_id, rank, passed, status, reason, seconds, ...)."""
+    """Judge every check; one result row each (task_id, rank, passed, status, reason, seconds, ...)."""
     jobs = [
-        sandbox.Job(c.program, "python", sandbox.Limits(timeout=timeouts[c.task_id], mem_mb=c.mem_mb)) for c in checks
+        dataclasses.replace(c.job, limits=dataclasses.replace(c.job.limits, timeout=timeouts[c.task_id]))
+        for c in checks
     ]
-    results = sandbox.run_many(jobs, ctx.workers, progress=desc if ctx.progress else False)
+    results = judge.run_many_judged(jobs, ctx.workers, desc if ctx.progress else False, ctx.isolation)
     rows = []
     for c, res in zip(checks, results, strict=True):
-        passed, reason = verdict(res, c.sentinel)
         rows.append(
             {
                 "task_id": c.task_id,
                 "rank": c.rank,
                 "completion": c.completion,
-                "passed": passed,
+                "passed": res.passed,
                 "status": res.status,
-                "reason": reason,
+                "reason": res.reason,
                 "seconds": round(res.seconds, 4),
                 "timeout": round(timeouts[c.task_id], 3),
                 "isolation": res.isolation,
@@ -153,7 +138,7 @@ def pass_at_k_metrics(problem_ids: list[str], rows: list[dict], ks: list[int]) -
         "problems_solved": sum(1 for v in per.values() if any(v)),
         "samples_per_problem": {str(n): c for n, c in sorted(Counter(len(v) for v in per.values() if v).items())},
         "status_counts": dict(Counter(r["status"] for r in rows)),
-        "isolation": ",".join(sorted({r["isolation"] for r in rows})) or sandbox.best_isolation(),
+        "isolation": ",".join(sorted({r["isolation"] for r in rows})) or "none (nothing executed)",
     }
     if skipped:
         extra["ks_not_reported"] = skipped
@@ -161,3 +146,23 @@ def pass_at_k_metrics(problem_ids: list[str], rows: list[dict], ks: list[int]) -
     if missing:
         extra["note"] = f"{missing} problems had no samples and count as failed"
     return metrics, extra
+
+
+def judge_checks(
+    task_name: str,
+    problems: dict[str, Record],
+    samples: dict[str, list[str]],
+    ctx: EvalContext,
+    job: Callable[[Record, str], judge.JudgeJob],
+) -> TaskResult:
+    """Judge every sample with ``job(problem, completion)``; timeouts from the reference solutions."""
+    checks = [
+        Check(tid, rank, job(problems[tid], comp), comp)
+        for tid, comps in samples.items()
+        for rank, comp in enumerate(comps)
+    ]
+    refs = {tid: job(problems[tid], problems[tid].code) for tid in samples}
+    timeouts = problem_timeouts(list(samples), refs, ctx)
+    rows = run_checks(checks, timeouts, ctx, task_name)
+    metrics, extra = pass_at_k_metrics(list(problems), rows, ctx.ks)
+    return TaskResult(rows, metrics, extra)

@@ -1,30 +1,40 @@
 """MBPP (Austin et al. 2021): pass@k on the test split (task_ids 11-510).
 
-Program = ``completion + test_setup_code + the asserts of test_list`` (the bigcode harness'
-convention; ``challenge_test_list`` is not used), followed by a sentinel print. Timeouts are
-max(factor x the reference code's runtime in the sandbox, floor).
+The candidate program is the completion alone, in the sandbox; ``test_setup_code`` and the asserts
+of ``test_list`` (the bigcode harness' convention; ``challenge_test_list`` is not used) run in the
+judge, where the names they use but do not define (the function under test, a ``Node`` class the
+setup code builds trees with) are the candidate's, reached through ``nl2code.eval.judge``. Timeouts
+are max(factor x the reference code's runtime, floor).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 from nl2code.data.records import Record
+from nl2code.eval.judge import JudgeJob
 from nl2code.eval.tasks.base import EvalContext, TaskResult
-from nl2code.eval.tasks.execution import (
-    Check,
-    new_sentinel,
-    pass_at_k_metrics,
-    problem_timeouts,
-    run_checks,
-    sentinel_code,
-)
+from nl2code.eval.tasks.execution import judge_checks
 
 
-def build_program(problem: Record, completion: str, sentinel: str) -> str:
-    """The test program of one candidate."""
+def tested_names(problem: Record) -> tuple[str, ...]:
+    """Top-level functions and classes of the reference code that the asserts use: the names that
+    stand for the candidate's even where they shadow a builtin (mbpp/126 defines ``sum``)."""
+    try:
+        defined = {n.name for n in ast.parse(problem.code).body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        tests = "\n".join([problem.extras["test_setup_code"], *problem.extras["test_list"]])
+        used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name)}
+    except SyntaxError:
+        return ()
+    return tuple(sorted(defined & used))
+
+
+def judge_job(problem: Record, completion: str) -> JudgeJob:
+    """The judge job of one candidate."""
     x = problem.extras
-    return completion + "\n" + x["test_setup_code"] + "\n" + "\n".join(x["test_list"]) + "\n" + sentinel_code(sentinel)
+    test = x["test_setup_code"] + "\n" + "\n".join(x["test_list"]) + "\n"
+    return JudgeJob(completion, test, names=tested_names(problem))
 
 
 class MBPPTask:
@@ -46,17 +56,7 @@ class MBPPTask:
         return f"mbpp/{m.group(1)}" if m else str(task_id)
 
     def judge(self, problems: dict[str, Record], samples: dict[str, list[str]], ctx: EvalContext) -> TaskResult:
-        sentinel = new_sentinel()
-        checks = [
-            Check(tid, rank, build_program(problems[tid], comp, sentinel), sentinel, comp)
-            for tid, comps in samples.items()
-            for rank, comp in enumerate(comps)
-        ]
-        refs = {tid: build_program(problems[tid], problems[tid].code, "__nl2code_reference__") for tid in samples}
-        timeouts = problem_timeouts(list(samples), refs, ctx)
-        rows = run_checks(checks, timeouts, ctx, "mbpp")
-        metrics, extra = pass_at_k_metrics(list(problems), rows, ctx.ks)
-        return TaskResult(rows, metrics, extra)
+        return judge_checks(self.name, problems, samples, ctx, judge_job)
 
 
 TASK = MBPPTask()

@@ -9,7 +9,10 @@ rows with the same (task_id, test_case) are several samples. Scoring follows Cod
 - if the program's last statement is not a ``print(...)`` its value is wrapped in ``print`` (AST);
 - ``print`` is overloaded to record its arguments; the prediction is the first argument of the last
   call (an exception after that print does not matter, as in the reference);
-- the prediction is compared with ``outputs[test_case]`` by the reference ``check_equivalence``.
+- the program reports that value as a plain literal (``nl2code.eval.wire``; numpy and pandas values
+  as lists) and the harness compares it with ``outputs[test_case]`` by the reference
+  ``check_equivalence``, outside the sandbox: the gold output never enters it, and a value cannot
+  claim equality it does not have.
 
 Metrics: ``pass_rate`` = successes / executed programs (the reference's micro average) and
 ``pass@k`` over (problem, test case) units. Timeout: max(floor, 10 s) (the reference uses 20 s).
@@ -17,15 +20,16 @@ Metrics: ``pass_rate`` = successes / executed programs (the reference's micro av
 
 from __future__ import annotations
 
-import json
+import ast
 import re
-import secrets
 from collections import Counter, defaultdict
 
 from nl2code.data.records import DataError, Record
 from nl2code.eval import sandbox
+from nl2code.eval.judge import candidate_program
 from nl2code.eval.metrics.pass_at_k import mean_pass_at_k
 from nl2code.eval.tasks.base import EvalContext, TaskResult
+from nl2code.eval.wire import WireError, decode
 
 PREFIX = "# Import libraries.\n\nimport numpy as np\n\n"
 MIN_TIMEOUT = 10.0
@@ -33,87 +37,42 @@ MEM_MB = 2048  # pandas + numpy
 N_CASES = 5
 _TERMINALS = [re.compile(p, re.MULTILINE) for p in (r"^#", re.escape("<|endoftext|>"), r"^'''", r'^"""', r"\n\n\n")]
 
-# Runs inside the sandbox: executes the history with a recording print, then judges the last printed
-# value. Only builtins, ast, json and numpy/pandas are used; the verdict line carries a nonce.
-_DRIVER = r'''
-import ast as _ast, builtins as _builtins, io as _io, json as _json, os as _os, sys as _sys
 
-def _with_print(src):
-    """Wrap the last statement's value in print() unless it already is a print* call."""
+def with_print(src: str) -> str:
+    """Wrap the last statement's value in print() unless it already is a print* call (as the reference)."""
     try:
-        tree = _ast.parse(src)
+        tree = ast.parse(src)
         last = tree.body[-1]
         call = getattr(last, "value", None)
         func = getattr(call, "func", None)
-        if isinstance(call, _ast.Call) and isinstance(func, _ast.Name) and func.id.startswith("print"):
+        if isinstance(call, ast.Call) and isinstance(func, ast.Name) and func.id.startswith("print"):
             return src
         if not hasattr(last, "value"):
             return src
-        last.value = _ast.Call(func=_ast.Name(id="print", ctx=_ast.Load()), args=[last.value], keywords=[])
-        _ast.fix_missing_locations(tree)
-        return _ast.unparse(tree)
-    except Exception:
+        last.value = ast.Call(func=ast.Name(id="print", ctx=ast.Load()), args=[last.value], keywords=[])
+        ast.fix_missing_locations(tree)
+        return ast.unparse(tree)
+    except (SyntaxError, IndexError, ValueError, RecursionError):
         return src
 
-def _equivalent(pred, gold):
-    import numpy as np
-    if type(pred).__module__.startswith("pandas") and type(pred).__name__ == "Series":
-        pred, gold = pred.to_numpy(), np.array(gold)
-    elif type(pred) is list:
-        if pred and type(pred[0]) is tuple:
-            pred = [list(t) for t in pred]
-    elif type(pred) in (np.uint8, np.int16, np.int32, np.int64):
-        pred = int(pred)
-    elif type(pred) in (np.float16, np.float32, np.float64):
-        pred = float(pred)
-    elif type(pred) is np.bool_:
-        pred = bool(pred)
-    elif type(pred) is np.ndarray:
-        pred = pred.tolist()
+
+def equivalent(pred: object, gold: object) -> bool:
+    """The reference ``check_equivalence`` on plain values (numpy/pandas values arrive as lists)."""
+    if type(pred) is list and pred and type(pred[0]) is tuple:
+        pred = [list(t) for t in pred]
     if type(pred) is not type(gold):
         if type(gold) is bool:  # bool("False") is True: compare as strings instead
             pred, gold = str(pred), str(gold)
         else:
-            pred = type(gold)(pred)
-    if type(pred) in (str, int, set, list, bool, tuple):
+            try:
+                pred = type(gold)(pred)
+            except (TypeError, ValueError, OverflowError):
+                return False
+    if type(pred) in (str, int, set, list, bool, tuple, dict, type(None)):
         return pred == gold
     if type(pred) is float:
         return abs(pred - gold) < 1e-6
-    if type(pred) is np.ndarray:
-        return bool(np.allclose(pred, gold))
-    raise ValueError(f"unsupported type {type(pred).__name__}")
-
-class _Sink(_io.TextIOBase):
-    def write(self, s):
-        return len(s)
-
-_printed = []
-
-def _recording_print(*args, **kwargs):
-    _printed.append(args)
-    return _builtins.print(*args, **kwargs)
-
-_out = _sys.stdout
-_sys.stdout = _Sink()
-_error = None
-try:
-    exec(compile(_with_print(_SOURCE), "<mtpb>", "exec"), {"__name__": "__main__", "print": _recording_print})
-except BaseException as e:
-    _error = f"{type(e).__name__}: {e}"[:200]
-_sys.stdout = _out
-verdict = {"passed": False, "prediction": None, "error": _error}
-try:
-    if not _printed or not _printed[-1]:
-        raise IndexError("nothing was printed")
-    pred = _printed[-1][0]
-    verdict["prediction"] = repr(pred)[:200]
-    verdict["passed"] = bool(_equivalent(pred, _json.loads(_GOLD)))
-except BaseException as e:
-    verdict["error"] = f"{type(e).__name__}: {e}"[:200]
-_out.write(_NONCE + _json.dumps(verdict) + "\n")
-_out.flush()
-_os._exit(0)
-'''
+    return False
 
 
 def truncate(completion: str) -> str:
@@ -143,11 +102,25 @@ def build_history(problem: Record, test_case: int, completions: list[str]) -> st
     return h
 
 
-def build_program(problem: Record, test_case: int, completions: list[str], nonce: str) -> str:
-    """History + the judging driver, runnable in the sandbox."""
-    gold = json.dumps(problem.extras["outputs"][test_case])
-    source = build_history(problem, test_case, completions)
-    return f"_SOURCE = {source!r}\n_GOLD = {gold!r}\n_NONCE = {nonce!r}\n" + _DRIVER
+def build_program(problem: Record, test_case: int, completions: list[str]) -> str:
+    """The sandboxed program: runs the history with a recording print and reports the last printed
+    value as a plain literal; the gold output never enters the sandbox."""
+    return candidate_program(with_print(build_history(problem, test_case, completions)), mode="mtpb")
+
+
+def judge_output(stdout: str, gold: object) -> tuple[bool, str | None, str | None]:
+    """(passed, prediction repr, error) from the program's report; the comparison happens here."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            msg = decode(line)
+        except WireError:
+            continue
+        if type(msg) is tuple and len(msg) == 4 and msg[0] == "printed":
+            _, printed, pred, error = msg
+            if not printed:
+                return False, None, str(error or "IndexError: nothing was printed")[:200]
+            return bool(equivalent(pred, gold)), repr(pred)[:200], None
+    return False, None, None
 
 
 def normalize_task_id(task_id: object) -> str:
@@ -205,23 +178,20 @@ class MTPBTask:
     ) -> TaskResult:
         """Score MTPB rows (``raw``: (line, row) pairs of the samples file); ``samples`` is unused."""
         parsed = self.parse(problems, raw or [], samples_path)
-        nonce = f"__nl2code_mtpb__{secrets.token_hex(8)}"
         timeout = max(ctx.timeout_floor, MIN_TIMEOUT)
         limits = sandbox.Limits(timeout=timeout, mem_mb=MEM_MB)
-        jobs = [
-            sandbox.Job(build_program(problems[tid], t, comps, nonce), "python", limits) for tid, t, comps in parsed
-        ]
-        results = sandbox.run_many(jobs, ctx.workers, progress="mtpb" if ctx.progress else False)
+        jobs = [sandbox.Job(build_program(problems[tid], t, comps), "python", limits) for tid, t, comps in parsed]
+        results = sandbox.run_many(
+            jobs, ctx.workers, progress="mtpb" if ctx.progress else False, isolation=ctx.isolation
+        )
         rows, rank = [], Counter()
         for (tid, t, comps), res in zip(parsed, results, strict=True):
-            line = next((ln for ln in res.stdout.splitlines() if ln.startswith(nonce)), None)
-            if line is not None:
-                v = json.loads(line[len(nonce) :])
-                passed = bool(v["passed"])
-                reason = "passed" if passed else (v["error"] or f"wrong output {v['prediction']}")
-                pred = v["prediction"]
+            passed, pred, error = judge_output(res.stdout, problems[tid].extras["outputs"][t])
+            if passed:
+                reason = "passed"
+            elif pred is not None or error is not None:
+                reason = error or f"wrong output {pred}"
             else:
-                passed, pred = False, None
                 reason = f"{res.status}: {res.reason}" if res.reason else res.status
             rows.append(
                 {
@@ -262,7 +232,7 @@ class MTPBTask:
             "test_cases_without_samples": n_units - len(units),
             "pass_rate_by_category": {c: sum(v) / len(v) for c, v in sorted(by_cat.items())},
             "status_counts": dict(Counter(r["status"] for r in rows)),
-            "isolation": ",".join(sorted({r["isolation"] for r in rows})) or sandbox.best_isolation(),
+            "isolation": ",".join(sorted({r["isolation"] for r in rows})) or "none (nothing executed)",
         }
         if skipped:
             extra["ks_not_reported"] = skipped
