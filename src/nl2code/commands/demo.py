@@ -36,19 +36,37 @@ examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from nl2code.demo.pipeline import MODELS
 
-    p = sub.add_parser("demo", help="the main job: mine, train, generate, evaluate and report, on CPU in minutes",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="the main job: mine, train, generate, evaluate and report, on CPU in minutes",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="tiny budgets (~1-2 minutes), for tests and CI")
     p.add_argument("--force", action="store_true", help="delete DIR and start over instead of resuming")
-    p.add_argument("--models", default=",".join(MODELS), metavar="A,B",
-                   help=f"models to run, by config name in --configs (default {','.join(MODELS)})")
-    p.add_argument("--configs", default=None, metavar="DIR",
-                   help="folder with <model>.yaml training configs (default: configs/demo of this checkout)")
+    p.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        metavar="A,B",
+        help=f"models to run, by config name in --configs (default {','.join(MODELS)})",
+    )
+    p.add_argument(
+        "--configs",
+        default=None,
+        metavar="DIR",
+        help="folder with <model>.yaml training configs (default: configs/demo of this checkout)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (training seeds are in the configs)")
-    p.add_argument("--jobs", type=int, default=2, metavar="N",
-                   help="models trained at the same time, one single-threaded process each (default 2; "
-                   "1 = one after the other in this process)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        metavar="N",
+        help="models trained at the same time, one single-threaded process each (default 2; "
+        "1 = one after the other in this process)",
+    )
     p.set_defaults(func=run)
 
 
@@ -68,14 +86,20 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     if args.force and out.exists():
         if not (out / "settings.json").is_file() and any(out.iterdir()):
-            raise CLIError(f"--force: {out} does not look like a demo run directory (no settings.json); "
-                           "not deleting it")
+            raise CLIError(
+                f"--force: {out} does not look like a demo run directory (no settings.json); not deleting it"
+            )
         shutil.rmtree(out)
     start = time.monotonic()
     if args.jobs < 1:
         raise CLIError(f"--jobs must be >= 1, got {args.jobs}")
-    report = run_demo(out, settings, Path(args.configs) if args.configs else None,
-                      say=lambda msg: print(msg, flush=True), jobs=args.jobs)
+    report = run_demo(
+        out,
+        settings,
+        Path(args.configs) if args.configs else None,
+        say=lambda msg: print(msg, flush=True),
+        jobs=args.jobs,
+    )
     minutes, seconds = divmod(time.monotonic() - start, 60)
     print(f"demo finished in {int(minutes)} min {seconds:.0f} s; open {report}", file=sys.stderr)
     return 0

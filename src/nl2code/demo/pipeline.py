@@ -74,8 +74,17 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         """A one-to-two-minute run for tests and CI: same steps, tiny budgets."""
-        return cls(max_functions=1500, heldout=12, n=3, ks=(1, 3), max_new_tokens=48, diffusion_steps=5,
-                   humaneval_problems=16, vocab_size=1024, steps_scale=0.1)
+        return cls(
+            max_functions=1500,
+            heldout=12,
+            n=3,
+            ks=(1, 3),
+            max_new_tokens=48,
+            diffusion_steps=5,
+            humaneval_problems=16,
+            vocab_size=1024,
+            steps_scale=0.1,
+        )
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -123,8 +132,13 @@ class Runner:
             seconds = time.monotonic() - start
             # CPU time (this process and the child processes it waited for: trainings, sandboxes) says
             # what the step costs on an idle machine, whatever else was running.
-            record = {"step": step.name, "title": step.title, "seconds": round(seconds, 2),
-                      "cpu_s": round(_cpu_seconds() - cpu, 2), **info}
+            record = {
+                "step": step.name,
+                "title": step.title,
+                "seconds": round(seconds, 2),
+                "cpu_s": round(_cpu_seconds() - cpu, 2),
+                **info,
+            }
             tmp = self.marker(step.name).with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
             os.replace(tmp, self.marker(step.name))
@@ -147,8 +161,10 @@ def check_settings(out: Path, settings: DemoSettings) -> None:
         # The model list may change: each model's artifacts stand alone, so one can be added later.
         changed = sorted(k for k in set(saved) | set(current) if k != "models" and saved.get(k) != current.get(k))
         if changed:
-            raise DemoError(f"{path}: this run was started with other settings ({', '.join(changed)} differ); "
-                            "pass --force to start over, or use another --out")
+            raise DemoError(
+                f"{path}: this run was started with other settings ({', '.join(changed)} differ); "
+                "pass --force to start over, or use another --out"
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
@@ -185,8 +201,9 @@ def model_unavailable(name: str, config_dir: Path) -> str | None:
     return None
 
 
-def run_demo(out: Path, settings: DemoSettings, config_dir: Path | None = None,
-             say: Callable[[str], None] = print, jobs: int = 2) -> Path:
+def run_demo(
+    out: Path, settings: DemoSettings, config_dir: Path | None = None, say: Callable[[str], None] = print, jobs: int = 2
+) -> Path:
     """Run (or resume) every step of the demo in ``out``; returns the report's path.
 
     ``jobs``: models trained at the same time, each in its own single-threaded process.
@@ -203,8 +220,7 @@ def run_demo(out: Path, settings: DemoSettings, config_dir: Path | None = None,
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callable[[str], None],
-         jobs: int) -> Path:
+def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callable[[str], None], jobs: int) -> Path:
     from nl2code.demo import steps as S
 
     config_dir = config_dir or default_config_dir()
@@ -222,19 +238,36 @@ def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callab
             say(f"note: skipping model {name!r}: {reason}")
     if not models:
         raise DemoError("no model can run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    steps = [Step("corpus", "mine the NL->code corpus from the Python standard library", lambda: S.corpus(ctx)),
-             Step("tokenizer", "train the BPE tokenizer", lambda: S.tokenizer(ctx))]
+    steps = [
+        Step("corpus", "mine the NL->code corpus from the Python standard library", lambda: S.corpus(ctx)),
+        Step("tokenizer", "train the BPE tokenizer", lambda: S.tokenizer(ctx)),
+    ]
     together = " side by side" if jobs > 1 and len(models) > 1 else ""
     # Named by the model set, so a model added later (say, once its generator exists) gets trained
     # and sampled on the next run; models already done resume at once.
     group = "+".join(models)
-    steps.append(Step(f"train:{group}", f"train {' and '.join(models)} (pre-train, then fine-tune){together}",
-                      lambda: S.train(ctx, models, jobs)))
-    steps.append(Step(f"generate:{group}", f"generate with {' and '.join(models)} (held-out functions, HumanEval)"
-                      f"{together}", lambda: S.generate(ctx, models, jobs)))
+    steps.append(
+        Step(
+            f"train:{group}",
+            f"train {' and '.join(models)} (pre-train, then fine-tune){together}",
+            lambda: S.train(ctx, models, jobs),
+        )
+    )
+    steps.append(
+        Step(
+            f"generate:{group}",
+            f"generate with {' and '.join(models)} (held-out functions, HumanEval){together}",
+            lambda: S.generate(ctx, models, jobs),
+        )
+    )
     for name in models:
-        steps.append(Step(f"evaluate:{name}", f"evaluate {name} (text metrics; HumanEval in the sandbox)",
-                          lambda name=name: S.evaluate(ctx, name)))
+        steps.append(
+            Step(
+                f"evaluate:{name}",
+                f"evaluate {name} (text metrics; HumanEval in the sandbox)",
+                lambda name=name: S.evaluate(ctx, name),
+            )
+        )
     steps.append(Step("report", "write the report", lambda: S.report(ctx, models, skipped)))
     Runner(out, say).run(steps, always=("report",))
     return out / "report" / "index.html"

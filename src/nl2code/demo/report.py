@@ -26,8 +26,12 @@ BAR_METRICS = [
     ("CodeBLEU", lambda m: m["heldout"]["codebleu"]),
     ("HumanEval pass@1", lambda m: m["humaneval"]["at_k"]["pass"][0]),
 ]
-CURVES = [("syntax_valid", "heldout", "syntax valid@k"), ("exact_match", "heldout", "exact match@k"),
-          ("best_bleu", "heldout", "best sentence BLEU@k"), ("pass", "humaneval", "HumanEval pass@k")]
+CURVES = [
+    ("syntax_valid", "heldout", "syntax valid@k"),
+    ("exact_match", "heldout", "exact match@k"),
+    ("best_bleu", "heldout", "best sentence BLEU@k"),
+    ("pass", "humaneval", "HumanEval pass@k"),
+]
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -84,7 +88,7 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
         "out": str(out),
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": f"{platform.platform()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · "
-                   f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
         "settings": json.loads(json.dumps(settings.__dict__)),
         "corpus": json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {},
         "steps": steps,
@@ -103,8 +107,19 @@ def _fmt(v: Any, digits: int = 3) -> str:
 def summary_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (one row per model that has scores)."""
     n = data["settings"]["n"]
-    header = ["model", "params", "train s", "syntax valid", "exact@1", f"exact@{n}", "BLEU", "CodeBLEU",
-              "distinct-2", "HumanEval pass@1", f"pass@{n}"]
+    header = [
+        "model",
+        "params",
+        "train s",
+        "syntax valid",
+        "exact@1",
+        f"exact@{n}",
+        "BLEU",
+        "CodeBLEU",
+        "distinct-2",
+        "HumanEval pass@1",
+        f"pass@{n}",
+    ]
     rows = []
     for name, m in data["models"].items():
         s = m["metrics"]
@@ -129,8 +144,10 @@ def summary_table(data: dict[str, Any]) -> str:
     for name, why in data["skipped"].items():
         lines.append(f"\n(skipped {name}: {why})")
     h = data["heldout"]
-    lines.append(f"\nheld-out: {len(h)} stdlib functions, n={data['settings']['n']} candidates each; "
-                 "BLEU x100 (CoNaLa tokenizer), others in [0, 1].")
+    lines.append(
+        f"\nheld-out: {len(h)} stdlib functions, n={data['settings']['n']} candidates each; "
+        "BLEU x100 (CoNaLa tokenizer), others in [0, 1]."
+    )
     return "\n".join(lines)
 
 
@@ -173,8 +190,15 @@ def plot_losses(data: dict[str, Any], path: Path) -> None:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{split} loss", ms=4)
         for st, x in starts:
             ax.axvline(x, color="grey", lw=0.8, ls=":")
-            ax.annotate(st, (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                        textcoords="offset points", fontsize=8, color="grey")
+            ax.annotate(
+                st,
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color="grey",
+            )
         ax.set_title(name)
         ax.set_xlabel("optimizer step (stages in sequence)")
         ax.set_ylabel("loss")
@@ -245,8 +269,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>' \
-           f'{html.escape(alt)} (<a href="{path.name}">{path.name}</a>)</figcaption></figure>'
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>'
+        f'{html.escape(alt)} (<a href="{path.name}">{path.name}</a>)</figcaption></figure>'
+    )
 
 
 def _examples(data: dict[str, Any], count: int = 6) -> str:
@@ -259,8 +285,10 @@ def _examples(data: dict[str, Any], count: int = 6) -> str:
             text = row["completion"] if row else "(no sample)"
             score = f" · score {row['score']:.3f}" if row else ""
             cells.append(f"<div><h4>{html.escape(name)}{score}</h4><pre>{html.escape(text)}</pre></div>")
-        parts.append(f"<section class='ex'><p><b>{html.escape(ex['nl'])}</b> <small>{html.escape(ex['task_id'])}"
-                     f"</small></p><div class='cols'>{''.join(cells)}</div></section>")
+        parts.append(
+            f"<section class='ex'><p><b>{html.escape(ex['nl'])}</b> <small>{html.escape(ex['task_id'])}"
+            f"</small></p><div class='cols'>{''.join(cells)}</div></section>"
+        )
     return "".join(parts)
 
 
@@ -283,8 +311,10 @@ def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
     if _scored(data):
         plot_metrics(data, report_dir / "metrics.png")
         plot_topk(data, report_dir / "topk.png")
-        figures += [_img(report_dir / "metrics.png", "metrics side by side"),
-                    _img(report_dir / "topk.png", "top-k curves: any of the first k candidates / pass@k")]
+        figures += [
+            _img(report_dir / "metrics.png", "metrics side by side"),
+            _img(report_dir / "topk.png", "top-k curves: any of the first k candidates / pass@k"),
+        ]
     header, rows = summary_rows(data)
     s, corpus = data["settings"], data["corpus"]
     step_rows = [[r["title"], f"{r['seconds']:.1f}", _fmt(r.get("cpu_s"), 1)] for r in data["steps"].values()]
@@ -292,45 +322,69 @@ def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
     for name, m in _scored(data).items():
         h, he = m["heldout"], m["humaneval"]
         div = h["diversity"]
-        detail_rows.append([name, _fmt(h["codebleu_parts"]["ngram"]), _fmt(h["codebleu_parts"]["syntax"]),
-                            _fmt(h["codebleu_parts"]["dataflow"]), str(h["codebleu_dataflow_floor"]),
-                            _fmt(div.get("edit_distance")), _fmt(div.get("embedding_similarity")),
-                            f"{he['solved']}/{he['problems']}",
-                            ", ".join(f"{k} {v}" for k, v in he["outcomes"].items()),
-                            str(he.get("isolation", ""))])
+        detail_rows.append(
+            [
+                name,
+                _fmt(h["codebleu_parts"]["ngram"]),
+                _fmt(h["codebleu_parts"]["syntax"]),
+                _fmt(h["codebleu_parts"]["dataflow"]),
+                str(h["codebleu_dataflow_floor"]),
+                _fmt(div.get("edit_distance")),
+                _fmt(div.get("embedding_similarity")),
+                f"{he['solved']}/{he['problems']}",
+                ", ".join(f"{k} {v}" for k, v in he["outcomes"].items()),
+                str(he.get("isolation", "")),
+            ]
+        )
     skipped = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in data["skipped"].items())
     body = f"""<h1>nl2code demo report</h1>
-<p class="note">{html.escape(data['created'])} · {html.escape(data['machine'])} · run directory
-<code>{html.escape(data['out'])}</code></p>
+<p class="note">{html.escape(data["created"])} · {html.escape(data["machine"])} · run directory
+<code>{html.escape(data["out"])}</code></p>
 <h2>Summary</h2>{_table(header, rows)}
-{f'<p><b>Skipped models</b></p><ul>{skipped}</ul>' if skipped else ''}
-<p class="note">Held-out: {len(data['heldout'])} documented functions from standard-library modules the models never
-trained on (split by module), at most {s['heldout_max_lines']} code lines; prompt = the docstring's first
-paragraph, reference = the function without its docstring. n = {s['n']} candidates per prompt, ranked by the
+{f"<p><b>Skipped models</b></p><ul>{skipped}</ul>" if skipped else ""}
+<p class="note">Held-out: {len(data["heldout"])} documented functions from standard-library modules the models never
+trained on (split by module), at most {s["heldout_max_lines"]} code lines; prompt = the docstring's first
+paragraph, reference = the function without its docstring. n = {s["n"]} candidates per prompt, ranked by the
 model's own score (mean token log-probability). Syntax valid = fraction of candidates Python parses; exact match
 after whitespace normalisation; BLEU = corpus BLEU-4 x100 with CoNaLa's tokenizer and CodeBLEU (Ren et al.) on
 the first candidates; distinct-2 = distinct bigrams / all bigrams across a prompt's candidates. HumanEval:
-{html.escape(str(s['humaneval_problems'] or 164))} problems, prompt = the first paragraph of the docstring; the
+{html.escape(str(s["humaneval_problems"] or 164))} problems, prompt = the first paragraph of the docstring; the
 generated function is appended after the HumanEval prompt and renamed to the entry point, then the official
 tests run in the sandbox. Models this small are expected to score near zero there: the number is reported as
 measured.</p>
 <h2>Training</h2>{figures[0]}
-<h2>Results</h2>{''.join(figures[1:])}
-<h3>Details</h3>{_table(['model', 'CodeBLEU n-gram', 'CodeBLEU syntax', 'CodeBLEU dataflow', 'dataflow floor',
-                          'edit distance', 'char-3gram cosine', 'HumanEval solved', 'HumanEval outcomes',
-                          'isolation'], detail_rows)}
+<h2>Results</h2>{"".join(figures[1:])}
+<h3>Details</h3>{
+        _table(
+            [
+                "model",
+                "CodeBLEU n-gram",
+                "CodeBLEU syntax",
+                "CodeBLEU dataflow",
+                "dataflow floor",
+                "edit distance",
+                "char-3gram cosine",
+                "HumanEval solved",
+                "HumanEval outcomes",
+                "isolation",
+            ],
+            detail_rows,
+        )
+    }
 <h2>Examples (held-out, top-ranked candidate)</h2>{_examples(data)}
 <h2>Setup</h2>
-<p>Corpus: {html.escape(json.dumps(corpus.get('records', {})))} functions mined from the standard library
-(dropped: {html.escape(json.dumps(corpus.get('dropped', {})))}).</p>
-{_table(['step', 'wall s', 'CPU s'], step_rows)}
+<p>Corpus: {html.escape(json.dumps(corpus.get("records", {})))} functions mined from the standard library
+(dropped: {html.escape(json.dumps(corpus.get("dropped", {})))}).</p>
+{_table(["step", "wall s", "CPU s"], step_rows)}
 <p class="note">CPU s counts this process and the processes it waited for (trainings, sandboxed programs); on a
 busy machine wall time exceeds it, on an idle one parallel steps take less wall time than CPU time.</p>
 <p>Settings: <code>{html.escape(json.dumps(s))}</code></p>
 <p>Artifacts: <a href="../corpus/">corpus/</a> · <a href="../configs/">configs/</a> ·
 <a href="../samples/">samples/</a> · <a href="../eval/">eval/</a> · <a href="summary.md">summary.md</a></p>"""
-    page = f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>nl2code demo report</title>" \
-           f"<style>{CSS}</style></head><body>{body}</body></html>\n"
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>nl2code demo report</title>"
+        f"<style>{CSS}</style></head><body>{body}</body></html>\n"
+    )
     path = report_dir / "index.html"
     tmp = path.with_name("index.html.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -59,13 +59,20 @@ def corpus(ctx: Context) -> dict[str, Any]:
     # A stable pseudo-random order (CRC-32 of the id), so the chosen functions span many modules.
     test.sort(key=lambda r: zlib.crc32(r.task_id.encode()))
     chosen = test[: ctx.settings.heldout]
-    write_jsonl(ctx.out / "corpus" / "heldout.jsonl",
-                [{"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in chosen])
-    stats = {"records": res.split_counts(), "dropped": dict(res.dropped), "notes": res.notes,
-             "heldout": len(chosen), "heldout_candidates": len(test)}
+    write_jsonl(
+        ctx.out / "corpus" / "heldout.jsonl", [{"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in chosen]
+    )
+    stats = {
+        "records": res.split_counts(),
+        "dropped": dict(res.dropped),
+        "notes": res.notes,
+        "heldout": len(chosen),
+        "heldout_candidates": len(test),
+    }
     write_json(ctx.out / "corpus" / "stats.json", stats)
-    ctx.say(f"      {sum(stats['records'].values())} functions ({stats['records']}), "
-            f"{len(chosen)} held out for scoring")
+    ctx.say(
+        f"      {sum(stats['records'].values())} functions ({stats['records']}), {len(chosen)} held out for scoring"
+    )
     return stats
 
 
@@ -116,8 +123,9 @@ def demo_config(ctx: Context, name: str) -> dict[str, Any]:
     return raw
 
 
-def _in_turn_or_together(ctx: Context, jobs: int, what: str, work: list[tuple[str, Any, tuple, Path, int, Any]]
-                         ) -> dict[str, float]:
+def _in_turn_or_together(
+    ctx: Context, jobs: int, what: str, work: list[tuple[str, Any, tuple, Path, int, Any]]
+) -> dict[str, float]:
     """Run ``(name, target, args, log, total, progress)`` items: together in child processes when
     ``jobs > 1``, else one after the other in this process. Seconds per name."""
     from nl2code.demo.parallel import ChildJob, run_children
@@ -151,8 +159,16 @@ def train(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         run_dir = ctx.out / name
-        work.append((name, train_one, (cfg_path, run_dir), run_dir / "train.log", total_steps(raw),
-                     lambda run_dir=run_dir: training_progress(run_dir)))
+        work.append(
+            (
+                name,
+                train_one,
+                (cfg_path, run_dir),
+                run_dir / "train.log",
+                total_steps(raw),
+                lambda run_dir=run_dir: training_progress(run_dir),
+            )
+        )
     seconds = _in_turn_or_together(ctx, jobs, "train", work)
     for name in names:
         if not (ctx.out / name / "model.safetensors").is_file():
@@ -194,8 +210,9 @@ def humaneval_completion(generated: str, entry_point: str) -> str:
     return "\n" + _DEF.sub(lambda m: m.group(1) + entry_point, generated, count=1)
 
 
-def _generate_all(gen: Any, prompts: list[str], ctx: Context, name: str, tick: Callable[[int], None],
-                  chunk: int = 8) -> list[list[Any]]:
+def _generate_all(
+    gen: Any, prompts: list[str], ctx: Context, name: str, tick: Callable[[int], None], chunk: int = 8
+) -> list[list[Any]]:
     """Candidates for every prompt, ``chunk`` prompts per call; ``tick(k)`` after every k prompts."""
     from nl2code.api import GenerationConfig
 
@@ -203,8 +220,15 @@ def _generate_all(gen: Any, prompts: list[str], ctx: Context, name: str, tick: C
     out: list[list[Any]] = []
     for i in range(0, len(prompts), chunk):
         # A seed per chunk: reproducible, and chunks do not repeat each other's noise.
-        cfg = GenerationConfig(n=s.n, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                               seed=s.seed * 1_000_003 + i, batch_size=chunk * s.n, steps=s.diffusion_steps)
+        cfg = GenerationConfig(
+            n=s.n,
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            seed=s.seed * 1_000_003 + i,
+            batch_size=chunk * s.n,
+            steps=s.diffusion_steps,
+        )
         out += gen.generate(prompts[i : i + chunk], cfg)
         tick(len(prompts[i : i + chunk]))
     return out
@@ -223,8 +247,12 @@ def generate_one(ctx: Context, name: str, counter: Path | None = None) -> int:
 
     heldout = read_jsonl(ctx.out / "corpus" / "heldout.jsonl")
     problems = load_source("humaneval").records[: ctx.settings.humaneval_problems]
-    bar = tqdm(total=len(heldout) + len(problems), desc=f"generate {name}", unit="prompt",
-               disable=counter is not None or not sys.stderr.isatty())
+    bar = tqdm(
+        total=len(heldout) + len(problems),
+        desc=f"generate {name}",
+        unit="prompt",
+        disable=counter is not None or not sys.stderr.isatty(),
+    )
 
     done = 0
 
@@ -237,14 +265,25 @@ def generate_one(ctx: Context, name: str, counter: Path | None = None) -> int:
 
     gen = load_generator(ctx.out / name)
     results = _generate_all(gen, [r["nl"] for r in heldout], ctx, name, tick)
-    rows = [{"task_id": r["task_id"], "rank": j, "completion": c.text, "score": c.score}
-            for r, cands in zip(heldout, results, strict=True) for j, c in enumerate(cands)]
+    rows = [
+        {"task_id": r["task_id"], "rank": j, "completion": c.text, "score": c.score}
+        for r, cands in zip(heldout, results, strict=True)
+        for j, c in enumerate(cands)
+    ]
     write_jsonl(ctx.out / "samples" / name / "heldout.jsonl", rows)
 
     results = _generate_all(gen, [first_paragraph(p.nl) for p in problems], ctx, name, tick)
-    rows = [{"task_id": p.task_id, "rank": j, "completion": humaneval_completion(c.text, p.extras["entry_point"]),
-             "generated": c.text, "score": c.score}
-            for p, cands in zip(problems, results, strict=True) for j, c in enumerate(cands)]
+    rows = [
+        {
+            "task_id": p.task_id,
+            "rank": j,
+            "completion": humaneval_completion(c.text, p.extras["entry_point"]),
+            "generated": c.text,
+            "score": c.score,
+        }
+        for p, cands in zip(problems, results, strict=True)
+        for j, c in enumerate(cands)
+    ]
     write_jsonl(ctx.out / "samples" / name / "humaneval.jsonl", rows)
     bar.close()
     write_json(ctx.out / "samples" / name / "done.json", {"heldout": len(heldout), "humaneval": len(problems)})
@@ -264,8 +303,16 @@ def generate(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
         # In this process (jobs = 1) the bar is drawn directly; a child reports through the counter.
         together = jobs > 1 and len(todo) > 1
         args = (dataclasses.replace(ctx, say=print) if together else ctx, name, counter if together else None)
-        work.append((name, generate_one, args, ctx.out / "samples" / name / "generate.log", total,
-                     lambda counter=counter: counter_progress(counter)))
+        work.append(
+            (
+                name,
+                generate_one,
+                args,
+                ctx.out / "samples" / name / "generate.log",
+                total,
+                lambda counter=counter: counter_progress(counter),
+            )
+        )
     seconds = _in_turn_or_together(ctx, jobs, "generate", work)
     return {"seconds_by_model": seconds, "cpu_s_by_model": _child_cpu(work), "n": ctx.settings.n}
 
@@ -286,16 +333,19 @@ def evaluate(ctx: Context, name: str) -> dict[str, Any]:
     scores = heldout_scores(refs, samples, s.n)
 
     he_dir = ctx.out / "eval" / name / "humaneval"
-    ectx = EvalContext(ks=list(s.ks), workers=os.cpu_count() or 1, timeout_floor=s.timeout_floor,
-                       progress=sys.stderr.isatty())
+    ectx = EvalContext(
+        ks=list(s.ks), workers=os.cpu_count() or 1, timeout_floor=s.timeout_floor, progress=sys.stderr.isatty()
+    )
     summary = run_eval("humaneval", ctx.out / "samples" / name / "humaneval.jsonl", he_dir, None, ectx)
     he = humaneval_scores(read_jsonl(he_dir / "results.jsonl"), s.n)
     he["isolation"] = summary["isolation"]
     metrics = {"heldout": scores, "humaneval": he}
     write_json(ctx.out / "eval" / name / "metrics.json", metrics)
-    ctx.say(f"      {name}: syntax@1 {scores['at_k']['syntax_valid'][0]:.2f}, "
-            f"exact@1 {scores['at_k']['exact_match'][0]:.2f}, BLEU {scores['bleu']:.1f}, "
-            f"CodeBLEU {scores['codebleu']:.3f}, HumanEval pass@1 {he['at_k']['pass'][0]:.3f}")
+    ctx.say(
+        f"      {name}: syntax@1 {scores['at_k']['syntax_valid'][0]:.2f}, "
+        f"exact@1 {scores['at_k']['exact_match'][0]:.2f}, BLEU {scores['bleu']:.1f}, "
+        f"CodeBLEU {scores['codebleu']:.3f}, HumanEval pass@1 {he['at_k']['pass'][0]:.3f}"
+    )
     return {"heldout_problems": len(refs), "humaneval_problems": he["problems"]}
 
 
