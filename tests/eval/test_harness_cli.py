@@ -9,6 +9,10 @@ from exec_fixtures import private_cache  # noqa: F401
 
 from nl2code import cli
 from nl2code.data.sources import load_source
+from nl2code.eval import sandbox
+
+# ``nl2code eval`` refuses before anything else without the required isolation (test_fail_closed.py).
+pytestmark = pytest.mark.skipif(bool(sandbox.isolation_problem()), reason=sandbox.isolation_problem() or "-")
 
 
 def write_jsonl(path, rows):
@@ -37,7 +41,9 @@ def test_writes_results_summary_and_markdown(tmp_path, humaneval, capsys):
     # 3 problems at 1/2 each, the other 161 without samples count as 0
     assert summary["metrics"]["pass@1"] == pytest.approx(1.5 / 164)
     assert summary["metrics"]["pass@2"] == pytest.approx(3 / 164)
-    assert summary["isolation"].startswith(("bwrap", "unshare-net", "rlimits"))
+    assert summary["isolation"] == sandbox.required_isolation()
+    printed = capsys.readouterr()
+    assert printed.err.splitlines()[0] == f"isolation: {summary['isolation']}"  # announced first
     assert summary["details"]["problems_without_samples"] == 161
     assert summary["elapsed_s"] > 0 and summary["settings"]["workers"] == 2
     results = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
@@ -47,7 +53,8 @@ def test_writes_results_summary_and_markdown(tmp_path, humaneval, capsys):
     ]
     md = (out / "summary.md").read_text()
     assert "| pass@1 | 0.0091 |" in md
-    assert json.loads(capsys.readouterr().out)["metrics"]["pass@1"] == pytest.approx(1.5 / 164)
+    assert json.loads(printed.out)["metrics"]["pass@1"] == pytest.approx(1.5 / 164)
+    assert json.loads(printed.out)["isolation"] == summary["isolation"]
 
 
 @pytest.mark.parametrize(
@@ -98,3 +105,23 @@ def test_cf_semantics_option_reaches_the_task(tmp_path, shared_data, capsys, sem
     summary = json.loads((out / "summary.json").read_text())
     assert summary["details"]["semantics"] == semantics
     assert "execution_match@1" in summary["metrics"]
+
+
+@pytest.mark.parametrize("group", ["exact", "normalized"])
+def test_bash_reports_cms_and_the_grouping_option_reaches_the_task(tmp_path, shared_data, capsys, group):
+    data = shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json"
+    from nl2code.eval.tasks import get_task
+
+    gold = list(get_task("codefusion-bash").load_problems(str(data)).items())[:3]
+    rows = [{"task_id": t, "completion": c} for t, r in gold for c in [r.code, "find . -name x", "ls", "ls", "ls"]]
+    samples = write_jsonl(tmp_path / "s.jsonl", rows)
+    out = tmp_path / "out"
+    code = run_cli("codefusion-bash", "--samples", samples, "--out", out, "--data", data, "--bash-group", group)
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["details"]["bash_group"] == group
+    # 3 of 2,522 problems answered with their gold first: cms@k = template_match@k = 3 / 2522
+    for k in (1, 3, 5):
+        assert summary["metrics"][f"cms@{k}"] == pytest.approx(3 / 2522)
+    assert "| cms@5 |" in (out / "summary.md").read_text()
+    assert all("cms" in json.loads(line) for line in (out / "results.jsonl").read_text().splitlines())

@@ -39,10 +39,45 @@ def test_bash_task_topk_grouping_and_nlc2cmd():
     # per NL: 1 -> 1.0, 2 -> 1.0, 3 -> max(-1, 1.0 (find -name), -1) = 1.0 with 5 candidates, 4 -> -1
     assert r.metrics["nlc2cmd"] == pytest.approx((1 + 1 + 1 - 1) / 4)
     assert r.metrics["nlc2cmd@1"] == pytest.approx((1 + 1 - 1 - 1) / 4)
+    # command match score: 1 -> "ls -1" is a gold (1.0); 2 -> 1.0; 3 -> the unparsed first candidate is a
+    # bag of its words {find, ., -name, "*.py} sharing "find" with {find, -name:Regex}: 1 / (2 sqrt 2),
+    # then 1.0; 4 -> 0 (no candidates)
+    assert r.metrics["cms@1"] == pytest.approx((1 + 1 + 1 / (2 * 2**0.5)) / 4)
+    assert r.metrics["cms@3"] == pytest.approx(3 / 4)
+    assert [row["cms"] for row in r.results if row["task_id"] == "codefusion-bash/1"] == pytest.approx([1, 2**-0.5])
     assert r.extra["problems_without_samples"] == 1 and r.extra["problems_with_several_golds"] == 2
+    assert r.extra["bash_group"] == "exact"
     assert {"diversity_distinct_1", "diversity_edit_distance"} <= set(r.metrics)
     assert [row["reason"] for row in r.results if row["task_id"] == "codefusion-bash/3"][0] == "does not parse"
     assert task.normalize_task_id(17) == "codefusion-bash/17"
+
+
+def test_bash_task_groups_golds_by_normalised_description():
+    task = get_task("codefusion-bash")
+    problems = {
+        "codefusion-bash/1": rec("codefusion-bash/1", "List all the files.", "ls -a\n", "bash"),
+        "codefusion-bash/2": rec("codefusion-bash/2", "list all file", "ls -l\n", "bash"),
+        "codefusion-bash/3": rec("codefusion-bash/3", "To count lines (fast)", "wc -l f\n", "bash"),
+    }
+    samples = {"codefusion-bash/1": ["ls -l"], "codefusion-bash/2": ["ls -a"], "codefusion-bash/3": ["wc -l g"]}
+    exact = task.judge(problems, samples, CTX)
+    assert exact.metrics["template_match@1"] == pytest.approx(1 / 3)
+    assert exact.metrics["cms@1"] == pytest.approx((0.5 + 0.5 + 1) / 3)
+    normalized = task.judge(problems, samples, replace(CTX, bash_group="normalized"))
+    assert normalized.metrics["template_match@1"] == 1.0 and normalized.metrics["cms@1"] == 1.0
+    assert normalized.extra["bash_group"] == "normalized" and normalized.extra["problems_with_several_golds"] == 2
+    with pytest.raises(ValueError, match="bash_group"):
+        task.judge(problems, samples, replace(CTX, bash_group="fuzzy"))
+
+
+def test_nl_key():
+    from nl2code.eval.tasks.nl2bash import nl_key
+
+    assert nl_key("Find all *.txt files.") == nl_key("find all *.txt file") == "find all *.txt fil"
+    assert nl_key('To delete the files named "A b" (recursively)') == 'delet fil nam "A b"'
+    assert nl_key("Search files modified two days ago, and print them") == "search fil modify 2 day ago and print them"
+    assert nl_key("Recursively finds directories") == nl_key("recursive find directory")
+    assert nl_key("list files") != nl_key("list directories")
 
 
 def test_cf_task_execution_match():
@@ -109,6 +144,8 @@ def test_gold_samples_score_full_marks(shared_data: Path, tmp_path: Path, task: 
     samples.write_text("".join(json.dumps({"task_id": t, "completion": p.code}) + "\n" for t, p in problems.items()))
     result, summary = evaluate(task, samples, path, EvalContext(ks=[1], workers=1, progress=False))
     assert summary["metrics"][metric] == 1.0
+    if task == "codefusion-bash":
+        assert summary["metrics"]["cms@1"] == pytest.approx(1.0)
     if task.startswith("codefusion-python") or task == "conala":
         assert summary["metrics"]["bleu"] == pytest.approx(100.0)
 

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_floor=args.timeout_floor,
         progress=not args.no_progress and sys.stderr.isatty(),
         cf_semantics=args.cf_semantics,
+        bash_group=args.bash_group,
     )
     try:
         summary = run_eval(args.task, args.samples, args.out, args.data, ctx)
@@ -88,6 +89,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="excel",
         help="codefusion-cf only: run rules with Excel's semantics (default) or with the conventions the "
         "benchmark's train labels follow (text counts as 0, first duplicate marked, ...)",
+    )
+    p.add_argument(
+        "--bash-group",
+        choices=("exact", "normalized"),
+        default="exact",
+        help="nl2bash tasks: gold commands shared by descriptions with identical text (default) or the same "
+        "normalised text (the official NL2Bash scorer's grouping: case, punctuation, stop words, stems)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -28,6 +28,7 @@ class EvalContext:
     progress: bool = True  # show a tqdm bar
     isolation: str | None = None  # sandbox level for generated code; None = the default (see eval.sandbox)
     cf_semantics: str = "excel"  # codefusion-cf, one of CF_SEMANTICS: Excel's, or the train labels' conventions
+    bash_group: str = "exact"  # nl2bash tasks: group gold commands by identical NL ("exact") or its key ("normalized")
 
 
 @dataclass
