@@ -94,10 +94,12 @@ def test_heldout_scores_gold_and_junk():
 
 
 def test_humaneval_scores_pass_at_k():
-    rows = [{"task_id": "t1", "passed": True, "status": "ok"}, {"task_id": "t1", "passed": False, "status": "ok",
-             "reason": "exited before the tests completed"},
-            {"task_id": "t2", "passed": False, "status": "error", "reason": "error: NameError: name 'x'"},
-            {"task_id": "t2", "passed": False, "status": "timeout", "reason": ""}]
+    rows = [
+        {"task_id": "t1", "passed": True, "status": "ok"},
+        {"task_id": "t1", "passed": False, "status": "ok", "reason": "exited before the tests completed"},
+        {"task_id": "t2", "passed": False, "status": "error", "reason": "error: NameError: name 'x'"},
+        {"task_id": "t2", "passed": False, "status": "timeout", "reason": ""},
+    ]
     s = humaneval_scores(rows, 2)
     assert s["at_k"]["pass"] == [0.25, 0.5] and s["solved"] == 1 and s["problems"] == 2
     assert outcome(rows[2]) == "error: NameError" and outcome(rows[3]) == "timeout" and outcome(rows[0]) == "passed"
@@ -160,8 +162,14 @@ def test_quick_demo_runs_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| model |" in printed  # the summary table is printed
     markers = {p.name: p.stat().st_mtime for p in (out / "steps").glob("*.json")}
-    assert {"corpus.json", "tokenizer.json", "train-codegen.json", "generate-codegen.json",
-            "evaluate-codegen.json", "report.json"} <= set(markers)
+    assert {
+        "corpus.json",
+        "tokenizer.json",
+        "train-codegen.json",
+        "generate-codegen.json",
+        "evaluate-codegen.json",
+        "report.json",
+    } <= set(markers)
 
     # A second run resumes: every finished step is skipped, only the report is rewritten.
     start = time.monotonic()
@@ -200,8 +208,9 @@ def test_full_demo_under_ten_minutes(tmp_path):
     """The README's main command, as a user runs it (``make demo`` = ``nl2code demo``)."""
     out = tmp_path / "demo"
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "nl2code", "demo", "--out", str(out)], capture_output=True, text=True,
-                       timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "nl2code", "demo", "--out", str(out)], capture_output=True, text=True, timeout=900
+    )
     elapsed = time.monotonic() - start
     assert r.returncode == 0, r.stderr[-3000:]
     table = _check_report(out)
