@@ -1,21 +1,34 @@
 """The one place untrusted generated code runs: one fresh, confined subprocess per program.
 
-Isolation is the strongest level that works on this machine, probed once and recorded in every result:
+Levels of isolation, strongest first (``available_levels()`` lists those that work here, probed once):
 
 - ``bwrap``: bubblewrap with new network, PID, IPC and UTS namespaces, a read-only view of only the
   system directories and the Python prefix (not home, not the project), a private size-capped
   ``/tmp``, an empty environment, a new session, ``--die-with-parent``.
-- ``unshare-net``: new network and PID namespaces (``unshare``), no filesystem isolation.
-- ``rlimits``: resource limits only.
+- ``unshare-net``: new network, PID and mount namespaces (``unshare``) with a private ``/proc``; no
+  filesystem isolation.
+- ``rlimits``: resource limits and a private uid only; offered only when the harness runs as root.
 
 When the harness runs as root the program also drops to a private unprivileged uid (``setpriv``),
-since ``RLIMIT_NPROC`` does not bind uid 0 and root may write anywhere; outside bwrap this needs an
-interpreter that uid can reach, which is probed. A ``+uid`` suffix on the level records it.
-Unprivileged, bwrap runs in a user namespace. On every level the program gets rlimits (CPU time,
-address space, processes, file size, open files, no core), stdin from /dev/null, a capped capture
-of stdout/stderr, and a wall-clock deadline after which its whole process group is killed. Then
-every process still running under the run's uid (or, without a uid, carrying the run's token in its
-environment) is killed, so a daemonized child cannot outlive the run even without a PID namespace.
+since ``RLIMIT_NPROC`` does not bind uid 0 and root may write anywhere; the label then carries a
+``+uid`` suffix (``bwrap+uid``). Outside bwrap an interpreter under a directory that uid may not
+enter (a Python under ``/root``) is made reachable inside the program's mount namespace. Unprivileged,
+bwrap runs in a user namespace and ``unshare-net`` in one too. No level lets a program kill or
+outlive the harness: either it sits in its own PID namespace, or it runs under its own uid, and a
+level where neither holds (root without a working uid drop outside bwrap, an unprivileged harness
+without namespaces) is not offered.
+
+**Fail closed.** Programs run at the *required* level, ``bwrap+uid`` as root and ``bwrap``
+otherwise, unless the caller names a weaker level explicitly (``isolation="unshare-net"``,
+``nl2code eval --isolation unshare-net``). Without that opt-in, ``run``, ``run_many`` and
+``prepared`` raise ``IsolationError`` with one line naming what is missing and how to get it;
+``require`` does the same check up front, ``isolation_problem`` says why it fails, and
+``python -m nl2code.eval.sandbox`` prints it.
+
+On every level the program gets rlimits (CPU time, address space, processes, file size, open files,
+no core), stdin from /dev/null, a capped capture of stdout/stderr, and a wall-clock deadline after
+which its whole process group is killed. Then every process still running under the run's uid (or,
+without a uid, carrying the run's token in its environment) is killed.
 """
 
 from __future__ import annotations
@@ -25,8 +38,10 @@ import functools
 import itertools
 import os
 import selectors
+import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,6 +54,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LEVELS = ("bwrap", "unshare-net", "rlimits")
+# One line per level: what it is, and what it lacks next to bwrap (the CLI's --isolation help).
+LEVEL_HELP = {
+    "bwrap": "bubblewrap: namespaces, read-only system directories only, private /tmp (the required level)",
+    "unshare-net": "network and PID namespaces only: no filesystem isolation, the program sees the whole "
+    "filesystem (as a private uid when run as root, as you otherwise)",
+    "rlimits": "root only: a private uid and resource limits, no namespaces: network access and the whole "
+    "filesystem visible",
+}
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "signal", "sandbox_error")
 _SUFFIX = {"python": "prog.py", "bash": "prog.sh"}
 # Environment inside the sandbox: nothing inherited from the harness (no tokens, no paths).
@@ -106,6 +129,11 @@ class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (not the program's fault)."""
 
 
+class IsolationError(SandboxError):
+    """Generated code would run under weaker isolation than required, or a named level is not
+    offered here. The message is one line: what is missing and how to get it."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Probing which isolation works here
 
@@ -161,18 +189,48 @@ def _bwrap_argv(prog_dir: str, limits: Limits) -> list[str]:
     return argv
 
 
-def _unshare_argv() -> list[str]:
-    # A PID namespace too: kill(-1) and daemonized children stay inside it and die with it.
-    ns = ["--net", "--pid", "--fork", "--kill-child", "--"]
-    return ["unshare", *ns] if _is_root() else ["unshare", "--user", "--map-current-user", *ns]
+def _closed_ancestor(path: str) -> str | None:
+    """The outermost directory above ``path`` that others may not enter (e.g. ``/root``, mode 700)."""
+    for parent in reversed(Path(path).parents):
+        if str(parent) == "/":
+            continue
+        try:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return str(parent)
+        except OSError:
+            return None
+    return None
 
 
-def _probe(argv: list[str]) -> bool:
-    try:
-        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return r.returncode == 0
+def _reach_argv(stage: str) -> list[str]:
+    """A ``sh -c`` prefix, run as root in the program's private mount namespace, that lets an
+    unprivileged uid reach the interpreter: each closed directory above a Python root is covered by
+    an empty tmpfs (mode 755) in which the roots are bound back, read-only. [] when none is closed."""
+    blocked = [(root, top) for root in _python_roots() if (top := _closed_ancestor(root))]
+    if not blocked:
+        return []
+    q = shlex.quote
+    lines = ["set -e", "umask 022"]
+    for i, (root, _) in enumerate(blocked):  # bind first: the tmpfs hides the originals
+        lines += [f"mkdir -p {q(f'{stage}/{i}')}", f"mount --bind {q(root)} {q(f'{stage}/{i}')}"]
+    for top in sorted({top for _, top in blocked}):
+        lines.append(f"mount -t tmpfs -o mode=0755,size=1m nl2code-reach {q(top)}")
+    for i, (root, _) in enumerate(blocked):
+        lines += [f"mkdir -p {q(root)}", f"mount --move {q(f'{stage}/{i}')} {q(root)}",
+                  f"mount -o remount,bind,ro {q(root)}", f"rmdir {q(f'{stage}/{i}')}"]  # fmt: skip
+    lines += [f"rmdir {q(stage)}", 'exec "$@"']
+    return ["/bin/sh", "-c", "\n".join(lines), "sh"]
+
+
+def _unshare_argv(stage: str | None = None) -> list[str]:
+    """``unshare`` with new network, PID and mount namespaces and a private /proc: kill(-1) and
+    daemonized children stay inside and die with it (``--kill-child``), the harness is not visible.
+    As root (the program then drops its uid) ``stage`` is a scratch folder for ``_reach_argv``;
+    unprivileged, a user namespace holds the others."""
+    ns = ["--mount", "--mount-proc", "--net", "--pid", "--fork", "--kill-child", "--"]
+    if not _is_root():
+        return ["unshare", "--user", "--map-current-user", *ns]
+    return ["unshare", *ns, *(_reach_argv(stage) if stage else [])]
 
 
 def _setpriv_argv(uid: int) -> list[str]:
@@ -180,38 +238,202 @@ def _setpriv_argv(uid: int) -> list[str]:
             "--bounding-set=-all", "--no-new-privs", "--"]  # fmt: skip
 
 
-@functools.cache
-def _can_drop_uid(level: str) -> bool:
-    """Root drops to a private uid. Outside bwrap that needs the interpreter reachable by that uid
-    (not the case for a Python under a mode-700 home), which we probe."""
-    if not (_is_root() and shutil.which("setpriv")):
-        return False
-    if level == "bwrap":
-        return True
-    # setpriv's own exec still has capabilities; the interpreter must be reached from a plain
-    # process of that uid, hence the prlimit in between (as in a real run).
-    return _probe(_setpriv_argv(_UID_BASE + 255) + _limit_argv(Limits()) + [sys.executable, "-I", "-S", "-c", "pass"])
+# ---------------------------------------------------------------------------------------------
+# Policy: which levels work here, which one is required, and refusing anything weaker
+
+
+@dataclass(frozen=True)
+class _Probe:
+    label: str | None  # what the level runs as here ("unshare-net+uid"); None = not offered
+    why: str  # why it is not offered, or why it runs weaker than it could ("" when neither)
+
+
+def _try(level: str, uid: int | None) -> str | None:
+    """Run an empty Python program at ``level`` exactly as a real run would; None when it worked,
+    else the first line of what went wrong."""
+    prog_dir = tempfile.mkdtemp(prefix="nl2code-probe-")
+    try:
+        cmd, env, cwd, _ = _command(prog_dir, "pass", "python", Limits(timeout=10.0), level, uid, None)
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=cwd, timeout=20,
+                           start_new_session=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e) or type(e).__name__
+    finally:
+        if uid is not None:
+            _kill_leftovers(uid, None)
+        shutil.rmtree(prog_dir, ignore_errors=True)
+    if r.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in r.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    return (lines[0] if lines else f"exit status {r.returncode}")[:200]
+
+
+_USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (sysctl kernel.unprivileged_userns_clone=1; "
+                "on Ubuntu also kernel.apparmor_restrict_unprivileged_userns=0) or run as root")  # fmt: skip
+
+
+_probe_lock = threading.Lock()
+
+
+def _probes() -> dict[str, _Probe]:
+    """Each level's label here, or why it is not offered (probed once per process, by one thread)."""
+    with _probe_lock:
+        return _probed()
 
 
 @functools.cache
+def _probed() -> dict[str, _Probe]:
+    uid = _take_uid() if _is_root() else None
+    try:
+        return {"bwrap": _probe_bwrap(uid), "unshare-net": _probe_unshare(uid), "rlimits": _probe_rlimits(uid)}
+    finally:
+        if uid is not None:
+            _give_uid(uid)
+
+
+_NO_SETPRIV = "setpriv is not installed (apt-get install util-linux)"
+
+
+def _probe_bwrap(uid: int | None) -> _Probe:
+    if shutil.which("bwrap") is None:
+        return _Probe(None, "bubblewrap is not installed (apt-get install bubblewrap)")
+    if uid is None:  # unprivileged: bwrap needs a user namespace
+        err = _try("bwrap", None)
+        return _Probe("bwrap", "") if err is None else _Probe(None, f"bubblewrap cannot build its sandbox here "
+                                                                    f"({err}); {_USERNS_HINT}")  # fmt: skip
+    if shutil.which("setpriv") is None:
+        why = _NO_SETPRIV
+    else:
+        err = _try("bwrap", uid)
+        if err is None:
+            return _Probe("bwrap+uid", "")
+        why = f"bubblewrap cannot drop to an unprivileged uid here ({err})"
+    # bwrap leaves root no capabilities, but uid 0 escapes RLIMIT_NPROC: offered, weaker than required.
+    err = _try("bwrap", None)
+    return _Probe("bwrap", why) if err is None else _Probe(None, f"bubblewrap is installed but fails here ({err})")
+
+
+def _probe_unshare(uid: int | None) -> _Probe:
+    if shutil.which("unshare") is None:
+        return _Probe(None, "unshare is not installed (apt-get install util-linux)")
+    if uid is None:
+        err = _try("unshare-net", None)
+        return _Probe("unshare-net", "") if err is None else _Probe(None, f"unshare cannot create namespaces here "
+                                                                          f"({err}); {_USERNS_HINT}")  # fmt: skip
+    # Root without the uid drop could leave its namespaces (setns) and fork past any limit: not offered.
+    if shutil.which("setpriv") is None:
+        return _Probe(None, _NO_SETPRIV)
+    err = _try("unshare-net", uid)
+    return _Probe("unshare-net+uid", "") if err is None else _Probe(None, f"the program cannot run as an unprivileged "
+                                                                          f"uid under unshare ({err})")  # fmt: skip
+
+
+def _probe_rlimits(uid: int | None) -> _Probe:
+    if uid is None:
+        return _Probe(None, "needs root, to run the program as its own uid (sharing yours lets it kill the harness)")
+    if shutil.which("setpriv") is None:
+        return _Probe(None, _NO_SETPRIV)
+    err = _try("rlimits", uid)
+    if err is None:
+        return _Probe("rlimits+uid", "")
+    return _Probe(None, f"the interpreter {sys.executable} is not reachable by an unprivileged uid ({err})")
+
+
+def _reset_probes() -> None:
+    """Forget what was probed (tests that hide a binary call this)."""
+    with _probe_lock:
+        _probed.cache_clear()
+
+
 def available_levels() -> tuple[str, ...]:
-    """Levels that work on this machine, strongest first (probed once per process)."""
-    levels = []
-    with tempfile.TemporaryDirectory(prefix="nl2code-probe-") as d:
-        os.chmod(d, 0o755)
-        py = [sys.executable, "-I", "-S", "-c", "pass"]
-        if shutil.which("bwrap") and _probe(_bwrap_argv(d, Limits()) + py):
-            levels.append("bwrap")
-        if shutil.which("unshare") and _probe(_unshare_argv() + py):
-            levels.append("unshare-net")
-    levels.append("rlimits")
-    return tuple(levels)
+    """Levels offered on this machine, strongest first (probed once per process); may be empty."""
+    probes = _probes()
+    return tuple(level for level in LEVELS if probes[level].label is not None)
+
+
+def _can_drop_uid(level: str) -> bool:
+    """Whether a program at ``level`` runs as a private unprivileged uid (root harness only)."""
+    label = _probes()[level].label if level in LEVELS else None
+    return label is not None and label.endswith("+uid")
+
+
+def required_isolation() -> str:
+    """The level generated code needs unless a weaker one is named: bubblewrap with a private uid as
+    root; bubblewrap (whose user namespace gives the program an unprivileged uid) otherwise."""
+    return "bwrap+uid" if _is_root() else "bwrap"
 
 
 def best_isolation() -> str:
-    """The level ``run`` uses by default, with ``+uid`` when the uid drop applies."""
-    level = available_levels()[0]
-    return level + ("+uid" if _can_drop_uid(level) else "")
+    """The label of the strongest level offered here (``"none"`` when none is)."""
+    levels = available_levels()
+    label = _probes()[levels[0]].label if levels else None
+    return label or "none"
+
+
+def lacks(label: str) -> str:
+    """What a program at ``label`` lacks next to the required level ("" when it lacks nothing)."""
+    if label == required_isolation():
+        return ""
+    base = label.partition("+")[0]
+    if base == "bwrap":
+        return "the program runs as root inside bubblewrap, and RLIMIT_NPROC does not bind root"
+    if base == "unshare-net":
+        who = "a private unprivileged uid" if label.endswith("+uid") else "you, with access to your files"
+        return f"no filesystem isolation: the program sees the whole filesystem and runs as {who}"
+    return "no namespaces: the program has network access and sees the whole filesystem and every process"
+
+
+def _refusal() -> str:
+    probes, required = _probes(), required_isolation()
+    missing = probes["bwrap"].why or "bubblewrap does not work here"
+    line = f"refusing to run generated code: it needs isolation {required}, but {missing}"
+    weaker = [level for level in available_levels() if probes[level].label != required]
+    if weaker:
+        label = probes[weaker[0]].label or weaker[0]
+        line += f"; to accept {label} instead ({lacks(label)}), name it: --isolation {weaker[0]}"
+    else:
+        line += f"; no weaker level works either ({probes['unshare-net'].why})"
+    return line
+
+
+def require(opt_in: str | None = None) -> str:
+    """The label generated code runs under: the required level, or the level ``opt_in`` names.
+
+    Raises ``IsolationError`` (one line) when ``opt_in`` is None and the strongest level here is
+    weaker than ``required_isolation()``, or when the named level is unknown or not offered here.
+    ``opt_in`` is a level name (``"unshare-net"``) or a label (``"unshare-net+uid"``: insists on the
+    uid drop); the uid drop applies wherever it works, named or not.
+    """
+    probes = _probes()
+    if opt_in is None:
+        best = best_isolation()
+        if best != required_isolation():
+            raise IsolationError(_refusal())
+        return best
+    base, plus, suffix = opt_in.partition("+")
+    if base not in LEVELS or (plus and suffix != "uid"):
+        raise IsolationError(f"unknown isolation {opt_in!r}; one of {', '.join(LEVELS)}")
+    label = probes[base].label
+    if label is None or (plus and not label.endswith("+uid")):
+        raise IsolationError(f"isolation {opt_in} is not available here: {probes[base].why}")
+    return label
+
+
+def isolation_problem() -> str:
+    """The one-line refusal when generated code may not run here at the required level, else ""
+    (tests that execute code without naming a level skip with it as their reason)."""
+    try:
+        require()
+    except IsolationError as e:
+        return str(e)
+    return ""
+
+
+def describe(label: str) -> str:
+    """One line announcing the level a run uses (weaker than required: says so and what it lacks)."""
+    if not lacks(label):
+        return f"isolation: {label}"
+    return f"warning: isolation {label} (named explicitly, weaker than {required_isolation()}): {lacks(label)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,8 +564,9 @@ def run(
 ) -> ExecResult:
     """Run ``program`` (Python or Bash source) in a fresh sandboxed subprocess.
 
-    ``limits`` overrides every limit (then ``timeout``/``mem_mb`` are ignored). ``isolation`` forces a
-    level from ``available_levels()`` (tests use it); by default the strongest one is used.
+    ``limits`` overrides every limit (then ``timeout``/``mem_mb`` are ignored). ``isolation`` names a
+    level (or label) from ``available_levels()``, an explicit opt-in when it is weaker than required;
+    None means the required level, and ``IsolationError`` when it is not available (see ``require``).
     """
     limits = limits or Limits(timeout=timeout, mem_mb=mem_mb)
     with prepared(program, lang, limits, isolation) as (cmd, env, cwd, label):
@@ -359,14 +582,12 @@ def prepared(
     The caller starts it (with ``start_new_session=True``) and must have it exited or killed before
     the block ends; on exit every process of the run is killed and its files removed. ``run`` is the
     batch use; the judge (``nl2code.eval.judge``) talks to a program through its stdin/stdout.
+    ``isolation`` as for ``run``: None fails closed (``IsolationError``) below the required level.
     """
     if lang not in _SUFFIX:
         raise ValueError(f"unsupported language {lang!r}; expected one of {sorted(_SUFFIX)}")
-    levels = available_levels()
-    level = isolation or levels[0]
-    if level not in levels:
-        raise SandboxError(f"isolation {level!r} is not available here (available: {', '.join(levels)})")
-    drop = _can_drop_uid(level)
+    label = require(isolation)
+    level, drop = label.partition("+")[0], label.endswith("+uid")
     uid = _take_uid() if drop else None
     token = None if drop else uuid.uuid4().hex
     prog_dir = tempfile.mkdtemp(prefix="nl2code-sbx-")
@@ -402,7 +623,7 @@ def _command(
         cmd = _bwrap_argv(prog_dir, limits) + cmd
     else:
         if level == "unshare-net":
-            cmd = _unshare_argv() + cmd
+            cmd = _unshare_argv(f"{prog_dir}/.reach" if uid is not None else None) + cmd
         env["TMPDIR"] = env["HOME"] = prog_dir
     if token:
         env["NL2CODE_SANDBOX_RUN"] = token  # lets cleanup find our processes when uids are shared
@@ -486,8 +707,13 @@ def run_many(
     workers: int | None = None,
     progress: bool | str = False,
     on_result: Callable[[int, ExecResult], None] | None = None,
+    isolation: str | None = None,
 ) -> list[ExecResult]:
-    """Run ``jobs`` on ``workers`` threads (each drives one subprocess at a time); results in job order."""
+    """Run ``jobs`` on ``workers`` threads (each drives one subprocess at a time); results in job order.
+
+    ``isolation`` as for ``run``; it is checked before anything runs (``IsolationError``).
+    """
+    label = require(isolation)
     workers = max(1, workers or os.cpu_count() or 1)
     results: list[ExecResult | None] = [None] * len(jobs)
     bar = None
@@ -503,7 +729,7 @@ def run_many(
 
     def one(i: int) -> None:
         job = jobs[i]
-        results[i] = run(job.program, job.lang, limits=job.limits)
+        results[i] = run(job.program, job.lang, limits=job.limits, isolation=label)
         if on_result:
             on_result(i, results[i])
         if bar is not None:
@@ -520,3 +746,23 @@ def run_many(
         if bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nl2code.eval.sandbox [-v]``: one line saying which isolation generated code gets
+    here, or why it is refused (exit 1, with every level's state); ``-v`` lists the levels anyway."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        print(f"nl2code sandbox: ok, generated code runs under isolation {require()}")
+        code = 0
+    except IsolationError as e:
+        print(f"nl2code sandbox: {e}")
+        code = 1
+    if code or "-v" in argv:
+        for level, p in _probes().items():
+            print(f"  {level:<12} {p.label or 'not offered'}{': ' + p.why if p.why else ''}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
