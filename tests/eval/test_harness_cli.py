@@ -75,7 +75,9 @@ def test_bad_samples_fail_in_one_line_and_leave_outputs_alone(tmp_path, capsys, 
     out.mkdir()
     (out / "summary.json").write_text("OLD")
     assert run_cli("humaneval", "--samples", samples, "--out", out) == 2
-    err = capsys.readouterr().err.strip()
+    # one line of error after the isolation announcement
+    announced, err = capsys.readouterr().err.strip().split("\n", 1)
+    assert announced == f"isolation: {sandbox.required_isolation()}"
     assert len(err.splitlines()) == 1 and str(samples) in err and where in err, err
     assert (out / "summary.json").read_text() == "OLD"
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
