@@ -99,12 +99,18 @@ class Generator(Protocol):
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load the resolved config, tokenizer and final weights of a run directory."""
+    """Load the resolved config, tokenizer and final weights of a run directory.
+
+    The weights file is verified first (:func:`nl2code.train.checkpoint.verify_weights`): a truncated
+    or corrupt ``model.safetensors`` is a :class:`RunError` naming it, not a traceback.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     from nl2code.config import ConfigError, load
     from nl2code.data.tokenizer import CodeTokenizer
     from nl2code.models import build_model
+    from nl2code.train.checkpoint import CheckpointError, verify_weights
     from nl2code.train.config import RunConfig
 
     run_dir = Path(run_dir)
@@ -117,10 +123,17 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     except ConfigError as e:
         raise RunError(str(e)) from e
     tokenizer = CodeTokenizer.load(run_dir / "tokenizer")
+    try:
+        verify_weights(weights)
+    except CheckpointError as e:
+        raise RunError(
+            f"{e}; rewrite it from the run's last checkpoint with `nl2code train CONFIG.yaml "
+            f"--run-dir {run_dir} --resume`, or retrain"
+        ) from e
     model = build_model(cfg.model)
     try:
         load_model(model, str(weights), strict=True, device="cpu")
-    except (RuntimeError, OSError, ValueError) as e:
+    except (SafetensorError, RuntimeError, OSError, ValueError) as e:
         raise RunError(f"{weights}: cannot load weights: {e}") from e
     dev = torch.device(device)
     model.to(dev).eval()

@@ -18,7 +18,9 @@ from nl2code.train.checkpoint import (
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
+    save_weights,
     verify_checkpoint,
+    verify_weights,
 )
 
 CPU = torch.device("cpu")
@@ -58,10 +60,14 @@ def test_manifest_lists_sizes_and_hashes(tmp_path):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:100]),
-         r"model\.safetensors: 100 bytes but the manifest records \d+ \(truncated\?\)"),
-        (lambda p: (p / "state.pt").write_bytes(b"\0" + (p / "state.pt").read_bytes()[1:]),
-         r"state\.pt: SHA-256 does not match"),
+        (
+            lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:100]),
+            r"model\.safetensors: 100 bytes but the manifest records \d+ \(truncated\?\)",
+        ),
+        (
+            lambda p: (p / "state.pt").write_bytes(b"\0" + (p / "state.pt").read_bytes()[1:]),
+            r"state\.pt: SHA-256 does not match",
+        ),
         (lambda p: (p / "MANIFEST.json").unlink(), r"MANIFEST\.json: missing; the checkpoint is incomplete"),
         (lambda p: (p / "MANIFEST.json").write_text("{"), r"MANIFEST\.json: unreadable manifest"),
         (lambda p: (p / "state.pt").unlink(), r"state\.pt: missing"),
@@ -119,3 +125,19 @@ def test_loading_into_a_different_architecture_is_a_clear_error(tmp_path):
     path = save(tmp_path, 1, tiny(d=16))
     with pytest.raises(CheckpointError, match="model.safetensors: cannot load into the model|does not match"):
         load_checkpoint(path, tiny(d=32), CPU)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[: len(b) // 2], lambda b: b[:5], lambda b: b + b"\0" * 16, lambda b: b""],
+    ids=["half", "5-bytes", "appended", "empty"],
+)
+def test_final_weights_are_verified_naming_the_file(tmp_path, damage):
+    path = tmp_path / "model.safetensors"
+    save_weights(tiny(), path)
+    verify_weights(path)  # intact: no error
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + ": truncated or corrupt"):
+        verify_weights(path)
+    with pytest.raises(CheckpointError, match="missing"):
+        verify_weights(tmp_path / "nope.safetensors")

@@ -13,6 +13,8 @@ A checkpoint is written into a hidden temporary directory and renamed into place
 complete, so a process killed at any moment leaves either the old set or the new one, never a
 half-written ``step_*``. Loading re-checks every size and hash; a damaged checkpoint raises
 :class:`CheckpointError` naming the bad file, and :func:`latest_valid_checkpoint` skips it.
+A run's final ``model.safetensors`` has no manifest; :func:`verify_weights` checks that it is a
+complete safetensors file (a truncated or overwritten one fails) before it is loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
@@ -163,6 +165,25 @@ def verify_checkpoint(path: Path) -> int:
         if _sha256(f) != meta["sha256"]:
             raise CheckpointError(f"{f}: SHA-256 does not match the manifest (corrupted)")
     return step
+
+
+def verify_weights(path: Path) -> None:
+    """Check that ``path`` is a complete safetensors file, raising :class:`CheckpointError` naming it.
+
+    safetensors checks the header against the file: the header must parse and its tensors must
+    cover the data section exactly, so a truncated file, or one with bytes appended, fails here.
+    (Bit flips inside tensor data need a recorded hash; only checkpoints have one.)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = list(f.keys())
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt ({e})") from e
+    if not names:
+        raise CheckpointError(f"{path}: holds no tensors")
 
 
 def load_checkpoint(
