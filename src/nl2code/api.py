@@ -9,6 +9,7 @@ A run directory holds ``config.yaml`` (the resolved run config), ``tokenizer/`` 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,11 @@ class RunError(ValueError):
     """A run directory that cannot be loaded; the message names the file."""
 
 
+# Temperatures in (0, MIN_TEMPERATURE) decode as 0 (greedy): dividing logits by them overflows to
+# inf/nan (1e-300 sampled nothing but padding), and any temperature this small is greedy in effect.
+MIN_TEMPERATURE = 1e-5
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Decoding settings shared by all backends (each ignores what does not apply to it).
@@ -33,7 +39,8 @@ class GenerationConfig:
     Attributes:
         n: candidates per prompt, returned best first.
         max_new_tokens: AR: tokens to generate; diffusion: ignored (the code length is fixed).
-        temperature: AR sampling temperature; 0 = greedy (or beam search when num_beams > 1).
+        temperature: AR sampling temperature; 0 = greedy (or beam search when num_beams > 1). Finite;
+            values below :data:`MIN_TEMPERATURE` are stored as 0.
         top_k: AR: keep the k most likely tokens (0 = off).
         top_p: AR: nucleus sampling mass (1.0 = off).
         num_beams: AR beam search width (1 = off).
@@ -60,10 +67,16 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
             raise ValueError("n, max_new_tokens, num_beams and batch_size must be >= 1")
-        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("need temperature >= 0, top_k >= 0 and 0 < top_p <= 1")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:  # also refuses nan
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.steps is not None and self.steps < 1:
-            raise ValueError("steps must be >= 1")
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            object.__setattr__(self, "temperature", 0.0)  # frozen: set once, here
 
 
 @dataclass(frozen=True)
