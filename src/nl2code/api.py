@@ -111,6 +111,14 @@ class Generator(Protocol):
         ...
 
 
+def check_config(generator: Generator, cfg: GenerationConfig) -> None:
+    """Raise ValueError when ``generator`` cannot decode with ``cfg`` (e.g. diffusion ``steps`` above
+    the model's T), before any work; backends without a ``check`` method take every valid config."""
+    check = getattr(generator, "check", None)
+    if check is not None:
+        check(cfg)
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Load the resolved config, tokenizer and final weights of a run directory.
 

@@ -81,6 +81,14 @@ def test_unconditional_and_chunking_and_mode_restored():
         DiffusionSampler(model, rounding="argmax")
 
 
+def test_steps_above_t_are_refused_when_the_sampler_is_built():
+    model = tiny_model(num_timesteps=20)
+    for steps in (21, 100_000):
+        with pytest.raises(ValueError, match=r"steps must be in 1\.\.20 \(the model's diffusion T is 20\)"):
+            DiffusionSampler(model, num_steps=steps)
+    assert DiffusionSampler(model, num_steps=20).num_steps == 20
+
+
 def test_oracle_denoiser_yields_its_tokens_cut_at_the_terminator(monkeypatch):
     """With a denoiser that always predicts L(target), every mode returns the target up to eos."""
     model = tiny_model()

@@ -99,6 +99,13 @@ class DiffusionSampler:
         self.model = model
         self.scheduler = scheduler_for(model.cfg, eta=eta)
         self.num_steps = num_steps or model.cfg.num_timesteps
+        try:  # the scheduler's own rule (1 <= steps <= T), checked now rather than mid-request
+            self.scheduler.set_timesteps(self.num_steps)
+        except ValueError:
+            raise ValueError(
+                f"steps must be in 1..{model.cfg.num_timesteps} (the model's diffusion T is "
+                f"{model.cfg.num_timesteps}), got {self.num_steps}"
+            ) from None
         self.rounding = rounding
         self.stop_ids = {model.cfg.pad_id} | ({eos_id} if eos_id is not None else set())
         self.max_rows = max_rows
@@ -319,6 +326,11 @@ class DiffusionGenerator:
             eos_id=self.tok.eos_id,
             max_rows=max(cfg.batch_size, cfg.n),
         )
+
+    def check(self, cfg: Any) -> None:
+        """Raise ValueError, before any work, for settings this model cannot take (steps above T, a
+        rounding it lacks); see :func:`nl2code.api.check_config`."""
+        self.sampler(cfg)
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.run.device).manual_seed(seed)
