@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import threading
 import time
@@ -20,10 +21,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("serve") / "run"
     args = argparse.Namespace(
-        config=str(REPO / "configs" / "smoke" / "codegen.yaml"), run_dir=str(run_dir), resume=False,
+        config=str(REPO / "configs" / "smoke" / "codegen.yaml"),
+        run_dir=str(run_dir),
+        resume=False,
         print_config=False,
-        overrides=["train.max_steps=30", "train.progress='off'", "train.tensorboard=false", "train.eval_every=0",
-                   "train.sample_every=0", "data.options.max_functions=600"],
+        overrides=[
+            "train.max_steps=30",
+            "train.progress='off'",
+            "train.tensorboard=false",
+            "train.eval_every=0",
+            "train.sample_every=0",
+            "data.options.max_functions=600",
+        ],
     )
     assert run_train(args) == 0
     return run_dir
@@ -35,15 +44,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tiny_run: Path) -> Iterator[tuple[str, object]]:
-    """(base URL, app) of a server over the tiny run, up for the whole session."""
+@contextlib.contextmanager
+def serve_app(app: object) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread; yields its base URL."""
     import uvicorn
 
-    from nl2code.api import load_generator
-    from nl2code.serve import create_app
-
-    app = create_app(load_generator(tiny_run), model_name="tiny", max_wait_ms=20)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -53,6 +58,25 @@ def server(tiny_run: Path) -> Iterator[tuple[str, object]]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_run: Path) -> Iterator[tuple[str, object]]:
+    """(base URL, app) of a server over the tiny run, up for the whole session."""
+    from nl2code.api import load_generator
+    from nl2code.serve import create_app
+
+    app = create_app(load_generator(tiny_run), model_name="tiny", max_wait_ms=20)
+    with serve_app(app) as url:
+        yield url, app
+
+
+@pytest.fixture
+def serve() -> object:
+    """:func:`serve_app`, for tests that start a server over their own app."""
+    return serve_app

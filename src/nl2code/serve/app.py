@@ -1,12 +1,17 @@
 """The HTTP layer over one :class:`nl2code.api.Generator`: decode request -> batch -> encode response.
 
 Routes: ``POST /v1/completions`` (OpenAI-compatible), ``GET /v1/models``, ``GET /health`` and the
-playground page at ``GET /``. Every refusal is a 4xx with OpenAI's error shape and a message that
-names the field; the body size is capped before anything parses it (413).
+playground page at ``GET /``. Every error response, from a refused field to an unknown route or an
+unexpected failure, has OpenAI's error shape ``{"error": {"message", "type", "param", "code"}}``:
+refusals are 4xx with a message that names the field; the body is capped in size (413) and in the
+time it may take to arrive (408, connection closed) before anything parses it; a full queue is 429;
+a request whose client disconnects is withdrawn from the batcher.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +23,9 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nl2code.api import Generator
+from nl2code.api import GenerationConfig, Generator, check_config
 from nl2code.serve.batcher import Batcher
 from nl2code.serve.schema import CompletionRequest, Limits, RequestError, encode_response, error_body, to_job
 
@@ -27,22 +33,29 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 
 
 class BodyLimit:
-    """ASGI middleware: answer 413 to bodies over ``max_bytes`` (declared or streamed) unread by the app.
+    """ASGI middleware: read the whole body of POST/PUT/PATCH requests before the app sees it.
 
-    A declared ``Content-Length`` is checked up front; a chunked body is read up to the limit here
-    and replayed to the app, so the app never sees an oversized body.
+    A body over ``max_bytes`` (declared or streamed) is answered 413, unread by the app; a body that
+    has not fully arrived ``timeout_s`` after the request started is answered 408 (a half-sent body
+    would otherwise hold the connection open for good). Both close the connection, since the rest of
+    the body may still be on its way. A chunked body is read up to the limit here and replayed.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
-    async def _reject(self, send: Callable[[dict], Awaitable[None]]) -> None:
-        body = json.dumps(error_body(f"request body larger than {self.max_bytes} bytes")).encode()
+    @staticmethod
+    async def _reject(send: Callable[[dict], Awaitable[None]], status: int, message: str) -> None:
+        body = json.dumps(error_body(message)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -51,24 +64,30 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        too_big = f"request body larger than {self.max_bytes} bytes"
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_bytes
+                oversized = int(declared) > self.max_bytes
             except ValueError:
-                too_big = True  # an unreadable length is refused rather than trusted
-            if too_big:
-                await self._reject(send)
+                oversized = True  # an unreadable length is refused rather than trusted
+            if oversized:
+                await self._reject(send, 413, too_big)
                 return
+        deadline = time.monotonic() + self.timeout_s  # for the whole body: a trickle must not reset it
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+            except asyncio.TimeoutError:
+                await self._reject(send, 408, f"request body not received within {self.timeout_s:g} s")
+                return
             if message["type"] == "http.disconnect":
                 return
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._reject(send)
+                await self._reject(send, 413, too_big)
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -83,6 +102,42 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def _disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
+    """Return when the client goes away (the body was read already, so only a disconnect comes)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+    """Await ``work`` unless the client disconnects first: then cancel it and raise :class:`ClientGone`."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()  # the client left (or this handler was cancelled): withdraw the request
+    if task.done() and not task.cancelled():
+        return task.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task  # let the cancellation reach the batcher before answering
+    raise ClientGone
+
+
+def _parse_failure(exc: BaseException | None) -> str:
+    """Why FastAPI could not read a body (it reports only "There was an error parsing the body")."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"request body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "JSON body is nested too deeply"
+    return "cannot parse the request body as JSON"
 
 
 # Fields whose type is a union: pydantic reports every member's failure; say what is accepted instead.
@@ -140,6 +195,8 @@ def create_app(
     max_wait_ms: float = 10.0,
     seed: int = 0,
     diffusion_steps: int | None = None,
+    max_queue: int = 64,
+    body_timeout_s: float = 10.0,
 ) -> FastAPI:
     """The app serving ``generator`` (its worker starts with the app's lifespan).
 
@@ -150,10 +207,16 @@ def create_app(
         max_batch_prompts: most prompts answered by one model call.
         max_wait_ms: how long the worker waits for more requests to join a batch.
         seed: seeds the generator of per-batch sampling seeds for unseeded requests.
-        diffusion_steps: denoising steps of diffusion models (None = the training T).
+        diffusion_steps: denoising steps of diffusion models (None = the training T); a number the
+            model cannot take raises ValueError here, not on every request.
+        max_queue: most requests waiting for the model; more get 429.
+        body_timeout_s: how long a request body may take to arrive (then 408).
     """
     limits = limits or Limits()
-    batcher = Batcher(generator, np.random.default_rng(seed), max_batch_prompts, max_wait_ms)
+    check_config(generator, GenerationConfig(steps=diffusion_steps))
+    if body_timeout_s <= 0:
+        raise ValueError(f"body_timeout_s must be > 0, got {body_timeout_s}")
+    batcher = Batcher(generator, np.random.default_rng(seed), max_batch_prompts, max_wait_ms, max_queue)
     count_tokens = token_counter(generator)
     started = time.time()
     page = playground_html()
@@ -176,13 +239,34 @@ def create_app(
 
     @app.exception_handler(RequestError)
     async def on_refused(_: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse(error_body(str(exc), exc.param), status_code=exc.status)
+        headers = {"retry-after": "1"} if exc.status == 429 else None
+        return JSONResponse(
+            error_body(str(exc), exc.param, exc.kind, exc.code), status_code=exc.status, headers=headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            message = _parse_failure(exc.__cause__)
+        elif exc.status_code == 404:
+            message = f"no route {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return JSONResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_crash(_: Request, exc: Exception) -> JSONResponse:  # logged by the server, not sent
+        return JSONResponse(error_body("internal server error", None, "server_error"), status_code=500)
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest) -> JSONResponse:
+    async def completions(req: CompletionRequest, request: Request) -> JSONResponse:
         job = to_job(req, limits, diffusion_steps)
         try:
-            results = await batcher.submit(job)
+            results = await until_disconnect(request, batcher.submit(job))
+        except ClientGone:  # nobody reads this; 499 is nginx's "client closed request"
+            return JSONResponse(error_body("client closed the request"), status_code=499)
         except RequestError:
             raise
         except Exception as e:  # a failure inside the model: say so instead of dropping the connection
@@ -205,6 +289,7 @@ def create_app(
             "model": model_name,
             "kind": getattr(generator, "kind", None),
             "queued": batcher.queued(),
+            "max_queue": batcher.max_queue,
             "uptime_s": round(time.time() - started, 1),
             "limits": limits.__dict__,
             "stats": batcher.stats.as_dict(),
@@ -214,5 +299,5 @@ def create_app(
     async def playground() -> HTMLResponse:
         return HTMLResponse(page)
 
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=body_timeout_s)
     return app

@@ -35,11 +35,19 @@ class Limits:
 
 
 class RequestError(ValueError):
-    """A request the server refuses: ``status`` (4xx), the offending ``param`` and a message."""
+    """A request the server refuses: ``status`` (4xx), the offending ``param``, a message and optionally
+    OpenAI's ``type``/``code`` (default ``invalid_request_error``, no code)."""
 
-    def __init__(self, message: str, param: str | None = None, status: int = 422):
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: int = 422,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+    ):
         super().__init__(message)
-        self.param, self.status = param, status
+        self.param, self.status, self.kind, self.code = param, status, kind, code
 
 
 class CompletionRequest(BaseModel):
@@ -79,8 +87,28 @@ def _check_range(name: str, value: float, low: float, high: float, low_open: boo
         raise RequestError(f"{name} must be in {bracket}{low}, {high}], got {value}", name)
 
 
+def _check_text(req: CompletionRequest) -> None:
+    """Refuse lone UTF-16 surrogates (JSON's ``"\\ud800"``) in every string field: they are not text,
+    and the tokenizer cannot take them."""
+    for name in ("prompt", "suffix", "stop", "model", "user"):
+        value = getattr(req, name)
+        items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for i, text in enumerate(items):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                where = name if isinstance(value, str) else f"{name}[{i}]"
+                raise RequestError(
+                    f"{where}: contains a lone surrogate ({text[e.start]!r} at character {e.start}); "
+                    "strings must be valid Unicode",
+                    name,
+                    400,
+                ) from None
+
+
 def to_job(req: CompletionRequest, limits: Limits, diffusion_steps: int | None = None) -> Job:
     """Range-check a parsed request and turn it into a :class:`Job` (``diffusion_steps``: the server's)."""
+    _check_text(req)
     if req.stream:
         raise RequestError("stream=true is not supported; omit it or send false", "stream")
     if req.echo:
@@ -181,6 +209,8 @@ def encode_response(job: Job, results: list[list[Candidate]], model: str, count_
     }
 
 
-def error_body(message: str, param: str | None = None, kind: str = "invalid_request_error") -> dict[str, Any]:
-    """OpenAI's error shape."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+def error_body(
+    message: str, param: str | None = None, kind: str = "invalid_request_error", code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error shape: the body of every error response the server sends."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
