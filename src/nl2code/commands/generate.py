@@ -9,9 +9,12 @@ Prompts come from the arguments, from ``--prompts-file`` (one per line, or JSONL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +186,56 @@ def _generation_config(args: argparse.Namespace) -> Any:
         raise CLIError(str(e)) from None
 
 
+def check_settings(gen: Any, cfg: Any) -> None:
+    """One-line errors, before any generation, for settings the loaded model cannot take."""
+    from nl2code.api import GenerationConfig, check_config
+
+    if cfg.steps is not None:  # checked alone first, so its error can name the flag
+        try:
+            check_config(gen, GenerationConfig(steps=cfg.steps))
+        except ValueError as e:
+            raise CLIError(f"--steps {cfg.steps}: {e}") from None
+    try:
+        check_config(gen, cfg)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def check_out_path(path: str) -> None:
+    """Refuse an ``--out`` file that could not be written, before loading or generating anything."""
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"--out {path}: is a directory")
+    parent = p.parent
+    if not parent.is_dir():
+        raise CLIError(f"--out {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {path}: directory {parent} is not writable")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise CLIError(f"--out {path}: file is not writable")
+
+
+@contextlib.contextmanager
+def replace_when_done(path: str) -> Iterator[Any]:
+    """A text file that becomes ``path`` only when the block finishes: a failure leaves ``path`` as it was.
+
+    A device or pipe (``/dev/stdout``) is written directly; a symlink keeps pointing at the new file.
+    """
+    final = Path(path)
+    if final.exists() and not final.is_file():
+        with open(final, "w", encoding="utf-8") as f:
+            yield f
+        return
+    final = final.resolve()
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _generate(gen: Any, prompts: list[str], cfg: Any, prompt_format: str | None) -> list[list[Any]]:
     if prompt_format is None or getattr(gen, "kind", None) != "codegen":
         return gen.generate(prompts, cfg)
@@ -223,7 +276,7 @@ def _mtpb(args: argparse.Namespace, gen: Any, cfg: Any) -> int:
     except ValueError:
         raise CLIError(f"bad --test-cases {args.test_cases!r}") from None
     problems = load_source("mtpb", args.data).records[: args.limit]
-    with open(args.out, "w", encoding="utf-8") as f:
+    with replace_when_done(args.out) as f:
         for row in mtpb_samples(gen, problems, cfg, cases):
             f.write(json.dumps(row) + "\n")
     print(f"wrote {len(problems) * len(cases) * cfg.n} MTPB samples to {args.out}", file=sys.stderr)
@@ -236,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = _generation_config(args)
     if args.limit is not None and args.limit < 1:
         raise CLIError("--limit must be >= 1")
+    if args.out:
+        check_out_path(args.out)
     from nl2code.utils.device import resolve_device
 
     try:
@@ -243,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         gen = load_generator(args.run, resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
+    check_settings(gen, cfg)
     if args.benchmark == "mtpb":
         return _mtpb(args, gen, cfg)
     requests = _requests(args, gen)
@@ -256,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         for i, cands in zip(idx, _generate(gen, [requests[i][1] for i in idx], group_cfg, fmt), strict=True):
             results[i] = cands
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
+        with replace_when_done(args.out) as f:
             for (tid, prompt, _, _), cands in zip(requests, results, strict=True):
                 for rank, c in enumerate(cands):
                     row = {"task_id": tid, "prompt": prompt, "rank": rank, "completion": c.text, "score": c.score}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nl2code.cli import CLIError
-from nl2code.commands.generate import _generation_config, add_rounding, set_threads
+from nl2code.commands.generate import _generation_config, add_rounding, check_settings, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         gen = load_generator(args.run, resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
+    check_settings(gen, cfg)
     try:
         if args.mode != "auto":
             if getattr(gen, "kind", None) != "codegen":

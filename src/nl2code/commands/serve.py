@@ -22,6 +22,10 @@ example:
   curl -s localhost:8000/v1/completions -H 'content-type: application/json' \\
        -d '{"prompt": "Return the larger of two numbers.", "n": 3, "max_tokens": 64}'
 
+errors: every error response has OpenAI's shape {"error": {"message", "type", "param", "code"}}: 4xx
+for a bad request (naming the field), 408 for a body slower than --body-timeout, 413 for one over
+--max-body, 429 while --max-queue requests wait. A request whose client disconnects is dropped.
+
 The server binds 127.0.0.1 unless --host says otherwise; it runs generated text through no
 interpreter (it only returns it).
 """
@@ -67,6 +71,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="how long a request waits for others to join its batch (default 10)",
     )
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default 65536)")
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=64,
+        metavar="N",
+        help="most requests waiting for the model; more are refused with 429 (default 64)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a request body may take to arrive; slower ones get 408 (default 10)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling seeds of unseeded requests")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
     p.set_defaults(func=run_serve)
@@ -76,7 +94,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from nl2code.api import RunError, load_generator
+    from nl2code.api import GenerationConfig, RunError, load_generator
+    from nl2code.commands.generate import check_settings
     from nl2code.serve import Limits, create_app
     from nl2code.utils.device import resolve_device
 
@@ -84,6 +103,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"--port must be in [0, 65535], got {args.port}")
     if args.max_batch < 1 or args.batch_wait_ms < 0 or args.max_body < 1024:
         raise CLIError("need --max-batch >= 1, --batch-wait-ms >= 0 and --max-body >= 1024")
+    if args.max_queue < 1 or not args.body_timeout > 0:
+        raise CLIError(f"need --max-queue >= 1 and --body-timeout > 0, got {args.max_queue} and {args.body_timeout}")
     if args.threads < 0:
         raise CLIError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -94,6 +115,7 @@ def run_serve(args: argparse.Namespace) -> int:
         generator = load_generator(args.run, device=resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
+    check_settings(generator, GenerationConfig(steps=args.steps))  # not request by request, after binding
     name = args.model_name or Path(args.run).resolve().name
     app = create_app(
         generator,
@@ -103,6 +125,8 @@ def run_serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.batch_wait_ms,
         seed=args.seed,
         diffusion_steps=args.steps,
+        max_queue=args.max_queue,
+        body_timeout_s=args.body_timeout,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
