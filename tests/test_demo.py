@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import html
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -14,9 +16,26 @@ from pathlib import Path
 import pytest
 
 from nl2code import cli
-from nl2code.demo.pipeline import DemoError, DemoSettings, check_settings, model_unavailable
+from nl2code.demo.pipeline import (
+    DemoError,
+    DemoSettings,
+    Runner,
+    Step,
+    check_settings,
+    evaluations_to_redo,
+    model_unavailable,
+    sandbox_for_demo,
+)
 from nl2code.demo.scores import heldout_scores, humaneval_scores, outcome
-from nl2code.demo.steps import Context, _scale_train, demo_config, first_paragraph, humaneval_completion
+from nl2code.demo.steps import (
+    Context,
+    _scale_train,
+    demo_config,
+    evaluate,
+    first_paragraph,
+    humaneval_completion,
+    write_jsonl,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIGS = REPO / "configs" / "demo"
@@ -131,6 +150,79 @@ def test_children_train_side_by_side_and_failures_are_reported(tmp_path):
     bad.write_text("model: {kind: codegen, d_model: -1}\nobjective: {kind: causal_lm}\n")
     with pytest.raises(DemoError, match=r"train broken failed \(exit 2\)(.|\n)*d_model"):
         run_children([job("broken", bad), job("one", good)], "train", print, poll_s=0.2)
+
+
+# -- without the required isolation, HumanEval is not executed, loudly ----------------------------
+
+
+@pytest.fixture
+def no_bwrap(monkeypatch):
+    from nl2code.eval import sandbox
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else which(name, *a, **k))
+    sandbox._reset_probes()
+    yield
+    sandbox._reset_probes()
+
+
+def test_demo_sandbox_without_bwrap_is_a_loud_skip_or_a_refusal(no_bwrap):
+    from nl2code.eval import sandbox
+
+    said: list[str] = []
+    label, why = sandbox_for_demo(None, said.append)
+    assert label is None and "bubblewrap is not installed (apt-get install bubblewrap)" in why
+    assert said == [f"note: HumanEval pass@k will not run: {why}"]
+    with pytest.raises(DemoError, match="isolation bwrap is not available here: bubblewrap is not installed"):
+        sandbox_for_demo("bwrap", said.append)  # a named level that is missing is an error
+    weaker = [lv for lv in sandbox.available_levels() if lv != "bwrap"]
+    if weaker:  # the explicit opt-in runs HumanEval, announced as weaker
+        label, why = sandbox_for_demo(weaker[0], said.append)
+        assert label == sandbox.require(weaker[0]) and not why
+        assert said[-1].startswith(f"warning: isolation {label}")
+
+
+def _scored_run(tmp_path: Path, marker: Path) -> Context:
+    """A run directory with held-out and HumanEval samples (one writing ``marker`` when executed)."""
+    out = tmp_path / "demo"
+    ref = {"task_id": "m/f", "nl": "Add one.", "code": "def f(x):\n    return x + 1\n"}
+    write_jsonl(out / "corpus" / "heldout.jsonl", [ref])
+    write_jsonl(
+        out / "samples" / "codegen" / "heldout.jsonl",
+        [{"task_id": "m/f", "rank": j, "completion": ref["code"], "score": 0.0} for j in range(3)],
+    )
+    evil = f"\n    open({str(marker)!r}, 'w').write('ran')\n"
+    write_jsonl(
+        out / "samples" / "codegen" / "humaneval.jsonl",
+        [{"task_id": "HumanEval/0", "rank": j, "completion": evil, "score": 0.0} for j in range(3)],
+    )
+    return Context(out, DemoSettings.quick(), DEMO_CONFIGS, print)
+
+
+def test_evaluate_without_isolation_skips_humaneval_and_the_report_says_so(tmp_path):
+    from nl2code.demo.report import collect, summary_table, write_report
+
+    marker = tmp_path / "ran.txt"
+    ctx = _scored_run(tmp_path, marker)
+    why = "refusing to run generated code: it needs isolation bwrap+uid, but bubblewrap is not installed"
+    ctx = dataclasses.replace(ctx, humaneval_skip=why)
+    info = evaluate(ctx, "codegen")
+    assert info["humaneval_skipped"] == why and info["heldout_problems"] == 1
+    assert not marker.exists() and not (ctx.out / "eval" / "codegen" / "humaneval").exists()
+    metrics = json.loads((ctx.out / "eval" / "codegen" / "metrics.json").read_text())
+    assert metrics["humaneval"]["skipped"] == why and metrics["heldout"]["at_k"]["exact_match"][0] == 1.0
+    data = collect(ctx.out, ["codegen"], {}, ctx.settings)
+    table = summary_table(data)
+    assert f"HumanEval pass@k not run: {why}" in table
+    page = write_report(ctx.out / "report", data).read_text(encoding="utf-8")
+    assert "HumanEval pass@k not run:</b> " + html.escape(why) in page
+    # the step is redone once HumanEval may run
+    runner = Runner(ctx.out, print)
+    runner.marker("evaluate:codegen").write_text(json.dumps({"seconds": 1.0, **info}))
+    steps = [Step("evaluate:codegen", "evaluate", dict), Step("report", "report", dict)]
+    assert evaluations_to_redo(runner, steps) == ["evaluate:codegen"]
+    runner.marker("evaluate:codegen").write_text(json.dumps({"seconds": 1.0, "humaneval_problems": 1}))
+    assert evaluations_to_redo(runner, steps) == []
 
 
 # -- runs -----------------------------------------------------------------------------------------

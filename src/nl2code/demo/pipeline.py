@@ -202,11 +202,19 @@ def model_unavailable(name: str, config_dir: Path) -> str | None:
 
 
 def run_demo(
-    out: Path, settings: DemoSettings, config_dir: Path | None = None, say: Callable[[str], None] = print, jobs: int = 2
+    out: Path,
+    settings: DemoSettings,
+    config_dir: Path | None = None,
+    say: Callable[[str], None] = print,
+    jobs: int = 2,
+    isolation: str | None = None,
 ) -> Path:
     """Run (or resume) every step of the demo in ``out``; returns the report's path.
 
     ``jobs``: models trained at the same time, each in its own single-threaded process.
+    ``isolation``: a sandbox level to run the HumanEval programs under although it is weaker than
+    required (an explicit opt-in). Without it and without the required level (bubblewrap), HumanEval
+    is not executed: the demo says so at the start and in the report, and scores the rest.
     """
     import torch
 
@@ -215,19 +223,50 @@ def run_demo(
     # threads that wait on each other make generation several times slower than one.
     torch.set_num_threads(1)
     try:
-        return _run(out, settings, config_dir, say, jobs)
+        return _run(out, settings, config_dir, say, jobs, isolation)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callable[[str], None], jobs: int) -> Path:
+def sandbox_for_demo(isolation: str | None, say: Callable[[str], None]) -> tuple[str | None, str]:
+    """(isolation label, "") when HumanEval programs may run, else (None, why not). A level named
+    explicitly but not available here is an error; the required level missing is a loud note."""
+    from nl2code.eval import sandbox
+
+    try:
+        label = sandbox.require(isolation)
+    except sandbox.IsolationError as e:
+        if isolation is not None:
+            raise DemoError(str(e)) from None
+        say(f"note: HumanEval pass@k will not run: {e}")
+        return None, str(e)
+    say(sandbox.describe(label))
+    return label, ""
+
+
+def evaluations_to_redo(runner: Runner, steps: list[Step]) -> list[str]:
+    """Evaluate steps that finished without running HumanEval (no required isolation then): they run
+    again once HumanEval's programs may run."""
+    evaluations = [s.name for s in steps if s.name.startswith("evaluate:")]
+    return [name for name in evaluations if (runner.done(name) or {}).get("humaneval_skipped")]
+
+
+def _run(
+    out: Path,
+    settings: DemoSettings,
+    config_dir: Path | None,
+    say: Callable[[str], None],
+    jobs: int,
+    isolation: str | None = None,
+) -> Path:
     from nl2code.demo import steps as S
 
     config_dir = config_dir or default_config_dir()
     if not config_dir.is_dir():
         raise DemoError(f"{config_dir}: no demo configs here (run from a source checkout or pass --configs)")
+    label, skip = sandbox_for_demo(isolation, say)
     check_settings(out, settings)
-    ctx = S.Context(out, settings, config_dir, say)
+    ctx = S.Context(out, settings, config_dir, say, label, skip)
     models, skipped = [], {}
     for name in settings.models:
         reason = model_unavailable(name, config_dir)
@@ -269,5 +308,6 @@ def _run(out: Path, settings: DemoSettings, config_dir: Path | None, say: Callab
             )
         )
     steps.append(Step("report", "write the report", lambda: S.report(ctx, models, skipped)))
-    Runner(out, say).run(steps, always=("report",))
+    runner = Runner(out, say)
+    runner.run(steps, always=("report", *([] if skip else evaluations_to_redo(runner, steps))))
     return out / "report" / "index.html"

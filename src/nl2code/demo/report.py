@@ -136,11 +136,18 @@ def summary_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def humaneval_not_run(data: dict[str, Any]) -> str:
+    """Why HumanEval's programs were not executed (the sandbox lacked the required isolation), or ""."""
+    return next((m["humaneval"]["skipped"] for m in _scored(data).values() if m["humaneval"].get("skipped")), "")
+
+
 def summary_table(data: dict[str, Any]) -> str:
     """The summary as a markdown table (what ``nl2code demo`` prints at the end)."""
     header, rows = summary_rows(data)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if humaneval_not_run(data):
+        lines.append(f"\nHumanEval pass@k not run: {humaneval_not_run(data)}")
     for name, why in data["skipped"].items():
         lines.append(f"\n(skipped {name}: {why})")
     h = data["heldout"]
@@ -223,7 +230,7 @@ def plot_metrics(data: dict[str, Any], path: Path) -> None:
         xs = [j + i * width for j in range(len(BAR_METRICS))]
         ys = [f(m) for _, f in BAR_METRICS]
         bars = ax.bar(xs, ys, width, label=name)
-        ax.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=7, padding=2)
+        ax.bar_label(bars, labels=["not run" if math.isnan(y) else f"{y:.2f}" for y in ys], fontsize=7, padding=2)
     ax.set_xticks([j + width * (len(scored) - 1) / 2 for j in range(len(BAR_METRICS))])
     ax.set_xticklabels([label for label, _ in BAR_METRICS], fontsize=9)
     ax.set_ylim(0, 1.05)
@@ -297,7 +304,8 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;pad
 td:first-child,th:first-child{text-align:left}th{background:#f3f4f6}img{max-width:100%}
 figure{margin:8px 0 20px}figcaption{color:#6b7280;font-size:12px}pre{background:#f8f8f8;padding:8px;overflow:auto;
 font-size:12px;margin:0}.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:10px}
-.ex{border-top:1px solid #eee;padding-top:6px}h4{margin:4px 0;font-size:12px;color:#374151}.note{color:#6b7280}"""
+.ex{border-top:1px solid #eee;padding-top:6px}h4{margin:4px 0;font-size:12px;color:#374151}.note{color:#6b7280}
+.warn{background:#fef3c7;border:1px solid #f59e0b;padding:6px 10px}"""
 
 
 def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
@@ -331,16 +339,19 @@ def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
                 str(h["codebleu_dataflow_floor"]),
                 _fmt(div.get("edit_distance")),
                 _fmt(div.get("embedding_similarity")),
-                f"{he['solved']}/{he['problems']}",
-                ", ".join(f"{k} {v}" for k, v in he["outcomes"].items()),
+                "–" if he.get("skipped") else f"{he['solved']}/{he['problems']}",
+                ", ".join(f"{k} {v}" for k, v in he["outcomes"].items()) or "not run",
                 str(he.get("isolation", "")),
             ]
         )
     skipped = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in data["skipped"].items())
+    why_not = humaneval_not_run(data)
+    notice = f'<p class="warn"><b>HumanEval pass@k not run:</b> {html.escape(why_not)}</p>' if why_not else ""
     body = f"""<h1>nl2code demo report</h1>
 <p class="note">{html.escape(data["created"])} · {html.escape(data["machine"])} · run directory
 <code>{html.escape(data["out"])}</code></p>
 <h2>Summary</h2>{_table(header, rows)}
+{notice}
 {f"<p><b>Skipped models</b></p><ul>{skipped}</ul>" if skipped else ""}
 <p class="note">Held-out: {len(data["heldout"])} documented functions from standard-library modules the models never
 trained on (split by module), at most {s["heldout_max_lines"]} code lines; prompt = the docstring's first

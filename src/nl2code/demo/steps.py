@@ -23,6 +23,8 @@ class Context:
     settings: DemoSettings
     config_dir: Path
     say: Callable[[str], None]
+    isolation: str | None = None  # the sandbox label HumanEval programs run under (sandbox.require)
+    humaneval_skip: str = ""  # why HumanEval is not executed (the required isolation is missing), or ""
 
     def corpus_options(self) -> dict[str, Any]:
         s = self.settings
@@ -333,20 +335,42 @@ def evaluate(ctx: Context, name: str) -> dict[str, Any]:
     scores = heldout_scores(refs, samples, s.n)
 
     he_dir = ctx.out / "eval" / name / "humaneval"
-    ectx = EvalContext(
-        ks=list(s.ks), workers=os.cpu_count() or 1, timeout_floor=s.timeout_floor, progress=sys.stderr.isatty()
-    )
-    summary = run_eval("humaneval", ctx.out / "samples" / name / "humaneval.jsonl", he_dir, None, ectx)
-    he = humaneval_scores(read_jsonl(he_dir / "results.jsonl"), s.n)
-    he["isolation"] = summary["isolation"]
+    if ctx.humaneval_skip:  # generated code never runs under weaker isolation than required unasked
+        he = skipped_humaneval(ctx.humaneval_skip, s.n)
+    else:
+        ectx = EvalContext(
+            ks=list(s.ks),
+            workers=os.cpu_count() or 1,
+            timeout_floor=s.timeout_floor,
+            progress=sys.stderr.isatty(),
+            isolation=ctx.isolation,
+        )
+        summary = run_eval("humaneval", ctx.out / "samples" / name / "humaneval.jsonl", he_dir, None, ectx)
+        he = humaneval_scores(read_jsonl(he_dir / "results.jsonl"), s.n)
+        he["isolation"] = summary["isolation"]
     metrics = {"heldout": scores, "humaneval": he}
     write_json(ctx.out / "eval" / name / "metrics.json", metrics)
+    pass1 = "not run" if ctx.humaneval_skip else f"{he['at_k']['pass'][0]:.3f}"
     ctx.say(
         f"      {name}: syntax@1 {scores['at_k']['syntax_valid'][0]:.2f}, "
         f"exact@1 {scores['at_k']['exact_match'][0]:.2f}, BLEU {scores['bleu']:.1f}, "
-        f"CodeBLEU {scores['codebleu']:.3f}, HumanEval pass@1 {he['at_k']['pass'][0]:.3f}"
+        f"CodeBLEU {scores['codebleu']:.3f}, HumanEval pass@1 {pass1}"
     )
-    return {"heldout_problems": len(refs), "humaneval_problems": he["problems"]}
+    info = {"heldout_problems": len(refs), "humaneval_problems": he["problems"]}
+    return info | ({"humaneval_skipped": ctx.humaneval_skip} if ctx.humaneval_skip else {})
+
+
+def skipped_humaneval(reason: str, n: int) -> dict[str, Any]:
+    """The HumanEval entry of metrics.json when its programs were not executed (pass@k = NaN)."""
+    return {
+        "skipped": reason,
+        "problems": 0,
+        "samples": 0,
+        "solved": 0,
+        "at_k": {"pass": [float("nan")] * n},
+        "outcomes": {},
+        "isolation": "not run",
+    }
 
 
 # -- report ---------------------------------------------------------------------------------------
