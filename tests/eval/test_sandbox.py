@@ -114,10 +114,13 @@ def test_run_many_keeps_job_order_in_parallel():
 
 @pytest.mark.parametrize("level", sandbox.available_levels())
 def test_every_available_level_runs_and_is_recorded(level):
-    r = sandbox.run("import os\nprint(1 + 1, os.getuid())", limits=QUICK, isolation=level)
+    caps = "[ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('CapEff')][0]"
+    r = sandbox.run(f"import os\nprint(1 + 1, os.getuid(), {caps})", limits=QUICK, isolation=level)
     assert r.ok, r.stderr
-    total, uid = map(int, r.stdout.split())
-    assert total == 2 and r.isolation == sandbox.require(level) and r.isolation.split("+")[0] == level
+    total, uid, cap_eff = r.stdout.split()
+    assert total == "2" and r.isolation == sandbox.require(level) and r.isolation.split("+")[0] == level
+    assert int(cap_eff, 16) == 0  # no capabilities on any level
+    uid = int(uid)
     if os.geteuid() == 0 and level != "bwrap":
         assert r.isolation.endswith("+uid") and uid != 0  # outside bwrap, root is never kept
 

@@ -156,11 +156,15 @@ def _python_roots() -> list[str]:
     return out
 
 
-def _bwrap_argv(prog_dir: str, limits: Limits) -> list[str]:
+def _bwrap_argv(prog_dir: str, limits: Limits, keep_caps: bool = True) -> list[str]:
+    """bubblewrap's part of the command. Run as root, bwrap keeps root's capabilities: setpriv needs
+    them to drop the uid (``keep_caps``); without that drop they are dropped here."""
     argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session"]  # fmt: skip
     if not _is_root():
         argv.append("--unshare-user")  # unprivileged path: a user namespace is required
+    elif not keep_caps:
+        argv += ["--cap-drop", "ALL"]
     # Mounts apply in order: the private /tmp first so later binds under it stay visible.
     argv += ["--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp"]
     argv += ["--ro-bind", "/usr", "/usr"]
@@ -620,7 +624,7 @@ def _command(
         cmd = _setpriv_argv(uid) + cmd
     env = dict(_ENV)
     if level == "bwrap":
-        cmd = _bwrap_argv(prog_dir, limits) + cmd
+        cmd = _bwrap_argv(prog_dir, limits, keep_caps=uid is not None) + cmd
     else:
         if level == "unshare-net":
             cmd = _unshare_argv(f"{prog_dir}/.reach" if uid is not None else None) + cmd
