@@ -119,6 +119,12 @@ def test_root_without_setpriv_gets_no_uid_drop_and_is_refused(no_setpriv):
     if sandbox.available_levels():
         assert sandbox.require("bwrap") == "bwrap"
         assert "runs as root" in sandbox.lacks("bwrap")
+        # root inside bwrap without the uid drop keeps no capabilities
+        caps = "[ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('CapEff')][0]"
+        r = sandbox.run(f"import os\nprint(os.getuid(), {caps})", limits=QUICK, isolation="bwrap")
+        assert r.ok and r.isolation == "bwrap", r.stderr
+        uid, cap_eff = r.stdout.split()
+        assert uid == "0" and int(cap_eff, 16) == 0
 
 
 # -- the CLI refuses before any work; the opt-in runs and is recorded ------------------------------
@@ -151,6 +157,20 @@ def test_cli_refuses_in_one_line_before_reading_anything(no_bwrap, tmp_path, cap
     missing = [lv for lv in sandbox.LEVELS if lv not in sandbox.available_levels()]
     assert cli.main(["eval", "humaneval", "--samples", str(samples), "--out", str(out), "--isolation", missing[0]]) == 2
     assert f"isolation {missing[0]} is not available here" in capsys.readouterr().err
+    assert not marker.exists() and not out.exists()
+
+
+def test_the_sandbox_refuses_even_when_the_cli_does_not(no_bwrap, monkeypatch, tmp_path, capsys, humaneval_0):
+    """Defence in depth: a task that wrongly claims to execute no code still cannot run it weaker."""
+    from nl2code.eval.tasks.humaneval import HumanEvalTask
+
+    monkeypatch.setattr(HumanEvalTask, "executes_code", False, raising=False)
+    marker, out = tmp_path / "pwned.txt", tmp_path / "out"
+    samples = samples_writing(tmp_path, humaneval_0, marker)
+    argv = ["eval", "humaneval", "--samples", str(samples), "--out", str(out), "--no-progress", "--workers", "1"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bubblewrap is not installed" in err, err
     assert not marker.exists() and not out.exists()
 
 

@@ -41,6 +41,7 @@ def isolation_for(task_name: str, opt_in: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from nl2code.data.sources import SourceError
     from nl2code.eval.harness import run_eval
+    from nl2code.eval.sandbox import IsolationError
     from nl2code.eval.tasks import EvalContext
 
     if args.workers is not None and args.workers < 1:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         summary = run_eval(args.task, args.samples, args.out, args.data, ctx)
-    except SourceError as e:
+    except (SourceError, IsolationError) as e:  # IsolationError: the sandbox's own refusal, in depth
         raise CLIError(str(e)) from None
     print(
         json.dumps(
