@@ -174,19 +174,20 @@ def test_the_sandbox_refuses_even_when_the_cli_does_not(no_bwrap, monkeypatch, t
     assert not marker.exists() and not out.exists()
 
 
-def _hide_bwrap_argv() -> list[str]:
-    """argv prefix running a command in a private mount namespace where bwrap is /dev/null, or skip."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
+def _hiding(name: str) -> list[str]:
+    """argv prefix running a command in a private mount namespace where binary ``name`` is
+    /dev/null (as on a machine without it), or skip."""
+    path = shutil.which(name)
+    if path is None:
         return []  # nothing to hide
     ns = ["unshare", "--mount"] if ROOT else ["unshare", "--user", "--map-current-user", "--mount"]
-    hide = [*ns, "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', os.path.realpath(bwrap)]
+    hide = [*ns, "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', os.path.realpath(path)]
     try:
-        ok = subprocess.run([*hide, "sh", "-c", "! command -v bwrap"], capture_output=True, timeout=30).returncode
+        ok = subprocess.run([*hide, "sh", "-c", f"! command -v {name}"], capture_output=True, timeout=30).returncode
     except (OSError, subprocess.SubprocessError):
         ok = 1
     if ok != 0:
-        pytest.skip("cannot hide bubblewrap here (unshare --mount and a bind mount are not permitted)")
+        pytest.skip(f"cannot hide {name} here (unshare --mount and a bind mount are not permitted)")
     return hide
 
 
@@ -194,7 +195,7 @@ def test_acceptance_machine_without_bwrap(tmp_path, humaneval_0):
     """The issue's acceptance test, end to end: ``nl2code eval`` in a mount namespace where bwrap is
     hidden refuses in one line naming bubblewrap, and the completion that writes outside never runs;
     the explicit opt-in runs it and records the level."""
-    hide = _hide_bwrap_argv()
+    hide = _hiding("bwrap")
     marker, out = tmp_path / "pwned.txt", tmp_path / "out"
     samples = samples_writing(tmp_path, humaneval_0, marker)
     argv = [*hide, sys.executable, "-m", "nl2code", "eval", "humaneval", "--samples", str(samples), "--out", str(out)]
@@ -242,6 +243,7 @@ programs = {
     "bash_daemon": ("bash", f"setsid env -i bash -c 'exec -a {marker} sleep 60' </dev/null >/dev/null 2>&1 &\\n"
                             "sleep 0.3\\n"),
 }
+print("label", sandbox.require(level), flush=True)
 for name, (lang, program) in programs.items():
     if lang == "python":
         program = guard + program
@@ -251,13 +253,26 @@ print("harness alive", flush=True)
 """
 
 
-@pytest.mark.parametrize("level", sandbox.available_levels())
-def test_no_level_lets_a_program_kill_or_outlive_the_harness(level):
+def _outlive_check(argv_prefix: list[str], level: str, label: str) -> None:
     marker = f"nl2code-outlive-{uuid.uuid4().hex}"
-    r = subprocess.run([sys.executable, "-c", HARNESS, level, marker], capture_output=True, text=True, timeout=120)
+    argv = [*argv_prefix, sys.executable, "-c", HARNESS, level, marker]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     left = leftover_processes(marker)
     for line in left:  # clean up before failing
         subprocess.run(["kill", "-9", line.split()[0]], check=False)
     assert r.returncode == 0 and r.stdout.endswith("harness alive\n"), (r.returncode, r.stdout, r.stderr[-2000:])
     assert "unsafe" not in r.stdout, r.stdout
+    assert r.stdout.startswith(f"label {label}\n"), r.stdout
     assert not left, f"outlived the run at {level}: {left}"
+
+
+@pytest.mark.parametrize("level", sandbox.available_levels())
+def test_no_level_lets_a_program_kill_or_outlive_the_harness(level):
+    _outlive_check([], level, sandbox.require(level))
+
+
+@pytest.mark.skipif(not ROOT, reason="the uid drop (setpriv) only applies when the harness runs as root")
+def test_root_in_bwrap_without_setpriv_cannot_kill_or_outlive_the_harness():
+    if "bwrap" not in sandbox.available_levels():
+        pytest.skip(f"bubblewrap is not offered here: {sandbox._probes()['bwrap'].why}")
+    _outlive_check(_hiding("setpriv"), "bwrap", "bwrap")  # the opt-in level "bwrap" as plain root
