@@ -27,7 +27,7 @@ def _nl2code_serve(source, filename, mode):
     os.dup2(2, 1)  # the program's prints go to stderr
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False, buffering=1)  # noqa: SIM115
     kept, ids = [], {}
 
     def keep(obj):
@@ -43,6 +43,11 @@ def _nl2code_serve(source, filename, mode):
         return kept[n]
 
     def send(msg):
+        for stream in (sys.stdout, sys.stderr):  # the judge may end the run after this answer
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110
+                pass
         try:
             line = encode(msg, keep)
         except Exception as e:  # noqa: BLE001

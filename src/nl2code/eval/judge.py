@@ -7,24 +7,28 @@ or read the success marker from its own file. Here the two never share a process
 
 - the **candidate** runs in the sandbox (``sandbox.prepared``) under ``candidate_server``, which
   executes its program and then answers requests on stdin/stdout;
-- the **judge** runs the benchmark's own tests in a second, unsandboxed but code-free process
-  (``judge_process``: it executes only the dataset's test code), in which the candidate's names are
-  proxies; every call crosses the channel as plain literal values (``wire``).
+- the **judge** runs the benchmark's own tests in a second process outside the sandbox (a fork of
+  a zygote, ``judge_process``; it executes only the dataset's trusted test code), in which the
+  candidate's names are proxies; every call crosses the channel as plain literal values (``wire``).
 
 The verdict is the judge's alone. ``run_judged`` drives one pair; ``run_many_judged`` many on threads.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
 import os
+import select
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,8 +58,55 @@ def candidate_program(source: str, mode: str = "serve", filename: str = "/sandbo
     )
 
 
-def judge_program() -> str:
-    return _source("wire.py") + "\n" + _source("judge_process.py") + "\n_nl2code_judge()\n"
+def zygote_program() -> str:
+    return _source("wire.py") + "\n" + _source("judge_process.py") + "\n_nl2code_zygote(int(sys.argv[1]))\n"
+
+
+class _Zygote:
+    """The judge's forking parent, one per harness process, started on first use and restarted if it
+    died. It ends by itself when this process closes the socket (at exit, or killed)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.owner = -1
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            program = "import sys\n" + zygote_program()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", program, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), start_new_session=True, env=_JUDGE_ENV,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        self.sock, self.owner = ours, os.getpid()
+
+    def submit(self, fds: list[int]) -> None:
+        """Hand one job's descriptors to a new judge (raises OSError if no zygote can take it)."""
+        with self.lock:
+            for attempt in range(2):
+                if self.owner != os.getpid() or self.proc is None or self.proc.poll() is not None:
+                    self._start()
+                try:
+                    socket.send_fds(self.sock, [b"j"], fds)
+                    return
+                except OSError:
+                    self.proc = None
+                    if attempt:
+                        raise
+
+    def close(self) -> None:
+        if self.sock is not None and self.owner == os.getpid():
+            self.sock.close()
+            self.sock = None
+
+
+_ZYGOTE = _Zygote()
+atexit.register(_ZYGOTE.close)
 
 
 @dataclass
@@ -103,84 +154,92 @@ def _drain(sel: selectors.BaseSelector, bufs: dict[int, bytearray], cap: int, ti
 
 
 def run_judged(job: JudgeJob, isolation: str | None = None) -> Judged:
-    """Run the candidate in the sandbox and the tests in the judge; the judge's verdict decides."""
+    """Run the candidate in the sandbox and the tests in a judge; the judge's verdict decides."""
     limits = job.limits
     spec = {"setup": job.setup, "test": job.test, "call": job.call, "entry_point": job.entry_point}
-    spec["names"] = list(job.names)
-    spec["timeout"] = limits.timeout
+    spec |= {"names": list(job.names), "timeout": limits.timeout}
     program = candidate_program(job.candidate)
     start = time.monotonic()
     with sandbox.prepared(program, "python", limits, isolation) as (cmd, env, cwd, label):
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        cand = judge = None
+        fds = dict(zip(("req_r", "req_w", "resp_r", "resp_w", "job_r", "job_w", "out_r", "out_w"), _pipes(4)))
+        cand = None
         try:
             cand = subprocess.Popen(
-                cmd, stdin=req_r, stdout=resp_w, stderr=subprocess.PIPE, cwd=cwd, env=env,
+                cmd, stdin=fds["req_r"], stdout=fds["resp_w"], stderr=subprocess.PIPE, cwd=cwd, env=env,
                 start_new_session=True, close_fds=True,
                 preexec_fn=None if shutil.which("prlimit") else functools.partial(sandbox._set_rlimits, limits),
             )  # fmt: skip
-            judge = subprocess.Popen(
-                [sys.executable, "-I", "-c", judge_program(), str(req_w), str(resp_r)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_JUDGE_ENV,
-                pass_fds=(req_w, resp_r), start_new_session=True,
-            )  # fmt: skip
+            _ZYGOTE.submit([fds["job_r"], fds["req_w"], fds["resp_r"], fds["out_w"]])
         except OSError as e:
-            for p in (cand, judge):
-                if p is not None:
-                    _kill(p)
+            if cand is not None:
+                _kill(cand)
             return Judged(False, "sandbox_error", f"could not start: {e}", 0.0, label)
         finally:
-            for fd in (req_r, req_w, resp_r, resp_w):
-                os.close(fd)
-        return _supervise(cand, judge, spec, limits, label, start)
+            for name in ("req_r", "req_w", "resp_r", "resp_w", "job_r", "out_w"):
+                os.close(fds[name])
+        try:
+            _send(fds["job_w"], json.dumps(spec).encode(), start + limits.timeout)
+        finally:
+            os.close(fds["job_w"])
+        try:
+            return _supervise(cand, fds["out_r"], limits, label, start)
+        finally:
+            os.close(fds["out_r"])
 
 
-def _supervise(
-    cand: subprocess.Popen, judge: subprocess.Popen, spec: dict, limits: sandbox.Limits, label: str, start: float
-) -> Judged:
-    try:
-        judge.stdin.write(json.dumps(spec).encode())
-        judge.stdin.close()
-    except OSError:
-        pass  # the judge died at once: its missing verdict says so below
-    fds = {"cerr": cand.stderr.fileno(), "jout": judge.stdout.fileno(), "jerr": judge.stderr.fileno()}
-    bufs = {fd: bytearray() for fd in fds.values()}
+def _pipes(n: int) -> list[int]:
+    return [fd for _ in range(n) for fd in os.pipe()]
+
+
+def _send(fd: int, data: bytes, deadline: float) -> None:
+    """Write ``data`` to a pipe the judge reads, giving up at ``deadline`` (the judge then times out)."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    while view:
+        if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+            return
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
+        except OSError:
+            return  # the judge is gone; its missing verdict says so
+
+
+def _supervise(cand: subprocess.Popen, verdict_fd: int, limits: sandbox.Limits, label: str, start: float) -> Judged:
+    cerr_fd = cand.stderr.fileno()
+    bufs = {cerr_fd: bytearray(), verdict_fd: bytearray()}
     sel = selectors.DefaultSelector()
-    for fd in fds.values():
-        sel.register(fd, selectors.EVENT_READ)
+    sel.register(cerr_fd, selectors.EVENT_READ)
+    sel.register(verdict_fd, selectors.EVENT_READ)
     deadline = start + limits.timeout + GRACE
-    overflow = timed_out = False
+    overflow = False
     try:
-        while True:
-            if time.monotonic() >= deadline:
-                timed_out = True
+        while any(k.fd == verdict_fd for k in sel.get_map().values()):
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            if judge.poll() is not None and not any(k.fd in (fds["jout"], fds["jerr"]) for k in sel.get_map().values()):
-                break
-            if not _drain(sel, bufs, limits.output_bytes, min(0.05, max(0.0, deadline - time.monotonic()))):
+            if not _drain(sel, bufs, limits.output_bytes, min(0.05, left)):
                 overflow = True
                 break
-        # The judge closed the request channel: a well-behaved server exits now; give it a moment.
-        end = time.monotonic() + 0.2
-        while cand.poll() is None and time.monotonic() < end and not overflow:
-            if not _drain(sel, bufs, limits.output_bytes, 0.01):
-                overflow = True
+        if not overflow and sel.get_map():  # what the candidate printed before its last answer
+            overflow = not _drain(sel, bufs, limits.output_bytes, 0)
     finally:
         sel.close()
+        if b"candidate_exit" in bufs[verdict_fd]:  # let it finish dying, to say how it died
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                cand.wait(0.5)
         cand_rc = cand.poll()
         _kill(cand)
-        _kill(judge)
     seconds = time.monotonic() - start
-    cerr = bytes(bufs[fds["cerr"]][: limits.output_bytes]).decode("utf-8", "replace")
-    verdict = _verdict(bytes(bufs[fds["jout"]]))
+    cerr = bytes(bufs[cerr_fd][: limits.output_bytes]).decode("utf-8", "replace")
+    verdict = _verdict(bytes(bufs[verdict_fd]))
     if overflow:
         return Judged(False, "output_limit", f"output exceeded {limits.output_bytes} bytes", seconds, label, cerr)
     if verdict is None:
-        jerr = bytes(bufs[fds["jerr"]]).decode("utf-8", "replace").strip().splitlines()
-        if timed_out:
+        if time.monotonic() >= deadline:
             return Judged(False, "timeout", f"wall-clock timeout after {limits.timeout:g}s", seconds, label, cerr)
-        return Judged(False, "sandbox_error", f"judge failed: {jerr[-1] if jerr else 'no verdict'}", seconds, label)
+        return Judged(False, "sandbox_error", "the judge ended without a verdict", seconds, label, cerr)
     if verdict["passed"]:
         return Judged(True, "ok", "passed", seconds, label, cerr)
     status, reason = verdict["status"], verdict["reason"]

@@ -6,8 +6,11 @@ the channel; the answers are plain values (``nl2code.eval.wire``). So a candidat
 patch or read the tests, redefine a builtin they use, or hand back an object that lies about
 equality: the judge's interpreter, builtins and comparisons are its own.
 
-Run as ``python -I -c <wire + this source> REQ_FD RESP_FD``; the job (JSON) comes on stdin, the
-verdict (one JSON line) goes to stdout. Not imported by nl2code: ``judge.judge_program`` reads it.
+A judge is a fork of one long-lived zygote per harness process (``python -I -c <wire + this
+source> SOCK_FD``, started by ``judge._Zygote``), so a check costs a fork, not an interpreter start.
+Each job arrives as four file descriptors over the zygote's socket: the job (JSON) to read, the
+candidate's request and answer pipes, and the pipe that takes the verdict (one JSON line). Not
+imported by nl2code: ``judge.zygote_program`` reads this file as text.
 """
 
 from typing import TYPE_CHECKING
@@ -24,23 +27,58 @@ class JudgeAbort(BaseException):
         self.status, self.reason = status, reason
 
 
-def _nl2code_judge():
+def _nl2code_zygote(sock_fd):
+    """Fork a judge for every job that arrives on the socket; exit when the harness closes it."""
+    import importlib
+    import os
+    import signal
+    import socket
+
+    # What the judges and the usual tests import, loaded once here rather than in every fork.
+    for name in ("ast", "builtins", "json", "math", "random", "re", "resource", "select", "string", "time"):
+        importlib.import_module(name)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 4)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)  # the harness is gone
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if os.fork() == 0:
+            sock.close()
+            try:
+                _nl2code_judge(*fds)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
+def _nl2code_judge(job_fd, req_fd, resp_fd, verdict_fd):
     import ast
     import builtins
     import importlib
     import json
     import os
+    import resource
     import select
     import sys
     import time
 
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
-    req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
-    job = json.loads(sys.stdin.read())
+    with os.fdopen(job_fd, "r", encoding="utf-8") as f:
+        job = json.loads(f.read())
     deadline = time.monotonic() + float(job["timeout"])
-    verdict_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)  # the tests' own prints must not mix with the verdict
+    cpu = int(float(job["timeout"])) + 2  # the tests are trusted, but a judge must not run forever
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    verdict_out = os.fdopen(verdict_fd, "w", encoding="utf-8")
     buf = bytearray()
 
     def read_line():
@@ -189,6 +227,8 @@ def _nl2code_judge():
         passed, status, reason = run()
     except JudgeAbort as e:
         passed, status, reason = False, e.status, e.reason
+    except MemoryError as e:
+        passed, status, reason = False, "memory", f"MemoryError: {e}"[:300]
     except AssertionError as e:
         passed, status, reason = False, "error", f"AssertionError: {e}"[:300] if str(e) else "assertion failed"
     except BaseException as e:  # noqa: BLE001
