@@ -264,16 +264,40 @@ def test_mtpb_fixture(tmp_path):
     assert result.split_counts() == {"test": 2}
     rec = result.records[0]
     assert rec.task_id == "mtpb/3" and rec.nl.startswith("Append") and rec.code == ""
-    assert (
-        rec.extras["prompts"][0].format(**rec.extras["inputs"][1]) == 'Assign the string "1" to a variable.'
-    )
+    assert rec.extras["prompts"][0].format(**rec.extras["inputs"][1]) == 'Assign the string "1" to a variable.'
     assert result.records[1].extras["max_gen_length"] == 128
+
+
+@pytest.mark.parametrize(
+    ("changes", "cases", "extra"),
+    [
+        ({"outputs": [str(i) * 2 for i in range(6)]}, 5, "outputs"),  # as in the published mtpb.jsonl
+        ({"inputs": [{"A": str(i)} for i in range(4)]}, 4, "outputs"),
+        ({"inputs": [{"A": str(i)} for i in range(7)]}, 5, "inputs"),
+    ],
+)
+def test_mtpb_pairs_inputs_and_outputs_as_the_reference_zip(tmp_path, changes, cases, extra):
+    """CodeGen's sampler pairs test cases with zip(inputs, outputs): the extra entries are ignored, and
+    the notes and a warning name the problem."""
+    path = _write_jsonl(tmp_path / "mtpb.jsonl", [_mtpb_problem(id=1), _mtpb_problem(**changes)])
+    with pytest.warns(UserWarning, match=r"mtpb/3 \('Sandwich string', line 2\)"):
+        result = load_source("mtpb", path)
+    rec = result.records[1]
+    assert len(rec.extras["inputs"]) == len(rec.extras["outputs"]) == cases
+    assert rec.extras["outputs"] == [str(i) * 2 for i in range(cases)]
+    n_in, n_out = len(changes.get("inputs", rec.extras["inputs"])), len(changes.get("outputs", [0] * 5))
+    assert result.notes == [
+        f"mtpb/3 ('Sandwich string', line 2): {n_in} inputs and {n_out} outputs; paired as CodeGen's sampler "
+        f"does (zip): {cases} test cases, the extra {extra} ignored"
+    ]
+    assert len(result.records[0].extras["inputs"]) == 5
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"inputs": [{"A": "x"}] * 4}, "field 'inputs': expected 5 test cases, got 4"),
+        ({"inputs": []}, "field 'inputs': empty: no test case"),
+        ({"outputs": []}, "field 'outputs': empty: no test case"),
         ({"outputs": 3}, "field 'outputs': expected list"),
         ({"prompts": ["Use {B}."]}, r"field 'prompts\[0\]': placeholder \{B\} not in inputs\[0\]"),
         ({"prompts": ["Use {}."]}, r"field 'prompts\[0\]': bad template"),

@@ -123,3 +123,26 @@ def test_bad_rows_name_file_line_and_field(problems, row, field):
     with pytest.raises(DataError) as e:
         TASK.judge(problems, {}, CTX, raw=[(7, row)], samples_path="s.jsonl")
     assert e.value.where == 7 and e.value.field_name == field and "s.jsonl" in str(e.value)
+
+
+def test_problem_with_more_outputs_than_inputs_evaluates_with_a_warning(tmp_path):
+    """The published mtpb.jsonl has a problem with more outputs than inputs: CodeGen pairs them with
+    zip, so it has 5 test cases (the sixth output is ignored) and a warning names the problem."""
+    lines = FIXTURE.read_text().splitlines()
+    odd = json.loads(lines[4])  # mtpb/5 "Is even": 5 inputs, 5 outputs
+    odd["outputs"].append(False)
+    data = tmp_path / "mtpb.jsonl"
+    data.write_text("\n".join([lines[0], json.dumps(odd)]) + "\n")
+    rows = [
+        {"task_id": "mtpb/5", "test_case": t, "completions": [f"n = {n}\n", "print(n % 2 == 0)\n"]}
+        for t, n in enumerate([2, 3, 0, -7, 100])
+    ]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(UserWarning, match=r"mtpb/5 \('Is even', line 2\): 5 inputs and 6 outputs.*5 test cases"):
+        summary = run_eval("mtpb", samples, tmp_path / "out", str(data), CTX)
+    assert summary["metrics"]["pass_rate"] == 1.0
+    assert summary["details"]["test_cases"] == 10 and summary["details"]["test_cases_without_samples"] == 5
+    bad = [(1, {"task_id": "mtpb/5", "test_case": 5, "completions": ["n = 1\n", "print(n)\n"]})]
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="test_case"):  # no sixth test case
+        TASK.judge(TASK.load_problems(str(data)), {}, CTX, raw=bad, samples_path="s.jsonl")

@@ -157,8 +157,9 @@ class MTPBTask:
             if tid not in problems:
                 raise DataError(path, line, "task_id", f"unknown MTPB task id {row['task_id']!r}")
             t = row.get("test_case")
-            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < N_CASES:
-                raise DataError(path, line, "test_case", f"expected an integer 0-{N_CASES - 1}, got {t!r}")
+            n_cases = len(problems[tid].extras["inputs"])  # 5, fewer where inputs and outputs differ (loader)
+            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < n_cases:
+                raise DataError(path, line, "test_case", f"expected an integer 0-{n_cases - 1}, got {t!r}")
             comps = row.get("completions")
             n_turns = len(problems[tid].extras["prompts"])
             if not isinstance(comps, list) or not all(isinstance(c, str) for c in comps):
@@ -219,7 +220,7 @@ class MTPBTask:
         for r in rows:
             units[r["task_id"], r["test_case"]].append(r["passed"])
             by_cat[problems[r["task_id"]].extras["category"]].append(r["passed"])
-        n_units = len(problems) * N_CASES
+        n_units = sum(len(p.extras["inputs"]) for p in problems.values())
         metrics, skipped = mean_pass_at_k([(len(v), sum(v)) for v in units.values()], ks)
         if units and len(units) < n_units:  # units without samples count as failed
             metrics = {k: v * len(units) / n_units for k, v in metrics.items()}
