@@ -49,7 +49,8 @@ def _cosine(a: Counter[str], b: Counter[str]) -> float:
     if not a or not b:
         return 0.0
     dot = sum(n * b[t] for t, n in a.items() if t in b)
-    return dot / (math.sqrt(sum(n * n for n in a.values())) * math.sqrt(sum(n * n for n in b.values())))
+    # one square root of the integer product: identical bags score exactly 1.0
+    return dot / math.sqrt(sum(n * n for n in a.values()) * sum(n * n for n in b.values()))
 
 
 def cms(pred: str, gold: str) -> float:
