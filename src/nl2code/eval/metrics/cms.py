@@ -10,11 +10,14 @@ Definition (read from the official scorer, TellinaTool/nl2bash: ``eval/token_bas
   ``-type f`` is ``-type:Constant``, ``find -exec`` is ``-exec:Utility``; the argument values never
   count); and structure (``|``, ``$(`` ... ``)``, ``<(``, ``find``'s ``-and``/``-or``/``!``/parentheses,
   the ``\\;`` or ``+`` ending ``-exec``, ``--``). Arguments (paths, patterns, numbers ...) are left out.
-  Redirections are left out (the official parser skips them). The same normalisations as the template
-  apply (:mod:`bash_template`: ``/usr/bin/find`` = ``find``, ``egrep`` = ``grep -E``, ``xargs cmd`` =
-  ``xargs -I {} cmd {}``, a ``sudo`` prefix is dropped).
-* A command the parser cannot read is, as in the official scorer (whose fallback parser splits the
-  text into words), the bag of its whitespace-separated words.
+  The same normalisations as the template apply (:mod:`bash_template`: ``/usr/bin/find`` = ``find``,
+  ``egrep`` = ``grep -E``, ``xargs cmd`` = ``xargs -I {} cmd {}``, a ``sudo`` prefix is dropped).
+* The official parser reads one pipeline of simple commands (with substitutions) and rejects the
+  rest; its scorer then falls back to a parser that splits the text into words. So, as there, a
+  command with a redirection, an ``&&``/``||``/``;`` list, a loop, ``if``/``case``, ``[ ]``, ``{ }``,
+  a function or arithmetic, one that does not parse, or one with nothing else to count (``x=1``) is
+  the bag of its whitespace-separated words (arguments included). On CodeFusion's Bash test split
+  this fallback moves the constant answer ``find . -name x`` from about 44 to 42.2 (official: 41.6).
 * ``CMS(p, g)`` = cosine similarity of the two bags' count vectors, ``Σ_t p_t g_t / (‖p‖ ‖g‖)``;
   0 when either bag is empty.
 * With several gold commands for one description, a prediction scores its **best** CMS over them.
@@ -22,9 +25,12 @@ Definition (read from the official scorer, TellinaTool/nl2bash: ``eval/token_bas
   dataset score is the mean over problems (the official scorer averages over groups of identical
   normalised descriptions; :class:`~nl2code.eval.tasks.nl2bash.BashTask` averages over test rows).
 
-Our bag differs from the official one where our parser does: the official grammar covers about 100
-utilities and no ``&&``/``;`` lists, assignments or loops, so such commands fall back to words there
-while we still analyse them (their operators and keywords count as structure here).
+Our bag still differs from the official one where the parsers disagree otherwise: the official
+grammar covers 124 utilities and their documented flags, and a command with any other utility or
+flag (``sh -c``, ``find -readable`` ...) falls back to words there, while we analyse it; an
+assignment ``x=$(cmd)`` is ``cmd`` there. Measured on CodeFusion's Bash test split
+(``benchmarks/bash_baselines.py``), ours is 1.1 (constant answer) to 2.3 (retrieval, top-5) points
+above the official scorer on the same predictions.
 """
 
 from __future__ import annotations
