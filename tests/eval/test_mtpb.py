@@ -9,9 +9,13 @@ import pytest
 from exec_fixtures import private_cache  # noqa: F401
 
 from nl2code.data.records import DataError
+from nl2code.eval import sandbox
 from nl2code.eval.harness import run_eval
 from nl2code.eval.tasks import EvalContext
 from nl2code.eval.tasks.mtpb import PREFIX, TASK, build_history, truncate
+
+# Generated code runs only at the required isolation: without it these tests have nothing to run.
+pytestmark = pytest.mark.skipif(bool(sandbox.isolation_problem()), reason=sandbox.isolation_problem() or "-")
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mtpb_mini.jsonl"
 CTX = EvalContext(ks=[1], workers=2, progress=False)

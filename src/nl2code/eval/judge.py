@@ -281,6 +281,7 @@ def run_many_judged(
     on_result: Callable[[int, Judged], None] | None = None,
 ) -> list[Judged]:
     """``run_judged`` for every job on ``workers`` threads; results in job order."""
+    sandbox.require(isolation)  # refuse before any thread or progress bar starts
     workers = max(1, workers or os.cpu_count() or 1)
     results: list[Judged | None] = [None] * len(jobs)
     bar = None

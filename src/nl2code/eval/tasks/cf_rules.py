@@ -49,6 +49,7 @@ def run_rule(code: str, table: list[list[Any]], semantics: Semantics = EXCEL) ->
 
 class CFRulesTask:
     name = "codefusion-cf"
+    executes_code = False  # rules run in our own interpreter of the CF language, not as programs
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:
         example = "CFRuleBenchmarks.json, e.g. ../shared/data/codefusion/benchmarks/CFRuleBenchmarks.json"

@@ -32,6 +32,8 @@ MODEL_ENV, LAYER_ENV = "NL2CODE_CODEBERTSCORE_MODEL", "NL2CODE_CODEBERTSCORE_LAY
 
 
 class PythonTextTask:
+    executes_code = False  # scored from the text alone
+
     def __init__(self, name: str, source: str, example: str):
         self.name, self.source, self.example = name, source, example
 

@@ -24,6 +24,7 @@ class HumanEvalTask:
     """The 164 HumanEval problems; samples' ``completion`` continues the prompt (a function body)."""
 
     name = "humaneval"
+    executes_code = True
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:
         from nl2code.data.sources import load_source

@@ -41,6 +41,7 @@ class MBPPTask:
     """MBPP test split; samples' ``completion`` is a whole program defining the function."""
 
     name = "mbpp"
+    executes_code = True
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:
         from nl2code.cli import CLIError

@@ -132,6 +132,7 @@ class MTPBTask:
     """MTPB (115 problems x 5 test cases); needs ``--data mtpb.jsonl``."""
 
     name = "mtpb"
+    executes_code = True
     reads_raw_samples = True  # rows carry test_case + completions, not one completion string
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:

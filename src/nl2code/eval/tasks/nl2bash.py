@@ -129,6 +129,8 @@ def group_key(nl: str, mode: str) -> str:
 
 
 class BashTask:
+    executes_code = False  # scored from the text alone
+
     def __init__(self, name: str, source: str, split: str | None, example: str):
         self.name, self.source, self.split, self.example = name, source, split, example
 
