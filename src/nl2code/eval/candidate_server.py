@@ -12,7 +12,7 @@ Not imported by nl2code: ``judge.candidate_program`` reads this file as text.
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # at run time the codec's source precedes this file's
-    from nl2code.eval.wire import WireError, decode, encode
+    from nl2code.eval.wire import WireError, encode
 
 
 def _nl2code_serve(source, filename, mode):
@@ -41,6 +41,11 @@ def _nl2code_serve(source, filename, mode):
         if not 0 <= n < len(kept):
             raise WireError(f"no object {n}")
         return kept[n]
+
+    # Requests come from the judge, which is trusted, so reading them needs no guard: evaluating the
+    # literal is faster than wire.decode and spares this side the ``ast`` import (~7 ms a program).
+    names = {"__builtins__": {}, "Ref": resolve, "Builtin": lambda n: getattr(builtins, n), "float": float,
+             "complex": complex, "set": set, "frozenset": frozenset}  # fmt: skip
 
     def send(msg):
         for stream in (sys.stdout, sys.stderr):  # the judge may end the run after this answer
@@ -91,9 +96,15 @@ def _nl2code_serve(source, filename, mode):
     }
     for line in requests:
         try:
-            op, *args = decode(line, resolve)
+            op, *args = eval(line, names)  # noqa: S307
             if isinstance(args[0], str) and args[0] not in g:
                 raise NameError(f"name {args[0]!r} is not defined")
             send(("ok", ops[op](*args)))
         except BaseException as e:  # noqa: BLE001
             send(("err", type(e).__name__, str(e)[:300]))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110
+            pass
+    os._exit(0)  # the judge is done: skip the interpreter's teardown, which the harness waits for

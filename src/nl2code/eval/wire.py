@@ -14,7 +14,6 @@ judge imports it, and its source text is prepended to every candidate program (t
 import nl2code).
 """
 
-import ast as _wire_ast
 import builtins as _wire_builtins
 
 MAX_DEPTH = 200
@@ -95,6 +94,8 @@ def encode(value, keep=None):
 
 def decode(text, resolve=None):
     """The value of one message; ``resolve(n)`` turns ``Ref(n)`` into an object (default: a Ref)."""
+    import ast as _wire_ast  # here, not at the top: the sandboxed side never decodes (see candidate_server)
+
     if len(text) > MAX_LINE:
         raise WireError("message too long")
     try:
