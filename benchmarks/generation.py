@@ -6,7 +6,8 @@ and template match against the number of denoising steps.
   ``greedy``: every prompt decodes exactly ``new_tokens`` tokens (no stop token), and the token ids
   of both must agree. ``sampling``: ``n`` samples per prompt at temperature 0.8, top-p 0.95 (the
   pass@k workload; ``num_return_sequences`` in transformers). Tokens/s counts generated tokens.
-* ``codefusion``: a CodeFusion model samples the first ``--problems`` test utterances of CodeFusion's
+* ``codefusion``: a CodeFusion model samples ``--problems`` test utterances (a seeded random sample,
+  seed 0) of CodeFusion's
   Bash benchmark with 1200, 300, 100, 50 and 20 reverse steps (top-1, one sample per problem);
   template match from ``nl2code.eval.tasks.get_task("codefusion-bash")``. The model is a trained run
   (``--run DIR``) or, without one, a tiny model trained here for ``--train-seconds`` on the train split
@@ -338,7 +339,9 @@ def steps_table(
     path, metric, extra = TASKS[task_name]
     task = get_task(task_name)
     all_problems = task.load_problems(str(path))
-    subset = dict(list(all_problems.items())[: problems or None])
+    from nl2code.utils.seed import seeded_subset
+
+    subset = dict(seeded_subset(list(all_problems.items()), problems or None, seed=0))
     nls = [p.nl for p in subset.values()]
     fn = _sampler_fn(model, tok, info or {}, eta, batch)
     rows = []

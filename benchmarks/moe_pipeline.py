@@ -196,12 +196,13 @@ def evaluate(run_dir: Path, limit: int, max_new_tokens: int) -> dict[str, dict]:
     from nl2code.eval.metrics.bleu import conala_bleu
     from nl2code.eval.tasks import EvalContext, get_task
     from nl2code.prompts import benchmark_prompts
+    from nl2code.utils.seed import seeded_subset
 
     gen = load_generator(run_dir)
     out = {}
     for name, lang in LANGS.items():
         task = get_task(lang.task)
-        problems = dict(list(task.load_problems(str(lang.data)).items())[:limit])
+        problems = dict(seeded_subset(list(task.load_problems(str(lang.data)).items()), limit, seed=0))
         prompts = benchmark_prompts(lang.task, str(lang.data), "nl", limit)
         assert [p.task_id for p in prompts] == list(problems)
         t0 = time.perf_counter()
@@ -229,6 +230,7 @@ def teacher_forced(run_dir: Path, limit: int) -> dict[str, dict]:
     tokens whose top-1 expert is the language's own expert."""
     from nl2code.api import load_run
     from nl2code.eval.tasks import get_task
+    from nl2code.utils.seed import seeded_subset
 
     run = load_run(run_dir)
     tok, model = run.tokenizer, run.model
@@ -239,7 +241,8 @@ def teacher_forced(run_dir: Path, limit: int) -> dict[str, dict]:
     out = {}
     for e, (name, lang) in enumerate(LANGS.items()):
         assert EXPERTS[e] == name
-        problems = list(get_task(lang.task).load_problems(str(lang.data)).values())[:limit]
+        all_problems = list(get_task(lang.task).load_problems(str(lang.data)).values())
+        problems = seeded_subset(all_problems, limit, seed=0)
         hits, tokens, ce_sum, targets = torch.zeros(len(hooks)), 0, 0.0, 0
         for p in problems:
             prompt = [*tok.encode(p.nl), tok.sep_id]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nl2code.data.records import Record
+from nl2code.utils.seed import seeded_subset
 
 PromptFormat = Literal["nl", "code"]
 
@@ -67,7 +68,11 @@ def mbpp_prompt(rec: Record, model_format: PromptFormat) -> BenchmarkPrompt:
 
 
 def benchmark_prompts(
-    task: str, data_path: str | None = None, model_format: PromptFormat = "nl", limit: int | None = None
+    task: str,
+    data_path: str | None = None,
+    model_format: PromptFormat = "nl",
+    limit: int | None = None,
+    seed: int = 0,
 ) -> list[BenchmarkPrompt]:
     """Prompts for every problem of eval task ``task`` (see ``nl2code eval --help`` for names).
 
@@ -75,13 +80,13 @@ def benchmark_prompts(
         data_path: the task's data (as ``nl2code eval --data``); None = the task's default.
         model_format: how the model reads prompts (``ARGenerator.prompt_format``; ``nl`` for
             CodeFusion).
-        limit: only the first ``limit`` problems.
+        limit: only ``limit`` problems, drawn at random with ``seed`` (in file order; never a prefix).
     """
     from nl2code.eval.tasks import get_task
 
     if task == "mtpb":
         raise ValueError("MTPB is multi-turn: use nl2code.sampling.mtpb.mtpb_samples")
-    problems = list(get_task(task).load_problems(data_path).values())[:limit]
+    problems = seeded_subset(list(get_task(task).load_problems(data_path).values()), limit, seed)
     if task == "humaneval":
         return [humaneval_prompt(r) for r in problems]
     if task == "mbpp":

@@ -63,11 +63,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "codefusion-cf, nl2bash, conala",
     )
     src.add_argument("--data", metavar="PATH", help="the benchmark's data (as for nl2code eval --data)")
-    src.add_argument("--limit", type=int, metavar="N", help="only the first N prompts / benchmark problems")
+    src.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="only N prompts: the first N of a prompts file; of a benchmark, N problems drawn at random with --seed "
+        "(never a prefix: benchmark files are often sorted)",
+    )
     src.add_argument("--test-cases", default="0,1,2,3,4", metavar="LIST", help="MTPB test cases (default 0,1,2,3,4)")
     dec = p.add_argument_group("decoding")
     dec.add_argument("-n", type=int, default=1, help="candidates per prompt (default 1)")
-    dec.add_argument("--seed", type=int, default=0, help="seed of all sampling noise (default 0)")
+    dec.add_argument(
+        "--seed", type=int, default=0, help="seed of all sampling noise and of the --limit sample (default 0)"
+    )
     dec.add_argument("--steps", type=int, help="diffusion: denoising steps (default: the training T)")
     add_rounding(dec)
     dec.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -253,7 +261,7 @@ def _requests(args: argparse.Namespace, gen: Any) -> list[tuple[str | None, str,
 
         model_format = fmt or getattr(gen, "prompt_format", "nl")
         try:
-            prompts = benchmark_prompts(args.benchmark, args.data, model_format, args.limit)
+            prompts = benchmark_prompts(args.benchmark, args.data, model_format, args.limit, args.seed)
         except (KeyError, ValueError) as e:
             raise CLIError(f"--benchmark {args.benchmark}: {e}") from None
         return [(b.task_id, b.prompt, b.stop, b.format) for b in prompts]
@@ -275,7 +283,9 @@ def _mtpb(args: argparse.Namespace, gen: Any, cfg: Any) -> int:
         cases = [int(c) for c in args.test_cases.split(",") if c.strip()]
     except ValueError:
         raise CLIError(f"bad --test-cases {args.test_cases!r}") from None
-    problems = load_source("mtpb", args.data).records[: args.limit]
+    from nl2code.utils.seed import seeded_subset
+
+    problems = seeded_subset(load_source("mtpb", args.data).records, args.limit, args.seed)
     with replace_when_done(args.out) as f:
         for row in mtpb_samples(gen, problems, cfg, cases):
             f.write(json.dumps(row) + "\n")

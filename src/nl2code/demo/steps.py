@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nl2code.demo.pipeline import DemoError, DemoSettings
+from nl2code.utils.seed import seeded_subset
 
 
 @dataclass
@@ -248,7 +249,7 @@ def generate_one(ctx: Context, name: str, counter: Path | None = None) -> int:
     from nl2code.data.sources import load_source
 
     heldout = read_jsonl(ctx.out / "corpus" / "heldout.jsonl")
-    problems = load_source("humaneval").records[: ctx.settings.humaneval_problems]
+    problems = seeded_subset(load_source("humaneval").records, ctx.settings.humaneval_problems, seed=0)
     bar = tqdm(
         total=len(heldout) + len(problems),
         desc=f"generate {name}",
