@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,27 +289,6 @@ def run_many_judged(
     on_result: Callable[[int, Judged], None] | None = None,
 ) -> list[Judged]:
     """``run_judged`` for every job on ``workers`` threads; results in job order."""
-    sandbox.require(isolation)  # refuse before any thread or progress bar starts
-    workers = max(1, workers or os.cpu_count() or 1)
-    results: list[Judged | None] = [None] * len(jobs)
-    bar = None
-    if progress and jobs:
-        from tqdm import tqdm
-
-        desc = progress if isinstance(progress, str) else "judging"
-        bar = tqdm(total=len(jobs), desc=desc, unit="prog", file=sys.stderr)
-
-    def one(i: int) -> None:
-        results[i] = run_judged(jobs[i], isolation)
-        if on_result:
-            on_result(i, results[i])
-        if bar is not None:
-            bar.update(1)
-
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, range(len(jobs))))
-    finally:
-        if bar is not None:
-            bar.close()
-    return results  # type: ignore[return-value]
+    label = sandbox.require(isolation)  # refuse before any thread or progress bar starts
+    bar = progress if not isinstance(progress, bool) else progress and "judging"
+    return sandbox.map_threads(lambda job: run_judged(job, label), jobs, workers, bar, on_result)

@@ -52,7 +52,10 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
+R = TypeVar("R")
 LEVELS = ("bwrap", "unshare-net", "rlimits")
 # One line per level: what it is, and what it lacks next to bwrap (the CLI's --isolation help).
 LEVEL_HELP = {
@@ -718,22 +721,31 @@ def run_many(
     ``isolation`` as for ``run``; it is checked before anything runs (``IsolationError``).
     """
     label = require(isolation)
+    return map_threads(
+        lambda job: run(job.program, job.lang, limits=job.limits, isolation=label),
+        jobs, workers, progress if not isinstance(progress, bool) else progress and "executing", on_result,
+    )  # fmt: skip
+
+
+def map_threads(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int | None = None,
+    progress: str | bool = False,
+    on_result: Callable[[int, R], None] | None = None,
+) -> list[R]:
+    """``fn`` over ``items`` on ``workers`` threads, results in item order, with a progress bar named
+    ``progress`` (each item drives subprocesses, so threads are enough)."""
     workers = max(1, workers or os.cpu_count() or 1)
-    results: list[ExecResult | None] = [None] * len(jobs)
+    results: list[R | None] = [None] * len(items)
     bar = None
-    if progress and jobs:
+    if progress and items:
         from tqdm import tqdm
 
-        bar = tqdm(
-            total=len(jobs),
-            desc=progress if isinstance(progress, str) else "executing",
-            unit="prog",
-            file=sys.stderr,
-        )
+        bar = tqdm(total=len(items), desc=str(progress), unit="prog", file=sys.stderr)
 
     def one(i: int) -> None:
-        job = jobs[i]
-        results[i] = run(job.program, job.lang, limits=job.limits, isolation=label)
+        results[i] = fn(items[i])
         if on_result:
             on_result(i, results[i])
         if bar is not None:
@@ -741,11 +753,11 @@ def run_many(
 
     try:
         if workers == 1:
-            for i in range(len(jobs)):
+            for i in range(len(items)):
                 one(i)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(one, range(len(jobs))))
+                list(pool.map(one, range(len(items))))
     finally:
         if bar is not None:
             bar.close()
