@@ -24,16 +24,11 @@ of N rows (never a prefix: the first 400 test rows are 99 % ``find`` commands).
 from __future__ import annotations
 
 import argparse
-import math
 import random
-import re
 import sys
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -53,59 +48,14 @@ OFFICIAL_ON_THESE = {
     "constant": {"cms@1": 41.1, "template_match@1": 5.7},
     "tfidf": {"cms@1": 50.0, "cms@5": 66.0, "template_match@1": 13.7, "template_match@5": 22.9},
 }
-_WORD = re.compile(r"(?u)\b\w\w+\b")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-class TfIdf:
-    """TF-IDF as scikit-learn's ``TfidfVectorizer`` defaults compute it: lower-cased words of 2+ word
-    characters, raw counts, smooth idf = ln((1 + N) / (1 + df)) + 1, L2-normalised vectors; ``nearest``
-    ranks the documents by cosine through an inverted index."""
-
-    def __init__(self, docs: list[str]):
-        counts = [Counter(_words(d)) for d in docs]
-        df = Counter(w for c in counts for w in c)
-        self.n = len(docs)
-        self.idf = {w: math.log((1 + self.n) / (1 + f)) + 1 for w, f in df.items()}
-        postings: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-        for i, c in enumerate(counts):
-            for w, v in self._vector(c).items():
-                postings[w][0].append(i)
-                postings[w][1].append(v)
-        self.postings = {w: (np.array(ix), np.array(vs)) for w, (ix, vs) in postings.items()}
-
-    def _vector(self, counts: Counter[str]) -> dict[str, float]:
-        vec = {w: n * self.idf[w] for w, n in counts.items() if w in self.idf}
-        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-        return {w: v / norm for w, v in vec.items()}
-
-    def nearest(self, query: str) -> list[int]:
-        """Document indices by decreasing cosine with ``query`` (ties: lower index first); only
-        documents sharing a word with the query."""
-        scores = np.zeros(self.n)
-        for w, q in self._vector(Counter(_words(query))).items():
-            ix, vs = self.postings[w]
-            np.add.at(scores, ix, q * vs)
-        order = np.lexsort((np.arange(self.n), -scores))
-        return [int(i) for i in order if scores[i] > 0]
 
 
 def retrieval_samples(train: list[Any], test: dict[str, Any], k: int) -> dict[str, list[str]]:
-    index = TfIdf([r.nl for r in train])
-    out: dict[str, list[str]] = {}
-    for tid, problem in test.items():
-        picked: list[str] = []
-        for i in index.nearest(problem.nl):
-            cmd = train[i].code.rstrip("\n")
-            if cmd not in picked:
-                picked.append(cmd)
-            if len(picked) == k:
-                break
-        out[tid] = picked
-    return out
+    """The distinct commands of the ``k`` train rows nearest to each test utterance (nl2code.data.retrieval)."""
+    from nl2code.data.retrieval import Retriever
+
+    index = Retriever(train)
+    return {tid: index.neighbours(problem.nl, k) for tid, problem in test.items()}
 
 
 def run(data: Path, sample: int, seed: int) -> dict[str, Any]:

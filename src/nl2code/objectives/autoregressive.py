@@ -33,14 +33,22 @@ class CausalLMConfig:
         label_smoothing: cross-entropy label smoothing in [0, 1).
         chunked_head: compute the head's cross-entropy in row chunks, never holding the logits (same
             values and gradients; off with label smoothing, and ``false`` forces the full-logits path).
+        retrieval_k: retrieval-augmented prompts (``data.format: nl_code`` only): each row is
+            prefixed with the commands of the ``retrieval_k`` training utterances nearest to its NL
+            (TF-IDF, the row itself left out), ``cmd_1 \\n ... <eom> NL <sep> code <eos>``; generation
+            builds the same prompt from the run's training data. 0 = off (the paper-faithful prompt).
+            See :mod:`nl2code.data.retrieval`.
     """
 
     label_smoothing: float = 0.0
     chunked_head: bool = True
+    retrieval_k: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.retrieval_k < 0:
+            raise ValueError(f"retrieval_k must be >= 0, got {self.retrieval_k}")
 
 
 @register("objective", "codegen2_mixture")
@@ -153,6 +161,19 @@ class CausalLMObjective(Objective):
     def weight(self, batch: Batch) -> int:
         return int(target_mask(batch).sum())
 
+    def example_transform(
+        self, tokenizer: Any, data_cfg: Any
+    ) -> Callable[[Example, np.random.Generator], Example] | None:
+        """With ``retrieval_k > 0``: prefix every ``NL <sep> code <eos>`` row with its retrieved commands."""
+        k = getattr(self.cfg, "retrieval_k", 0)
+        if not k:
+            return None
+        if data_cfg.format != "nl_code":
+            raise ValueError(f"objective.retrieval_k needs data.format: nl_code, not {data_cfg.format}")
+        from nl2code.data.retrieval import retriever_for
+
+        return RetrievalPrefix(tokenizer, retriever_for(data_cfg), k, data_cfg.max_len)
+
     @torch.no_grad()
     def preview(
         self,
@@ -188,6 +209,39 @@ class CausalLMObjective(Objective):
                 ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)
             outputs.append(new)
         return outputs
+
+
+class RetrievalPrefix:
+    """Row rewrite ``NL <sep> code <eos>`` -> ``cmd_1 \\n ... <eom> NL <sep> code <eos>`` (prefix unscored).
+
+    The row's own training pair is left out of its neighbours; the prefix keeps whole commands
+    while the row fits ``max_len``. Deterministic (the generator is unused), cached per row.
+    """
+
+    def __init__(self, tok: Any, retriever: Any, k: int, max_len: int):
+        self.tok, self.retriever, self.k, self.max_len = tok, retriever, k, max_len
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def __call__(self, ex: Example, rng: np.random.Generator | None = None) -> Example:
+        from nl2code.data.retrieval import retrieved_prefix
+
+        ids = ex.input_ids
+        key = ids.tobytes()
+        if key not in self._cache:
+            tok = self.tok
+            seps = np.flatnonzero(ids == tok.sep_id)
+            if not len(seps):
+                raise ValueError("retrieval_k: a training row without <sep> (data.format must be nl_code)")
+            s = int(seps[0])
+            nl = tok.decode(ids[:s].tolist())
+            end = len(ids) - 1 if ids[-1] == tok.eos_id else len(ids)
+            code = tok.decode(ids[s + 1 : end].tolist())
+            own = self.retriever.row_of(nl, code)
+            self._cache[key] = np.array(
+                retrieved_prefix(tok, self.retriever, nl, self.k, self.max_len - len(ids), exclude=own), dtype=np.int64
+            )
+        prefix = self._cache[key]
+        return Example(np.concatenate([prefix, ids]), np.concatenate([np.zeros(len(prefix), bool), ex.loss_mask]))
 
 
 class CodeGen2MixtureObjective(CausalLMObjective):

@@ -23,6 +23,7 @@ from nl2code.utils.seed import derive_seed
 Finish = Literal["stop_token", "stop_string", "length"]
 PromptFormat = Literal["nl", "code"]
 InfillMode = Literal["codegen2", "psm", "spm"]
+RAG_CODE_ROOM = 64  # tokens a retrieval-augmented prompt leaves for the command
 
 
 @dataclass
@@ -83,8 +84,9 @@ def next_tokens(
         return logits.argmax(-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
     # Exponential race: argmax p_i / E_i with E_i ~ Exp(1) is a draw from p (Gumbel-max in disguise).
-    noise = torch.stack([torch.empty(logits.shape[-1], device=logits.device).exponential_(generator=g)
-                         for g in generators])
+    noise = torch.stack(
+        [torch.empty(logits.shape[-1], device=logits.device).exponential_(generator=g) for g in generators]
+    )
     return (probs / noise).argmax(-1)
 
 
@@ -120,16 +122,16 @@ def sample(
         prefix_lm: attend bidirectionally over each prompt (prefix-LM models).
     """
     stop_set = set(stop_ids)
-    dec = StepDecoder(model, prompts, pad_id=pad_id, max_new_tokens=max_new_tokens,
-                      use_cache=use_cache, prefix_lm=prefix_lm)
+    dec = StepDecoder(
+        model, prompts, pad_id=pad_id, max_new_tokens=max_new_tokens, use_cache=use_cache, prefix_lm=prefix_lm
+    )
     logits = dec.start()
     rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
     if n > 1:
         expand = torch.arange(len(prompts), device=logits.device).repeat_interleave(n)
         dec.select(expand)
         logits = logits.index_select(0, expand)
-    gens = [torch.Generator(device=logits.device).manual_seed(derive_seed(seed, prompt_offset + i, j))
-            for i, j in rows]
+    gens = [torch.Generator(device=logits.device).manual_seed(derive_seed(seed, prompt_offset + i, j)) for i, j in rows]
     ids: list[list[int]] = [[] for _ in rows]
     logprob = [0.0] * len(rows)
     finish: list[Finish] = ["length"] * len(rows)
@@ -155,9 +157,7 @@ def sample(
             chosen = chosen[torch.tensor(still, device=chosen.device)]
             active = [active[p] for p in still]
         logits = dec.step(chosen)
-    out = [
-        Sample(ids[r], logprob[r], len(ids[r]) + (finish[r] == "stop_token"), finish[r]) for r in range(len(rows))
-    ]
+    out = [Sample(ids[r], logprob[r], len(ids[r]) + (finish[r] == "stop_token"), finish[r]) for r in range(len(rows))]
     return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
@@ -239,6 +239,20 @@ class ARGenerator:
         self.infill_mode = infill_mode or infill_mode_of(run.config)
         self.use_cache = use_cache
         self.prefix_lm = bool(getattr(self.model.cfg, "prefix_lm", False))
+        last_stage = _stages(run.config)[-1]
+        self.retrieval_k = int(getattr(last_stage.objective, "retrieval_k", 0) or 0)
+        self._retrieval_data = last_stage.data
+        self._retriever: Any = None
+
+    def retrieved(self, nl: str, room: int = RAG_CODE_ROOM) -> list[int]:
+        """The ``cmd_1 \\n ... <eom>`` prefix of a retrieval-augmented run (``objective.retrieval_k``)
+        for utterance ``nl``, from the run's own training records; leaves ``room`` tokens for the code."""
+        from nl2code.data.retrieval import retrieved_prefix, retriever_for
+
+        if self._retriever is None:
+            self._retriever = retriever_for(self._retrieval_data)
+        budget = self.model.cfg.max_seq_len - len(self.tok.encode(nl)) - 1 - room
+        return retrieved_prefix(self.tok, self._retriever, nl, self.retrieval_k, budget)
 
     # -- prompts --------------------------------------------------------------------------------
     def encode_prompt(self, prompt: str, prompt_format: PromptFormat | None = None) -> list[int]:
@@ -246,7 +260,8 @@ class ARGenerator:
         fmt = prompt_format or self.prompt_format
         ids = self.tok.encode(prompt)
         if fmt == "nl":
-            return [*ids, self.tok.sep_id]
+            head = self.retrieved(prompt) if self.retrieval_k else []
+            return [*head, *ids, self.tok.sep_id]
         if not ids:
             return [self.tok.eos_id]  # an empty code prompt starts a new document
         return ids
@@ -287,26 +302,53 @@ class ARGenerator:
         for c in range(0, len(prompt_ids), per_chunk):
             chunk = prompt_ids[c : c + per_chunk]
             if beams > 1:
-                samples = [beam_search(self.model, p, num_beams=beams, n_return=cfg.n, max_new_tokens=max_new,
-                                       stop_ids=stop_ids, stop=stop, pad_id=self.tok.pad_id,
-                                       use_cache=self.use_cache, prefix_lm=self.prefix_lm) for p in chunk]
+                samples = [
+                    beam_search(
+                        self.model,
+                        p,
+                        num_beams=beams,
+                        n_return=cfg.n,
+                        max_new_tokens=max_new,
+                        stop_ids=stop_ids,
+                        stop=stop,
+                        pad_id=self.tok.pad_id,
+                        use_cache=self.use_cache,
+                        prefix_lm=self.prefix_lm,
+                    )
+                    for p in chunk
+                ]
             else:
-                samples = sample(self.model, chunk, n=cfg.n, max_new_tokens=max_new, temperature=cfg.temperature,
-                                 top_k=cfg.top_k, top_p=cfg.top_p, stop_ids=stop_ids, stop=stop,
-                                 seed=cfg.seed, pad_id=self.tok.pad_id, use_cache=self.use_cache,
-                                 prefix_lm=self.prefix_lm, prompt_offset=c)
+                samples = sample(
+                    self.model,
+                    chunk,
+                    n=cfg.n,
+                    max_new_tokens=max_new,
+                    temperature=cfg.temperature,
+                    top_k=cfg.top_k,
+                    top_p=cfg.top_p,
+                    stop_ids=stop_ids,
+                    stop=stop,
+                    seed=cfg.seed,
+                    pad_id=self.tok.pad_id,
+                    use_cache=self.use_cache,
+                    prefix_lm=self.prefix_lm,
+                    prompt_offset=c,
+                )
             for group in samples:
                 ranked = sorted(group, key=lambda s: s.score, reverse=True)
-                results.append([
-                    Candidate(cut_at_stop(self.tok.decode(s.ids, skip_special=True), cfg.stop), s.score,
-                              {"finish": s.finish, "tokens": len(s.ids)})
-                    for s in ranked
-                ])
+                results.append(
+                    [
+                        Candidate(
+                            cut_at_stop(self.tok.decode(s.ids, skip_special=True), cfg.stop),
+                            s.score,
+                            {"finish": s.finish, "tokens": len(s.ids)},
+                        )
+                        for s in ranked
+                    ]
+                )
         return results
 
-    def generate(
-        self, prompts: list[str], cfg: Any, *, prompt_format: PromptFormat | None = None
-    ) -> list[list[Any]]:
+    def generate(self, prompts: list[str], cfg: Any, *, prompt_format: PromptFormat | None = None) -> list[list[Any]]:
         """For each prompt, ``cfg.n`` candidates (``api.Candidate``), best first."""
         ids = [self.encode_prompt(p, prompt_format) for p in prompts]
         return self.decode_ids(ids, cfg, [self.tok.eos_id])

@@ -1,0 +1,248 @@
+"""The AR baseline on CodeFusion's Bash benchmark, next to the constant and TF-IDF retrieval baselines.
+
+    .venv/bin/python benchmarks/ar_bash.py [--configs bash_cpu,bash_cpu_rag] [--limit 500] [--seed 0]
+        [--work-dir /tmp/ar] [--diag-generate 100]
+
+For each ``configs/codegen/<name>.yaml``: train it into ``WORK/<name>`` with ``nl2code train`` on one
+thread (skipped when the run directory already holds a finished run), then 5 candidates per test
+utterance by 5-beam search (``temperature 0, n 5``, stop at the end of the line, 64 new tokens) on a
+seeded random sample of ``--limit`` rows of the paper's test split (never a prefix: the split is
+sorted by topic), judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5, the
+code ``nl2code eval codefusion-bash`` runs; the samples are also written as JSONL for it), and the
+NL-conditioning diagnostics (``benchmarks/ar_diagnostics.py``) on the run's held-out training pairs.
+The constant and TF-IDF retrieval baselines are scored on the same rows.
+
+Writes ``benchmarks/results/ar_bash.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DATA, header_md, load_average, machine_info, md_table, write_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = DATA / "codefusion" / "benchmarks" / "BashBenchmarks.json"
+KS = [1, 3, 5]
+# The same baselines on the full 2,522-row split (benchmarks/results/bash_baselines.md), percent.
+FULL_SPLIT = {
+    "constant": {"cms@1": 42.2, "cms@3": 42.2, "cms@5": 42.2, "template_match@1": 5.6, "template_match@5": 5.6},
+    "tfidf": {
+        "cms@1": 51.5,
+        "cms@3": 64.0,
+        "cms@5": 68.3,
+        "template_match@1": 14.5,
+        "template_match@3": 20.8,
+        "template_match@5": 23.8,
+    },
+}
+
+
+def train(config: Path, run_dir: Path, log: Path) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` unless it is already finished; its wall time from metrics.jsonl."""
+    if not (run_dir / "model.safetensors").is_file():
+        cmd = [sys.executable, "-m", "nl2code", "train", str(config), "--run-dir", str(run_dir)]
+        if (run_dir / "config.yaml").is_file():
+            cmd.append("--resume")
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        with open(log, "a") as f:
+            rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        if rc:
+            sys.exit(f"training failed ({rc}), see {log}")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = [r for r in rows if "elapsed_s" in r]
+    evals = [r for r in rows if any(k.startswith("eval") for k in r)]
+    return {
+        "elapsed_s": last[-1]["elapsed_s"] if last else None,
+        "steps": last[-1].get("step") if last else None,
+        "last_eval": evals[-1] if evals else None,
+    }
+
+
+def sample_problems(limit: int, seed: int) -> dict[str, Any]:
+    from nl2code.eval.tasks import get_task
+
+    problems = get_task("codefusion-bash").load_problems(str(BENCH))
+    if limit and limit < len(problems):
+        keys = list(problems)
+        chosen = set(random.Random(seed).sample(keys, limit))
+        problems = {k: problems[k] for k in keys if k in chosen}
+    return problems
+
+
+def judge(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:
+    from nl2code.eval.tasks import EvalContext, get_task
+
+    res = get_task("codefusion-bash").judge(problems, samples, EvalContext(ks=KS, workers=1, progress=False))
+    keep = [f"{m}@{k}" for m in ("cms", "template_match", "command_match") for k in KS]
+    return {m: res.metrics[m] for m in keep}
+
+
+def generate(run_dir: Path, problems: dict[str, Any], out: Path, seed: int) -> tuple[dict[str, list[str]], float]:
+    """5-beam candidates for every problem, written as ``nl2code generate`` JSONL rows to ``out``."""
+    from nl2code.api import GenerationConfig, load_run
+    from nl2code.sampling.autoregressive import ARGenerator
+
+    run = load_run(run_dir)
+    run.model.eval()
+    gen = ARGenerator(run)
+    cfg = GenerationConfig(n=5, temperature=0.0, max_new_tokens=64, stop=("\n",), seed=seed, batch_size=32)
+    ids = list(problems)
+    start = time.monotonic()
+    cands = gen.generate([problems[i].nl for i in ids], cfg)
+    wall = time.monotonic() - start
+    samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
+    with open(out, "w") as f:
+        for i, cs in zip(ids, cands, strict=True):
+            for rank, c in enumerate(cs):
+                row = {"task_id": i, "prompt": problems[i].nl, "rank": rank, "completion": c.text, "score": c.score}
+                f.write(json.dumps(row) + "\n")
+    return samples, wall
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ar_diagnostics import diagnose
+    from bash_baselines import CONSTANT, retrieval_samples
+
+    from nl2code.data.sources import load_source
+
+    problems = sample_problems(args.limit, args.seed)
+    train_recs = [r for r in load_source("codefusion-bash", str(BENCH)).records if r.split == "train"]
+    result: dict[str, Any] = {"rows": len(problems), "limit": args.limit, "seed": args.seed, "systems": {}}
+    result["systems"]["constant"] = {"metrics": judge(problems, {t: [CONSTANT] for t in problems})}
+    result["systems"]["tfidf"] = {"metrics": judge(problems, retrieval_samples(train_recs, problems, max(KS)))}
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in args.configs.split(","):
+        config = REPO / "configs" / "codegen" / f"{name}.yaml"
+        run_dir = work / name
+        info = train(config, run_dir, work / f"{name}.train.log")
+        samples, gen_s = generate(run_dir, problems, work / f"{name}.samples.jsonl", args.seed)
+        diag = diagnose(run_dir, "heldout", None, args.diag_generate, args.seed)
+        result["systems"][name] = {
+            "config": str(config.relative_to(REPO)),
+            "metrics": judge(problems, samples),
+            "train": info,
+            "generate_s": round(gen_s, 1),
+            "samples": str(work / f"{name}.samples.jsonl"),
+            "diagnostics": diag,
+            "examples": [
+                {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]}
+                for t in list(problems)[:4]
+            ],
+        }
+    return result
+
+
+def markdown(result: dict[str, Any], command: str, machine: dict[str, Any]) -> str:
+    notes = [
+        f"CodeFusion Bash benchmark ({BENCH}), a seeded random sample of {result['rows']} test rows "
+        f"(seed {result['seed']}; `random.Random(seed).sample` of the task ids, in file order). Scores in percent; "
+        "CMS = command match score, template = exact template accuracy, command = whitespace-normalised match; "
+        "best of the first k candidates. AR candidates: 5-beam search.",
+        "The constant and TF-IDF rows are scored on the same sampled rows; the full-split values "
+        "(benchmarks/results/bash_baselines.md) are listed below them for scale.",
+        f"Wall time {result['wall_s']} s in total.",
+    ]
+    heads = ["system", "CMS@1", "CMS@3", "CMS@5", "template@1", "template@3", "template@5", "command@1"]
+    rows = []
+
+    def row(label: str, m: dict[str, float], scale: float = 100.0) -> list[str]:
+        def f(key: str) -> str:
+            return f"{scale * m[key]:.1f}" if key in m else ""
+
+        return [label] + [f(f"cms@{k}") for k in KS] + [f(f"template_match@{k}") for k in KS] + [f("command_match@1")]
+
+    for name, s in result["systems"].items():
+        label = name + (" (retrieval-augmented, not paper-faithful)" if "rag" in name else "")
+        rows.append(row(label, s["metrics"]))
+    for name, m in FULL_SPLIT.items():
+        rows.append(row(f"{name}, full split (2,522)", m, 1.0))
+    lines = [
+        header_md("AR baseline on CodeFusion's Bash benchmark", command, machine, notes),
+        "",
+        md_table(heads, rows),
+    ]
+    lines += ["", "## Training and NL conditioning (held-out training pairs)", ""]
+    dheads = [
+        "system",
+        "train wall s",
+        "steps",
+        "generate s",
+        "CE true",
+        "CE shuffled",
+        "CE empty",
+        "gap (nats)",
+        "tok acc true %",
+        "tok acc shuffled %",
+        "greedy EM true %",
+        "greedy EM shuffled %",
+    ]
+    drows = []
+    for name, s in result["systems"].items():
+        if "diagnostics" not in s:
+            continue
+        c = s["diagnostics"]["conditions"]
+        drows.append(
+            [
+                name,
+                s["train"]["elapsed_s"],
+                s["train"]["steps"],
+                s["generate_s"],
+                f"{c['true']['ce']:.3f}",
+                f"{c['shuffled']['ce']:.3f}",
+                f"{c['empty']['ce']:.3f}",
+                f"{s['diagnostics']['nl_gap_ce']:.3f}",
+                f"{100 * c['true']['token_acc']:.1f}",
+                f"{100 * c['shuffled']['token_acc']:.1f}",
+                f"{100 * c['true'].get('exact_match', float('nan')):.1f}",
+                f"{100 * c['shuffled'].get('exact_match', float('nan')):.1f}",
+            ]
+        )
+    lines.append(md_table(dheads, drows))
+    for name, s in result["systems"].items():
+        for ex in s.get("examples", []):
+            lines.append(
+                f"\n- {name} | NL: {ex['nl']}\n  - gold: `{ex['gold']}`\n  - top-3: "
+                + " · ".join(f"`{c}`" for c in ex["top3"])
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="bash_cpu,bash_cpu_rag", help="comma-separated configs/codegen/ names")
+    ap.add_argument("--limit", type=int, default=500, help="seeded random sample of N test rows (0 = all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work-dir", default="/tmp/ar", help="run directories and samples (reused when finished)")
+    ap.add_argument("--diag-generate", type=int, default=100, help="greedy exact match on N held-out pairs")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    command = "python benchmarks/ar_bash.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = machine_info()
+    start = time.monotonic()
+    result = run(args)
+    result["wall_s"] = round(time.monotonic() - start, 1)
+    machine["load_after"] = load_average()
+    result["command"], result["machine"] = command, machine
+    kwargs = {"out": args.out} if args.out else {}
+    path = write_results("ar_bash", result, markdown(result, command, machine), **kwargs)
+    print(path.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
