@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from nl2code.data.collate import Example, pad_collate
@@ -49,8 +52,9 @@ def greedy(model: CodeGenLM, tok: CodeTokenizer, prompts: list[list[int]]) -> li
     return [tok.decode(group[0].ids).strip() for group in out]
 
 
-def test_tiny_ar_model_learns_and_uses_the_nl():
-    # ~15 s of CPU on one thread (300 full-batch steps of a 0.1M-parameter model).
+@pytest.fixture(scope="module")
+def trained() -> tuple[CodeGenLM, CodeTokenizer, list[tuple[str, str]]]:
+    """A tiny model trained on the 64 pairs: ~15 s of CPU on one thread (300 full-batch steps)."""
     data = pairs()
     tok = CodeTokenizer.train([t for p in data for t in p], vocab_size=320)
     rows = []
@@ -72,12 +76,38 @@ def test_tiny_ar_model_learns_and_uses_the_nl():
         loss.backward()
         opt.step()
     model.eval()
+    return model, tok, data
+
+
+def shuffled_order(n: int) -> list[int]:
+    """A seeded permutation in which no prompt keeps its own code."""
+    perm = list(range(n))
+    random.Random(0).shuffle(perm)
+    return [p if p != i else (i + 1) % n for i, p in enumerate(perm)]
+
+
+def test_tiny_ar_model_learns_and_uses_the_nl(trained):
+    model, tok, data = trained
     prompts = [[*tok.encode(nl), tok.sep_id] for nl, _ in data]
     golds = [code for _, code in data]
     true_em = np.mean([p == g for p, g in zip(greedy(model, tok, prompts), golds)])
-    perm = list(range(len(data)))
-    random.Random(0).shuffle(perm)
-    perm = [p if p != i else (i + 1) % len(data) for i, p in enumerate(perm)]  # no prompt keeps its own code
+    perm = shuffled_order(len(data))
     shuffled_em = np.mean([p == g for p, g in zip(greedy(model, tok, [prompts[j] for j in perm]), golds)])
-    assert true_em >= 0.9, f"exact match with the true NL {true_em:.2f} (final train acc {float(metrics['acc']):.2f})"
+    assert true_em >= 0.9, f"exact match with the true NL {true_em:.2f}"
     assert shuffled_em <= 0.1, f"exact match with shuffled NL {shuffled_em:.2f}: the NL is not what is used"
+
+
+def test_diagnostics_see_the_nl_gap(trained):
+    """benchmarks/ar_diagnostics.py's teacher-forced scoring: after training, the code is far more
+    likely after its own NL than after another pair's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from ar_diagnostics import teacher_forced
+
+    model, tok, data = trained
+    prompts = [[*tok.encode(nl), tok.sep_id] for nl, _ in data]
+    targets = [[*tok.encode(code), tok.eos_id] for _, code in data]
+    true = teacher_forced(model, prompts, targets, tok.pad_id)
+    shuffled = teacher_forced(model, [prompts[j] for j in shuffled_order(len(data))], targets, tok.pad_id)
+    assert true["tokens"] == shuffled["tokens"] == sum(len(t) for t in targets)
+    assert true["token_acc"] >= 0.9 and true["ce"] < 0.5
+    assert shuffled["ce"] - true["ce"] > 1.0 and shuffled["token_acc"] < true["token_acc"] - 0.2

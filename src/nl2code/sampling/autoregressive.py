@@ -216,7 +216,9 @@ class ARGenerator:
 
     Prompts are read the way the run's (last stage's) training data was formatted: for
     ``format: nl_code`` a prompt is an utterance and the model continues ``NL <sep>``; for
-    ``format: code`` a prompt is code to continue. ``prompt_format`` overrides this.
+    ``format: code`` a prompt is code to continue. ``prompt_format`` overrides this. A run trained
+    with ``objective.retrieval_k > 0`` gets an NL prompt prefixed with the commands of the nearest
+    utterances of its own training records (:meth:`retrieved`), as it was trained.
 
     Decoding (``GenerationConfig``): ``num_beams > 1`` is beam search; ``temperature == 0`` is
     greedy, and with ``n > 1`` beam search with ``max(num_beams, n)`` beams (n distinct greedy
