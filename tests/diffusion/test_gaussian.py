@@ -91,3 +91,35 @@ def test_step_is_deterministic_under_a_seed_and_checks_schedule(generator):
         sched.step(out, 50, x)
     with pytest.raises(ValueError):
         GaussianScheduler(10, prediction_type="v")
+
+
+@pytest.mark.parametrize("prediction", ["sample", "epsilon"])
+def test_x0_estimate_is_bounded_at_the_last_timestep(prediction, generator):
+    """Issue #18: with eps-prediction the sqrt schedule's last alpha_bar (3.7e-7) turned a unit eps
+    error into an x^_0 of ~1,600; clipped, the estimate stays in the box of the embeddings."""
+    sched = GaussianScheduler(1200, "sqrt", prediction_type=prediction)
+    assert sched.alphas_cumprod[-1] < 1e-6
+    x0 = torch.randn(4, 6, 8, generator=generator)
+    t = torch.full((4,), 1199)
+    x_t = sched.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
+    wrong = torch.randn(x0.shape, generator=generator)  # an imperfect network output
+    bound = float(x0.abs().max())
+    clipped = sched.to_x0(wrong, x_t, t, clip=bound)
+    assert clipped.abs().max() <= bound
+    if prediction == "epsilon":
+        assert sched.to_x0(wrong, x_t, t).abs().max() > 100  # what the clip prevents
+    default = GaussianScheduler(1200, "sqrt", prediction_type=prediction, clip_sample=bound)
+    torch.testing.assert_close(default.to_x0(wrong, x_t, t), clipped)
+    # Clipping never moves an estimate that is already inside the box.
+    torch.testing.assert_close(sched.to_x0(x0 if prediction == "sample" else sched.to_epsilon(x0, x_t, t), x_t, t,
+                                           clip=bound), x0, rtol=1e-3, atol=1e-3)  # fmt: skip
+
+
+def test_default_reverse_step_is_deterministic_ddim(generator):
+    sched = GaussianScheduler(100)
+    assert sched.eta == 0.0
+    sched.set_timesteps(10)
+    x0, x_t = torch.randn(2, 3, 4, generator=generator), torch.randn(2, 3, 4, generator=generator)
+    a = sched.step(x0, 99, x_t, generator=torch.Generator().manual_seed(1)).prev_sample
+    b = sched.step(x0, 99, x_t, generator=torch.Generator().manual_seed(2)).prev_sample
+    torch.testing.assert_close(a, b)

@@ -178,3 +178,33 @@ def test_presets_and_parameter_counts():
     assert parameter_counts(small)["total"] == small.num_parameters()
     for name in PRESETS:
         assert dataclasses.replace(PRESETS[name], vocab_size=10).vocab_size == 10
+
+
+def test_x0_skip_copies_the_input_at_low_noise_and_not_at_high(generator):
+    """x0_skip: x^_0 = c_skip(t) x_t + c_out(t) F. With F = 0 (zeroed output projection), the
+    estimate at t = 0 rounds back to the input's tokens; at t = T-1 it carries no trace of x_t."""
+    cfg = tiny(x0_skip=True, embed_dim=8, num_timesteps=1200)
+    model = CodeFusion(cfg, generator=generator).eval()
+    torch.nn.init.zeros_(model.denoiser.proj_out.weight)
+    torch.nn.init.zeros_(model.denoiser.proj_out.bias)
+    ids = torch.randint(3, V, (2, 12), generator=generator)
+    x0 = model.embed_code(ids)
+    enc = torch.randn(2, 3, 32, generator=generator)
+    sched = scheduler_for(cfg)
+    x_t = sched.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([0, 0]))
+    assert torch.equal(model.nearest_tokens(model.denoise(x_t, torch.tensor([0, 0]), enc)), ids)
+    far = model.denoise(x_t, torch.tensor([1199, 1199]), enc)
+    assert far.abs().max() < 1e-2
+    with pytest.raises(ValueError, match="x0_skip"):
+        tiny(x0_skip=True, prediction="epsilon")
+
+
+@pytest.mark.parametrize("prediction", ["sample", "epsilon"])
+def test_x0_estimate_stays_in_the_embedding_box_at_t_max(prediction, generator):
+    cfg = tiny(prediction=prediction, num_timesteps=1200)
+    model = CodeFusion(cfg, generator=generator).eval()
+    x0 = model.embed_code(torch.randint(3, V, (2, 12), generator=generator))
+    sched, t = scheduler_for(cfg), torch.tensor([1199, 1199])
+    x_t = sched.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
+    est = sched.to_x0(model.denoise(x_t, t, model.encode(torch.randint(3, V, (2, 5)))), x_t, t, clip=model.x0_bound())
+    assert est.abs().max() <= model.x0_bound() == float(model.code_embed.weight.detach().abs().max())

@@ -42,6 +42,9 @@ class GaussianScheduler:
         schedule: ``"sqrt"`` (CodeFusion/Diffusion-LM), ``"linear"`` or ``"cosine"``.
         prediction_type: what the network outputs: ``"sample"`` (``x_0``) or ``"epsilon"`` (the noise).
         eta: default reverse-step stochasticity (1 = DDPM, 0 = DDIM); :meth:`step` can override it.
+            0 by default: on a trained Bash model, the reverse loop from gold noised to t = 400 kept
+            54% of tokens with eta = 0 but 40% with eta = 1 (a single x^_0 prediction: 58%).
+        clip_sample: default bound of :meth:`to_x0` (None = no clipping).
     """
 
     def __init__(
@@ -49,7 +52,8 @@ class GaussianScheduler:
         num_train_timesteps: int = 1200,
         schedule: str = "sqrt",
         prediction_type: PredictionType = "sample",
-        eta: float = 1.0,
+        eta: float = 0.0,
+        clip_sample: float | None = None,
     ):
         if prediction_type not in ("sample", "epsilon"):
             raise ValueError(f"prediction_type must be 'sample' or 'epsilon', got {prediction_type!r}")
@@ -59,6 +63,7 @@ class GaussianScheduler:
         self.schedule = schedule
         self.prediction_type = prediction_type
         self.eta = eta
+        self.clip_sample = clip_sample
         self.alphas_cumprod = alphas_cumprod(schedule, num_train_timesteps)  # float64 (T,)
         # One extra entry so that index -1 ("clean", after the last step) reads alpha_bar = 1. Kept in
         # float32 for lookups: some accelerators (MPS) have no float64.
@@ -85,12 +90,23 @@ class GaussianScheduler:
         t = torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator, device=gen_device)
         return t.to(device) if device is not None else t
 
-    def to_x0(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """The ``x_0`` estimate implied by the network output (identity for ``"sample"``)."""
+    def to_x0(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int, clip: float | None = None
+    ) -> torch.Tensor:
+        """The ``x_0`` estimate implied by the network output (identity for ``"sample"``).
+
+        ``clip``: clamp every entry of the estimate to ``[-clip, clip]`` (DDPM's ``clip_sample``),
+        the default :attr:`clip_sample` when None. For ``"epsilon"`` it is what keeps the estimate
+        finite-sized at large t: the sqrt schedule's last ``alpha_bar`` is 3.7e-7, so dividing by its
+        root multiplies any error in ``eps^`` by 1,600 (an unclipped x^_0 MSE of ~3e6 at t = T-1).
+        """
         if self.prediction_type == "sample":
-            return model_output
-        ab = self._alpha_bar(t, x_t)
-        return (x_t - (1 - ab).sqrt() * model_output) / ab.sqrt()
+            x0 = model_output
+        else:
+            ab = self._alpha_bar(t, x_t)
+            x0 = (x_t - (1 - ab).sqrt() * model_output) / ab.sqrt()
+        clip = self.clip_sample if clip is None else clip
+        return x0 if clip is None else x0.clamp(-clip, clip)
 
     def to_epsilon(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """The noise implied by an ``x_0`` estimate: ``(x_t - sqrt(ab) x_0) / sqrt(1 - ab)``."""

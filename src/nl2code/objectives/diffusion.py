@@ -52,6 +52,10 @@ class CodeFusionLossConfig:
         decoder_weight: weight of term 2.
         ce_weight: weight of term 3.
         pad_weight: relative weight of pad positions within a sequence (1 = plain mean over n).
+        clean_decode_fraction: share of the rows whose decoder reads the clean ``L(y)`` instead of
+            ``x^_0`` (not in the paper). With uniform t most of D's inputs carry little token
+            information, and D learns to lean on ``E(s)`` instead of its input (issue #18: H(D(L(y)))
+            got 89% of Bash tokens right); these rows teach D to read and round its input.
         cpd_mask_rate: probability of masking each identifier/keyword occurrence (``cpd`` only).
         cpd_collapse: a masked occurrence becomes one ``<mask>`` (GENIE) rather than one per token.
         mask_id: the tokenizer's ``<mask>`` id (``CodeTokenizer.mask_id`` is 2).
@@ -65,6 +69,7 @@ class CodeFusionLossConfig:
     decoder_weight: float = 1.0
     ce_weight: float = 1.0
     pad_weight: float = 1.0
+    clean_decode_fraction: float = 0.0
     cpd_mask_rate: float = 0.5
     cpd_collapse: bool = True
     mask_id: int = 2
@@ -75,6 +80,8 @@ class CodeFusionLossConfig:
         for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.clean_decode_fraction <= 1.0:
+            raise ValueError(f"clean_decode_fraction must be in [0, 1], got {self.clean_decode_fraction}")
         if not 0.0 <= self.cpd_mask_rate <= 1.0:
             raise ValueError(f"cpd_mask_rate must be in [0, 1], got {self.cpd_mask_rate}")
         if self.preview_steps < 1:
@@ -114,6 +121,7 @@ def codefusion_loss(
     generator: torch.Generator,
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     chunked_head: bool = True,
+    clean_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The three-term loss for one batch; see the module docstring.
 
@@ -127,23 +135,29 @@ def codefusion_loss(
         generator: draws the timesteps and the noise.
         loss_weights: weights of the denoiser, decoder and cross-entropy terms.
         chunked_head: allow the chunked head loss (see :func:`nl2code.objectives.linear_ce.head_loss`).
+        clean_fraction: share of rows whose decoder reads ``L(y)`` (``clean_decode_fraction``).
     """
     B = code_ids.shape[0]
     x0 = model.embed_code(code_ids)  # (B, N, E)
     noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
     t = scheduler.sample_timesteps(B, generator, device=x0.device)
     x_t = scheduler.add_noise(x0, noise, t)
+    bound = model.x0_bound()
     x0_prev = None
     # Self-conditioning: on half the batches N first estimates x_0 without gradient, then refines it.
     if model.cfg.self_condition and torch.rand((), generator=generator, device=generator.device) < 0.5:
         with torch.no_grad():
-            x0_prev = scheduler.to_x0(model.denoise(x_t, t, enc, enc_mask), x_t, t).detach()
+            x0_prev = scheduler.to_x0(model.denoise(x_t, t, enc, enc_mask), x_t, t, clip=bound).detach()
     out = model.denoise(x_t, t, enc, enc_mask, x0_prev=x0_prev)
-    x0_hat = scheduler.to_x0(out, x_t, t)
+    x0_hat = scheduler.to_x0(out, x_t, t, clip=bound)
     target = x0 if scheduler.prediction_type == "sample" else noise
     denoise = _row_mean((out - target).pow(2).mean(-1), weights)
     if model.decoder is not None:
-        hidden = model.decode(x0_hat, enc, enc_mask)
+        dec_in = x0_hat
+        if clean_fraction > 0:
+            clean = torch.rand(B, generator=generator, device=generator.device).to(x0.device) < clean_fraction
+            dec_in = torch.where(clean[:, None, None], x0, x0_hat)
+        hidden = model.decode(dec_in, enc, enc_mask)
         decoder = _row_mean((hidden - x0).pow(2).mean(-1), weights)
     else:  # GENIE: rounding loss on the gold embeddings; no decoder term
         hidden = x0
@@ -254,7 +268,16 @@ class CodeFusionObjective(Objective):
         enc, enc_mask = self.context(model, batch, generator)
         loss_weights = (self.cfg.denoise_weight, self.cfg.decoder_weight, self.cfg.ce_weight)
         return codefusion_loss(
-            model, self.scheduler(model), code, weights, enc, enc_mask, generator, loss_weights, self.cfg.chunked_head
+            model,
+            self.scheduler(model),
+            code,
+            weights,
+            enc,
+            enc_mask,
+            generator,
+            loss_weights,
+            self.cfg.chunked_head,
+            self.cfg.clean_decode_fraction,
         )
 
     @torch.no_grad()

@@ -1,0 +1,1 @@
+"""Measurements of model internals (``codefusion``: CodeFusion, issue #18)."""
