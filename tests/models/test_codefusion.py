@@ -208,3 +208,24 @@ def test_x0_estimate_stays_in_the_embedding_box_at_t_max(prediction, generator):
     x_t = sched.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
     est = sched.to_x0(model.denoise(x_t, t, model.encode(torch.randint(3, V, (2, 5)))), x_t, t, clip=model.x0_bound())
     assert est.abs().max() <= model.x0_bound() == float(model.code_embed.weight.detach().abs().max())
+
+
+def test_distance_head_rounds_to_the_nearest_embedding(generator):
+    model = CodeFusion(tiny(distance_head=True, embed_dim=8), generator=generator).eval()
+    ids = torch.randint(0, V, (2, 12), generator=generator)
+    x = model.embed_code(ids)
+    assert torch.equal(model.logits(x).argmax(-1), ids)  # clean embeddings decode exactly
+    h = torch.randn(2, 12, 8, generator=generator)
+    w = model.code_embed.weight
+    want = -torch.cdist(h, w[None].expand(2, -1, -1)).pow(2) + h.pow(2).sum(-1, keepdim=True) + model.head.bias
+    torch.testing.assert_close(model.logits(h), want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="tie_head"):
+        tiny(distance_head=True, tie_head=False)
+
+
+def test_decoder_skip_is_residual_around_the_input(generator):
+    model = CodeFusion(tiny(decoder_skip=True), generator=generator).eval()
+    x0, enc = torch.randn(2, 12, 32, generator=generator), torch.randn(2, 3, 32, generator=generator)
+    plain = CodeFusion(tiny(), generator=torch.Generator().manual_seed(0)).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.decode(x0, enc), x0 + plain.decode(x0, enc))

@@ -219,3 +219,20 @@ def test_preview_samples_one_program_per_prompt(task):
     outs = objective.preview(model, prompts, max_new_tokens=4, eos_id=1, generator=torch.Generator().manual_seed(0))
     assert len(outs) == 2 and all(len(o) <= 4 and 1 not in o and PAD not in o for o in outs)
     assert model.training  # the sampler restores the mode
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_clean_decode_rows_feed_the_decoder_the_gold_embeddings(fraction, monkeypatch):
+    """clean_decode_fraction = 1: D reads L(y) on every row; 0: D reads the denoiser's x^_0."""
+    model = tiny_model(x0_skip=True)
+    seen = []
+    real = model.decode
+    monkeypatch.setattr(model, "decode", lambda x0, *a, **k: seen.append(x0) or real(x0, *a, **k))
+    batch = make_batch()
+    objective = CodeFusionObjective(CodeFusionLossConfig(clean_decode_fraction=fraction))
+    loss, _ = objective(model, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    gold = model.embed_code(pad_code(batch.input_ids, batch.attention_mask, 10, PAD, 1.0)[0])
+    assert torch.equal(seen[0], gold) == (fraction == 1.0)
+    with pytest.raises(ValueError, match="clean_decode_fraction"):
+        CodeFusionLossConfig(clean_decode_fraction=1.5)

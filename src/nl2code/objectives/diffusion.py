@@ -35,7 +35,7 @@ from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 from nl2code.objectives.base import Objective
-from nl2code.objectives.linear_ce import head_loss
+from nl2code.objectives.linear_ce import head_loss, logits_loss
 from nl2code.sampling.diffusion import DiffusionSampler
 
 Task = Literal["finetune", "unconditional", "cpd"]
@@ -163,7 +163,10 @@ def codefusion_loss(
         hidden = x0
         decoder = x0.new_zeros(())
     coef = weights / weights.sum(1, keepdim=True).clamp_min(1e-8) / weights.shape[0]  # _row_mean as weights
-    ce, pred = head_loss(model.head, hidden, code_ids, coef, chunked=chunked_head)
+    if model.cfg.distance_head:  # not a plain linear layer: full logits (the vocabularies are small)
+        ce, pred = logits_loss(model.logits(hidden), code_ids, coef)
+    else:
+        ce, pred = head_loss(model.head, hidden, code_ids, coef, chunked=chunked_head)
     w_den, w_dec, w_ce = loss_weights
     loss = w_den * denoise + w_dec * decoder + w_ce * ce
     with torch.no_grad():
