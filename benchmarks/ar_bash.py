@@ -36,6 +36,7 @@ from _common import DATA, header_md, load_average, machine_info, md_table, write
 REPO = Path(__file__).resolve().parents[1]
 BENCH = DATA / "codefusion" / "benchmarks" / "BashBenchmarks.json"
 KS = [1, 3, 5]
+DIAG_VERSION = 2  # 2: the diagnostics' targets keep the command's trailing newline, as training does
 # The same baselines on the full 2,522-row split (benchmarks/results/bash_baselines.md), percent.
 FULL_SPLIT = {
     "constant": {"cms@1": 42.2, "cms@3": 42.2, "cms@5": 42.2, "template_match@1": 5.6, "template_match@5": 5.6},
@@ -128,12 +129,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["systems"]["tfidf"] = {"metrics": judge(problems, retrieval_samples(train_recs, problems, max(KS)))}
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    for name in args.configs.split(","):
-        config = REPO / "configs" / "codegen" / f"{name}.yaml"
+    names = [(n, False) for n in args.configs.split(",") if n] + [(n, True) for n in args.continued.split(",") if n]
+    for name, continued in names:
+        config = REPO / "configs" / "codegen" / f"{name.removesuffix('_more')}.yaml"
         run_dir = work / name
-        info = train(config, run_dir, work / f"{name}.train.log", wait=args.wait)
-        samples, gen_s = generate(run_dir, problems, work / f"{name}.samples.jsonl", args.seed)
-        diag = diagnose(run_dir, "heldout", None, args.diag_generate, args.seed)
+        info = train(config, run_dir, work / f"{name}.train.log", wait=args.wait or continued)
+        cache = work / f"{name}.eval.json"
+        key = [str(problems.keys()), args.seed, args.diag_generate, (run_dir / "model.safetensors").stat().st_mtime]
+        if cache.is_file() and json.loads(cache.read_text())["key"] == json.loads(json.dumps(key)):
+            saved = json.loads(cache.read_text())  # this run, these rows: generated and diagnosed already
+            samples, gen_s, diag = saved["samples"], saved["generate_s"], saved["diagnostics"]
+            if saved.get("diag_version") != DIAG_VERSION:
+                diag = saved["diagnostics"] = diagnose(run_dir, "heldout", None, args.diag_generate, args.seed)
+                saved["diag_version"] = DIAG_VERSION
+                cache.write_text(json.dumps(saved))
+        else:
+            samples, gen_s = generate(run_dir, problems, work / f"{name}.samples.jsonl", args.seed)
+            diag = diagnose(run_dir, "heldout", None, args.diag_generate, args.seed)
+            saved = {
+                "key": key,
+                "samples": samples,
+                "generate_s": gen_s,
+                "diagnostics": diag,
+                "diag_version": DIAG_VERSION,
+            }
+            cache.write_text(json.dumps(saved))
+        if continued:
+            import yaml
+
+            info["init_from"] = yaml.safe_load((run_dir / "config.yaml").read_text()).get("init_from")
         result["systems"][name] = {
             "config": str(config.relative_to(REPO)),
             "metrics": judge(problems, samples),
@@ -156,9 +180,16 @@ RECIPE = [
     "steps on the pairs: `configs/codegen/bash.yaml` at 400 + 400 steps spends half its minutes on BashSnippets "
     "(code only, no NL) and sees the 10k pairs 1.3 times at a fine-tuning lr of 5e-4. An AR model first learns the "
     "language of the commands and only later the mapping from the NL: `ar_diagnostics.py` on this recipe's "
-    "checkpoint at step 80 (0.27 epochs) gives CE 4.637 with the true NL vs 4.760 shuffled (gap 0.12 nats, "
-    "token accuracy 25.3 vs 24.2 %, greedy exact 0 / 50) and its beams are `find . -type f -type f ...` for every "
+    "checkpoint at step 80 (0.27 epochs) gives CE 4.129 with the true NL vs 4.246 shuffled (gap 0.12 nats, "
+    "token accuracy 32.3 vs 31.3 %, greedy exact 0 / 50) and its beams are `find . -type f -type f ...` for every "
     "request, the issue's symptom; the table above shows the gap once the pairs have been seen ~2 times.",
+    "**Findings.** (1) Epochs over the pairs are what the NL conditioning needs: the NL gap grows from 0.12 nats "
+    "(step 80) to ~1 nat (700 steps, 2.3 epochs) and further with 500 more steps (table), and every score with it. "
+    "(2) On this budget the AR model does not reach the retrieval baseline: paper-faithful it stays below the "
+    "constant on CMS@1; retrieval augmentation helps most (template@1 3-4x the plain run at each budget) "
+    "but the RAG model still scores below simply returning the command it was shown (TF-IDF top-1): it has not "
+    "yet learned to copy and edit within ~2-3 epochs. (3) The continued rows show both still improving when "
+    "stopped: the budget, not a bug, is the limit now.",
     "**Pairs only, no snippet pre-training** (`bash_cpu.yaml`): on a ~20-minute budget every pre-training step is "
     "a step not spent on the pairs, and the NL gap only opens with epochs over the pairs (above). A split of the "
     "same minutes between snippets and pairs was not measured in this session (CPU-bound: see 'remains').",
@@ -201,6 +232,8 @@ def markdown(result: dict[str, Any], command: str, machine: dict[str, Any]) -> s
 
     for name, s in result["systems"].items():
         label = name + (" (retrieval-augmented, not paper-faithful)" if "rag" in name else "")
+        if s.get("train", {}).get("init_from"):
+            label += f", continued: {name.removesuffix('_more')} + {s['train']['steps']} steps"
         rows.append(row(label, s["metrics"]))
     for name, m in FULL_SPLIT.items():
         rows.append(row(f"{name}, full split (2,522)", m, 1.0))
@@ -264,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work-dir", default="/tmp/ar", help="run directories and samples (reused when finished)")
     ap.add_argument("--diag-generate", type=int, default=100, help="greedy exact match on N held-out pairs")
+    ap.add_argument(
+        "--continued",
+        default="",
+        help="run directories WORK/NAME_more that continue WORK/NAME (trained elsewhere: nl2code train "
+        "configs/codegen/NAME.yaml --run-dir WORK/NAME_more init_from=WORK/NAME ...); evaluated once finished",
+    )
     ap.add_argument("--wait", action="store_true", help="wait for runs being trained elsewhere instead of training")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     args = ap.parse_args(argv)

@@ -113,7 +113,7 @@ def diagnose(run_dir: Path, split: str, limit: int | None, generate: int, seed: 
         "empty": [[tok.sep_id]],
     }
     conditions["empty"] = conditions["empty"] * len(recs)
-    targets = [[*tok.encode(r.code.rstrip("\n")), tok.eos_id] for r in recs]
+    targets = [[*tok.encode(r.code), tok.eos_id] for r in recs]  # exactly as data.format nl_code trains
     out: dict[str, Any] = {
         "run": str(run_dir),
         "split": split,
