@@ -111,3 +111,18 @@ def test_existing_run_needs_resume_and_resume_keeps_the_model(tmp_path, fast_ove
     err = capsys.readouterr().err
     assert "changed settings: train.max_steps" in err and "(step 4)" in err
     assert [s for s, _ in train_losses(run_dir)] == list(range(1, 7))
+
+
+def test_a_key_added_since_the_run_started_resumes_at_its_default(tmp_path, fast_overrides, capsys):
+    """A run saved before a config key existed (its config.yaml lacks it) still resumes."""
+    import yaml
+
+    run_dir = tmp_path / "run"
+    args = ["train", str(SMOKE), "--run-dir", str(run_dir), *fast_overrides, "train.max_steps=4"]
+    assert main(args) == 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["train"]["seed"]  # as if `train.seed` had been added to the code after this run began
+    del saved["objective"][next(k for k in saved["objective"] if k != "kind")]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0, capsys.readouterr().err

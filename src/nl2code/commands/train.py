@@ -164,12 +164,17 @@ def _check_fresh(run_dir: Path) -> None:
 
 def _check_same_run(run_dir: Path, resolved: dict, say: Any) -> None:
     """On --resume, the config may differ from the saved one only in train settings."""
-    from nl2code.config import read_yaml
+    from nl2code import config as config_io
+    from nl2code.train.config import RunConfig
 
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    changed = _diff(read_yaml(saved), resolved)
+    try:  # through the typed loader, so a key added since the run started reads as its default
+        before = config_io.to_dict(config_io.load(RunConfig, saved))
+    except config_io.ConfigError:
+        before = config_io.read_yaml(saved)
+    changed = _diff(before, resolved)
     fatal = [k for k in changed if not (k.startswith("train.") or re.match(r"stages\[\d+\]\.train\.", k))]
     if fatal:
         raise CLIError(f"{saved}: the run was started with a different {fatal[0]}; "
