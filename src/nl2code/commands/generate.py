@@ -168,8 +168,9 @@ def add_rounding(group: Any) -> None:
     group.add_argument(
         "--rounding",
         choices=ROUNDING_CHOICES,
-        help="diffusion: how x_0 becomes tokens; decoder = the paper's D+H after the last step "
-        "(default), decoder_clamp = snap to D+H's tokens at every step",
+        help="diffusion: how x_0 becomes tokens; decoder_clamp = snap to D+H's tokens at every step "
+        "(default for a model with a decoder: the loop then never falls far below its first step), "
+        "decoder = the paper's D+H after the last step only",
     )
 
 
