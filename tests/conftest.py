@@ -1,7 +1,9 @@
-"""Shared fixtures: the ../shared data folder (skipped when absent) and a seeded generator."""
+"""Shared fixtures: the ../shared data folder (skipped when absent), a seeded generator, a process that
+cannot find bubblewrap or setpriv, and the short Bash pairs the tiny learning tests train on."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,44 @@ def _one_torch_thread():
     # Tiny test models run several times faster on one thread than on two contended ones.
     torch.set_num_threads(1)
     yield
+
+
+def _hide(monkeypatch, tool: str):
+    """This process no longer finds ``tool`` (as on a machine without it); sandbox probes are redone
+    before and after."""
+    from nl2code.eval import sandbox
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == tool else which(name, *a, **k))
+    sandbox._reset_probes()
+    yield
+    sandbox._reset_probes()
+
+
+@pytest.fixture
+def no_bwrap(monkeypatch):
+    yield from _hide(monkeypatch, "bwrap")
+
+
+@pytest.fixture
+def no_setpriv(monkeypatch):
+    yield from _hide(monkeypatch, "setpriv")
+
+
+def short_bash_pairs(shared_data: Path, n: int) -> list[tuple[str, str]]:
+    """Up to ``n`` train pairs of CodeFusion's Bash benchmark (file order) with short code and a unique
+    utterance; skips when the data is absent."""
+    from nl2code.data.sources import load_source
+
+    path = shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    pairs, seen = [], set()
+    for rec in load_source("codefusion-bash", path).split("train"):
+        nl, code = rec.nl.strip(), rec.code.strip()
+        if len(code) <= 15 and len(nl) <= 35 and nl not in seen:
+            seen.add(nl)
+            pairs.append((nl, code))
+        if len(pairs) == n:
+            break
+    return pairs

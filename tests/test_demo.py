@@ -7,7 +7,6 @@ import dataclasses
 import html
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -153,17 +152,6 @@ def test_children_train_side_by_side_and_failures_are_reported(tmp_path):
 
 
 # -- without the required isolation, HumanEval is not executed, loudly ----------------------------
-
-
-@pytest.fixture
-def no_bwrap(monkeypatch):
-    from nl2code.eval import sandbox
-
-    which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else which(name, *a, **k))
-    sandbox._reset_probes()
-    yield
-    sandbox._reset_probes()
 
 
 def test_demo_sandbox_without_bwrap_is_a_loud_skip_or_a_refusal(no_bwrap):

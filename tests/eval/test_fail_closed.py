@@ -28,25 +28,6 @@ QUICK = Limits(timeout=5.0)
 ROOT = os.geteuid() == 0
 
 
-@pytest.fixture
-def no_bwrap(monkeypatch):
-    """This process sees no bubblewrap (as on a fresh machine); probes are redone before and after."""
-    which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else which(name, *a, **k))
-    sandbox._reset_probes()
-    yield
-    sandbox._reset_probes()
-
-
-@pytest.fixture
-def no_setpriv(monkeypatch):
-    which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "setpriv" else which(name, *a, **k))
-    sandbox._reset_probes()
-    yield
-    sandbox._reset_probes()
-
-
 def writer(marker) -> str:
     """A program that writes ``marker`` (a path outside any sandbox) when it runs at all."""
     return f"open({str(marker)!r}, 'w').write('ran')\n"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import short_bash_pairs
 from nl2code.data.collate import Example, pad_collate
-from nl2code.data.sources import load_source
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.diagnostics import codefusion as diag
 from nl2code.models.codefusion import CodeFusion, preset
@@ -25,17 +25,7 @@ STEPS = 20  # inference steps (strided over the model's T = 1200); eta and round
 
 @pytest.fixture(scope="module")
 def trained(shared_data):
-    path = shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    pairs, seen = [], set()
-    for rec in load_source("codefusion-bash", path).split("train"):
-        nl, code = rec.nl.strip(), rec.code.strip()
-        if len(code) <= 15 and len(nl) <= 35 and nl not in seen:
-            seen.add(nl)
-            pairs.append((nl, code))
-        if len(pairs) == PAIRS:
-            break
+    pairs = short_bash_pairs(shared_data, PAIRS)
     torch.set_num_threads(1)
     tok = CodeTokenizer.train([text for pair in pairs for text in pair], vocab_size=300, min_frequency=1)
     nl_ids = [tok.encode(nl) for nl, _ in pairs]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import short_bash_pairs
 from nl2code.data.collate import Example, pad_collate
-from nl2code.data.sources import load_source
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.models.codefusion import CodeFusion, CodeFusionConfig, preset
 from nl2code.objectives.diffusion import CodeFusionObjective
@@ -170,18 +170,10 @@ def test_infill_keeps_prefix_and_suffix():
 # -- acceptance: a tiny model overfits 32 Bash pairs ------------------------------------------------
 def bash_pairs(shared_data) -> list[tuple[str, str]]:
     """The first 32 train pairs (file order) with short code and a unique utterance."""
-    path = shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    pairs, seen = [], set()
-    for rec in load_source("codefusion-bash", path).split("train"):
-        nl, code = rec.nl.strip(), rec.code.strip()
-        if len(code) <= 15 and len(nl) <= 35 and nl not in seen:
-            seen.add(nl)
-            pairs.append((nl, code))
-        if len(pairs) == 32:
-            return pairs
-    pytest.fail("fewer than 32 short Bash pairs")
+    pairs = short_bash_pairs(shared_data, 32)
+    if len(pairs) < 32:
+        pytest.fail("fewer than 32 short Bash pairs")
+    return pairs
 
 
 def test_tiny_model_overfits_32_bash_pairs(shared_data):
