@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import short_bash_pairs
+from bash_pairs import short_bash_pairs
 from nl2code.data.collate import Example, pad_collate
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.diagnostics import codefusion as diag

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import short_bash_pairs
+from bash_pairs import short_bash_pairs
 from nl2code.data.collate import Example, pad_collate
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.models.codefusion import CodeFusion, CodeFusionConfig, preset
