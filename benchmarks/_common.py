@@ -24,7 +24,8 @@ import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+# NL2CODE_DATA: another copy of shared/data (a device machine gets the data sets carried into the repo)
+DATA = Path(os.environ.get("NL2CODE_DATA") or REPO.parent / "shared" / "data").resolve()
 
 
 def set_threads(threads: int) -> int:

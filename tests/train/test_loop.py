@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -224,3 +225,34 @@ def test_train_config_validation():
         config(min_lr=1.0, lr=0.1)
     with pytest.raises(ValueError, match="batch_size"):
         dataclasses.replace(config(), batch_size=0)
+
+
+class Slow(CausalLMObjective):
+    """Test-only objective: each call takes at least ``seconds`` (a stand-in for a big model)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, model, batch, generator):
+        time.sleep(self.seconds)
+        return super().__call__(model, batch, generator)
+
+
+def test_max_minutes_lowers_the_step_count_and_still_ends_the_cosine(tmp_path):
+    # 0.05 s a step and a 1.5 s budget: about 30 steps fit, far fewer than max_steps.
+    cfg = config(max_steps=1000, max_minutes=0.025, warmup_steps=4, ckpt_every=0)
+    result = run(tmp_path, cfg, Slow(0.05))
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert 10 <= result.step <= 40
+    assert rows[-1]["step"] == result.step
+    assert rows[-1]["lr"] == pytest.approx(cfg.min_lr, rel=0.05)  # decayed over the steps that fit
+    assert rows[-1]["elapsed_s"] < 1.5 * 1.5
+    state = torch.load(result.last_checkpoint / "state.pt", weights_only=False)
+    assert state["total_steps"] == result.step  # a resumed stage keeps the count it resolved
+
+
+def test_max_minutes_is_off_by_default_and_validated():
+    assert TrainConfig().max_minutes == 0
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig(max_minutes=-1)

@@ -33,6 +33,10 @@ class TrainConfig:
 
     seed: int = _f(0, "seed of weights init, data order and objective noise")
     max_steps: int = _f(1000, "optimizer steps to train (bounds the run)")
+    max_minutes: float = _f(
+        0.0, "wall-clock budget of the stage's loop in minutes (0 = off): the first steps are timed and "
+        "max_steps is lowered to the steps that fit, so the cosine decay still ends at min_lr"
+    )
     batch_size: int = _f(32, "global micro-batch in examples, split evenly across data-parallel ranks")
     grad_accum: int = _f(1, "micro-batches per optimizer step (global batch = batch_size * grad_accum)")
     lr: float = _f(3e-4, "peak learning rate")
@@ -79,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr} min_lr={self.min_lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.clip < 0 or self.weight_decay < 0:
             raise ValueError("clip and weight_decay must be >= 0")
 
