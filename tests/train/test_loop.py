@@ -239,7 +239,7 @@ class Slow(CausalLMObjective):
         return super().__call__(model, batch, generator)
 
 
-def test_max_minutes_lowers_the_step_count_and_still_ends_the_cosine(tmp_path):
+def test_max_minutes_stops_the_stage_and_the_cosine_follows_the_clock(tmp_path):
     # 0.05 s a step and a 1.5 s budget: about 30 steps fit, far fewer than max_steps.
     cfg = config(max_steps=1000, max_minutes=0.025, warmup_steps=4, ckpt_every=0)
     result = run(tmp_path, cfg, Slow(0.05))
@@ -248,8 +248,7 @@ def test_max_minutes_lowers_the_step_count_and_still_ends_the_cosine(tmp_path):
     assert rows[-1]["step"] == result.step
     assert rows[-1]["lr"] == pytest.approx(cfg.min_lr, rel=0.05)  # decayed over the steps that fit
     assert rows[-1]["elapsed_s"] < 1.5 * 1.5
-    state = torch.load(result.last_checkpoint / "state.pt", weights_only=False)
-    assert state["total_steps"] == result.step  # a resumed stage keeps the count it resolved
+    assert (tmp_path / "model.safetensors").is_file() and result.status == "completed"
 
 
 def test_max_minutes_is_off_by_default_and_validated():

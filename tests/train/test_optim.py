@@ -59,3 +59,13 @@ def test_ema_tracks_and_swaps():
     assert all(torch.equal(fresh.shadow[k], ema.shadow[k]) for k in ema.shadow)
     with pytest.raises(ValueError, match="does not match"):
         fresh.load_state_dict({"x": torch.zeros(1)})
+
+
+def test_lr_follows_the_clock_under_a_wall_clock_budget():
+    cfg = TrainConfig(max_steps=10_000, warmup_steps=10, lr=1e-3, min_lr=1e-4, max_minutes=1.0)
+    assert lr_at(5, cfg, elapsed_s=50.0) == pytest.approx(6e-4)  # warm-up stays step-based
+    assert lr_at(20, cfg, elapsed_s=30.0) == pytest.approx(1e-4 + 0.45e-3 * (1 + math.cos(math.pi / 2)))
+    assert lr_at(20, cfg, elapsed_s=60.0) == pytest.approx(1e-4)  # budget spent: the decay has ended
+    assert lr_at(20, cfg, elapsed_s=600.0) == pytest.approx(1e-4)
+    steps_only = TrainConfig(max_steps=10_000, warmup_steps=10, lr=1e-3, min_lr=1e-4)
+    assert lr_at(20, steps_only, elapsed_s=60.0) == pytest.approx(lr_at(20, steps_only))  # clock ignored

@@ -34,8 +34,8 @@ class TrainConfig:
     seed: int = _f(0, "seed of weights init, data order and objective noise")
     max_steps: int = _f(1000, "optimizer steps to train (bounds the run)")
     max_minutes: float = _f(
-        0.0, "wall-clock budget of the stage's loop in minutes (0 = off): the first steps are timed and "
-        "max_steps is lowered to the steps that fit, so the cosine decay still ends at min_lr"
+        0.0, "wall-clock budget of the stage's loop in minutes (0 = off): the stage stops when it is spent "
+        "(or at max_steps) and the cosine decay follows the clock, so it still ends at min_lr"
     )
     batch_size: int = _f(32, "global micro-batch in examples, split evenly across data-parallel ranks")
     grad_accum: int = _f(1, "micro-batches per optimizer step (global batch = batch_size * grad_accum)")

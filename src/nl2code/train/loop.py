@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,7 +178,6 @@ def train(
     opt = build_optimizer(model, cfg, device)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     step, tokens_seen, elapsed_before = 0, 0, 0.0
-    total = cfg.max_steps  # lowered once by the time probe when cfg.max_minutes is set
     last_ckpt: Path | None = None
 
     if main:
@@ -195,7 +194,6 @@ def train(
             opt.load_state_dict(state["optimizer"])
             batches.load_state_dict(state["data"])
             step, tokens_seen = int(state["step"]), int(state["tokens"])
-            total = int(state.get("total_steps", cfg.max_steps))
             elapsed_before = float(state["elapsed_s"])
             if len(state["rng"]) == info.world_size:
                 set_global_rng_state(state["rng"][info.rank]["global"], device)
@@ -227,7 +225,6 @@ def train(
                 "step": step,
                 "tokens": tokens_seen,
                 "elapsed_s": elapsed_before + time.perf_counter() - t_start,
-                "total_steps": total,
                 "world_size": info.world_size,
                 "optimizer": opt.state_dict(),
                 "data": batches.state_dict(),
@@ -243,23 +240,17 @@ def train(
 
     logger = RunLogger(log_dir, stage, start_step=step, enabled=main, tensorboard=cfg.tensorboard, say=say)
     mode = cfg.progress if cfg.progress != "auto" else ("bar" if sys.stderr.isatty() else "lines")
-    bar = tqdm(total=total, initial=step, desc=stage, file=sys.stderr, dynamic_ncols=True,
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=stage, file=sys.stderr, dynamic_ncols=True,
                disable=not main or mode != "bar")
     stop: dict[str, int | None] = {"signal": None}
     t_start = time.perf_counter()
     t_log, tokens_log, step_log = t_start, tokens_seen, step
     interval: dict[str, float] = {}
-    sched = replace(cfg, max_steps=total)
-    # The wall-clock budget is resolved once per stage, by timing the first steps after two warm-up steps
-    # (allocator, kernels); a resumed stage keeps the total it resolved before.
-    probe = {"from": step + 2, "at": step + 2 + min(20, max(3, cfg.warmup_steps // 4))} if (
-        cfg.max_minutes > 0 and total == cfg.max_steps and not (resume and step)
-    ) else None
-    t_probe = t_start
+    budget_s = cfg.max_minutes * 60  # 0 = steps only; else the cosine follows the clock (optim.lr_at)
     try:
         with _stop_on_signals(stop, say):
-            while step < total:
-                lr = lr_at(step, sched)
+            while step < cfg.max_steps:
+                lr = lr_at(step, cfg, elapsed_before + time.perf_counter() - t_start)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 micro = [next(batches) for _ in range(cfg.grad_accum)]
@@ -306,18 +297,11 @@ def train(
                 for k, v in {**values, "grad_norm": grad_norm}.items():
                     interval[k] = interval.get(k, 0.0) + v
 
-                if probe is not None and step == probe["from"]:
-                    t_probe = time.perf_counter()
-                elif probe is not None and step == probe["at"]:
-                    now = time.perf_counter()
-                    per_step = (now - t_probe) / (probe["at"] - probe["from"])
-                    left = cfg.max_minutes * 60 - (elapsed_before + now - t_start)
-                    total = max(step, min(cfg.max_steps, step + int(left / per_step)))
-                    total = int(dist.broadcast_object(total))  # every rank stops at rank 0's count
-                    sched, probe = replace(cfg, max_steps=total), None
-                    bar.total = total
-                    say(f"[{stage}] {per_step:.3f} s/step: {total} steps fit in {cfg.max_minutes:g} min")
-                done = step == total
+                # The budget ends the stage at a step boundary; rank 0's clock decides for every rank.
+                time_up = budget_s > 0 and dist.broadcast_object(
+                    elapsed_before + time.perf_counter() - t_start >= budget_s
+                )
+                done = step == cfg.max_steps or time_up
                 if step % cfg.log_every == 0 or done:
                     now = time.perf_counter()
                     n = step - step_log
@@ -328,8 +312,10 @@ def train(
                     logger.log(step, "train", record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{rate:,.0f}")
                     if mode == "lines" and main:
-                        eta = (total - step) * (now - t_log) / n
-                        say(f"[{stage}] step {step}/{total} loss {record['loss']:.4f} lr {lr:.2e} "
+                        eta = (cfg.max_steps - step) * (now - t_log) / n
+                        if budget_s:
+                            eta = min(eta, max(budget_s - elapsed_before - (now - t_start), 0.0))
+                        say(f"[{stage}] step {step}/{cfg.max_steps} loss {record['loss']:.4f} lr {lr:.2e} "
                             f"{rate:,.0f} tok/s eta {time.strftime('%H:%M:%S', time.gmtime(eta))}")
                     t_log, tokens_log, step_log, interval = now, tokens_seen, step, {}
 
@@ -366,6 +352,9 @@ def train(
                 if interrupted:
                     say(f"stopped at step {step}; checkpoint {last_ckpt}. Continue with --resume.")
                     return LoopResult("interrupted", step, last_ckpt, None)
+                if time_up:
+                    say(f"[{stage}] {cfg.max_minutes:g} min budget spent at step {step}")
+                    break
 
         if last_ckpt is None or last_ckpt.name != f"step_{step:08d}":
             last_ckpt = checkpoint()  # resumed at the very end: make sure the final state is saved

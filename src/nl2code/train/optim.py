@@ -36,15 +36,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     )
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine to ``min_lr``.
 
-    A pure function of the step, so resuming needs nothing but the step counter.
+    A pure function of the step, so resuming needs nothing but the step counter. With a wall-clock budget
+    (``cfg.max_minutes``) the cosine runs over the budget instead: progress is the larger of the step and
+    the time fractions (``elapsed_s`` of the stage so far), so the decay ends wherever the budget ends.
     """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(cfg.max_steps - cfg.warmup_steps, 1)
     progress = min((step - cfg.warmup_steps) / span, 1.0)
+    if cfg.max_minutes > 0:
+        progress = max(progress, min(elapsed_s / (cfg.max_minutes * 60), 1.0))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
