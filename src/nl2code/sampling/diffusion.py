@@ -306,12 +306,17 @@ class DiffusionSampler:
         return enc.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
 
 
-def _final_task(config: object) -> str:
-    """The CodeFusion task of the run's last stage (``finetune`` when it cannot be told)."""
+def _last_stage(config: object) -> Any:
     from nl2code.train.config import resolve_stages
 
     stages = resolve_stages(config)
-    return getattr(stages[-1].objective, "task", "finetune") if stages else "finetune"
+    return stages[-1] if stages else None
+
+
+def _final_task(config: object) -> str:
+    """The CodeFusion task of the run's last stage (``finetune`` when it cannot be told)."""
+    last = _last_stage(config)
+    return getattr(last.objective, "task", "finetune") if last else "finetune"
 
 
 class DiffusionGenerator:
@@ -343,6 +348,10 @@ class DiffusionGenerator:
         self.rounding: Rounding = rounding
         self.eta = eta
         self.conditional = _final_task(run.config) == "finetune"
+        last = _last_stage(run.config)
+        self.retrieval_k = int(getattr(last.objective, "retrieval_k", 0) or 0) if last else 0
+        self._retrieval_data = last.data if last else None
+        self._retriever: Any = None
 
     def sampler(self, cfg: Any) -> DiffusionSampler:
         rounding = getattr(cfg, "rounding", None) or self.rounding
@@ -364,7 +373,16 @@ class DiffusionGenerator:
         return torch.Generator(device=self.run.device).manual_seed(seed)
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        return self.tok.encode(prompt)[: self.model.cfg.max_nl_length]
+        """The encoder's input: the utterance, behind its retrieved commands for a retrieval-augmented run."""
+        length = self.model.cfg.max_nl_length
+        ids = self.tok.encode(prompt)[:length]
+        if not self.retrieval_k:
+            return ids
+        from nl2code.data.retrieval import rag_context, retriever_for
+
+        if self._retriever is None:
+            self._retriever = retriever_for(self._retrieval_data)
+        return rag_context(self.tok, self._retriever, prompt, ids, self.retrieval_k, length)
 
     def generate(self, prompts: list[str], cfg: Any) -> list[list[Any]]:
         """For each prompt, ``cfg.n`` candidates (``api.Candidate``), best first."""
