@@ -25,7 +25,7 @@ import torch
 from nl2code.api import load_run
 from nl2code.data.sources import load_source
 from nl2code.diagnostics import codefusion as diag
-from nl2code.sampling.diffusion import DiffusionGenerator
+from nl2code.generation.diffusion import DiffusionGenerator
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from nl2code.utils.io import atomic_path, atomic_write
+
 PAD, EOS, MASK, SEP, EOM = "<pad>", "<eos>", "<mask>", "<sep>", "<eom>"
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
 DEFAULT_SENTINELS = 16
@@ -73,12 +75,21 @@ class CodeTokenizer:
         """Write ``tokenizer.json`` and a small metadata file into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (TOKENIZER_FILE + ".tmp")
-        self._tok.save(str(tmp))
-        tmp.replace(directory / TOKENIZER_FILE)
+        with atomic_path(directory / TOKENIZER_FILE) as tmp:
+            self._tok.save(str(tmp))
         meta = {"num_sentinels": self.num_sentinels, "vocab_size": self.vocab_size, "kind": "byte-level-bpe"}
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        atomic_write(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
         return directory
+
+    @staticmethod
+    def file_in(directory: str | Path) -> Path:
+        """The main file of a tokenizer saved in ``directory``."""
+        return Path(directory) / TOKENIZER_FILE
+
+    @staticmethod
+    def saved_in(directory: str | Path) -> bool:
+        """Whether ``directory`` holds a saved tokenizer."""
+        return CodeTokenizer.file_in(directory).is_file()
 
     @classmethod
     def load(cls, directory: str | Path) -> CodeTokenizer:

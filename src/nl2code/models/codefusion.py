@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nl2code.config import register
 from nl2code.diffusion.gaussian import GaussianScheduler, PredictionType
 from nl2code.diffusion.schedules import alphas_cumprod
 from nl2code.models.layers import (
@@ -35,7 +34,6 @@ from nl2code.models.layers import (
 from nl2code.models.outputs import ModelOutput
 
 
-@register("model", "codefusion")
 @dataclass(frozen=True)
 class CodeFusionConfig:
     """Architecture (and the diffusion process it is trained for) of a :class:`CodeFusion`.

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from nl2code.config import register
 from nl2code.data.collate import Batch, Example
 from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
@@ -42,7 +41,6 @@ from nl2code.sampling.diffusion import DiffusionSampler
 Task = Literal["finetune", "unconditional", "cpd"]
 
 
-@register("objective", "codefusion")
 @dataclass(frozen=True)
 class CodeFusionLossConfig:
     """CodeFusion objective.
