@@ -93,6 +93,14 @@ def options_epilog() -> str:
             *_describe(StageConfig, "stages[i].")]
     out += [
         "",
+        "stages inherit: a stage's train and data are the top-level sections with the stage's own keys on",
+        "top (data.options merge key by key), so a top-level key reaches every stage that does not set it;",
+        "override one stage by its name or index: stages.finetune.train.max_steps=100 (= stages[1]...).",
+        "--print-config shows every stage's resolved keys and where each comes from. YAML's on/off/yes/no",
+        "are read as the strings where an option's choices are strings (train.progress=off).",
+    ]
+    out += [
+        "",
         f"outputs in DIR: {CONFIG_FILE} (resolved), {TOKENIZER_DIR}/, metrics.jsonl, samples.jsonl, tb/,",
         f"checkpoints/step_N/ (or stages/NAME/... per stage), the final {WEIGHTS_FILE} and {GENERATION_FILE}.",
         "distributed: torchrun --nproc_per_node=N -m nl2code train CONFIG --run-dir DIR",
@@ -150,15 +158,18 @@ def run_train(args: argparse.Namespace) -> int:
     from nl2code.config import to_dict
     from nl2code.data.sources._io import SourceError
     from nl2code.rundir import CheckpointError
-    from nl2code.train.config import load_run_config
+    from nl2code.train.config import describe_stages, load_run_config, shadowed_overrides
     from nl2code.train.loop import TrainingError
     from nl2code.train.run import run_training
 
     cfg, stages = load_run_config(args.config, args.overrides)
+    for note in shadowed_overrides(cfg, args.overrides or []):
+        print(f"nl2code train: note: {note}", file=sys.stderr)
     if args.print_config:
         import yaml
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        print(describe_stages(cfg, stages), end="")
         return 0
     try:
         status = run_training(cfg, args.run_dir, resume=args.resume, stages=stages, source=str(args.config))

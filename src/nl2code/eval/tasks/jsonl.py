@@ -79,8 +79,10 @@ class JsonlTask:
         metrics = {"bleu": conala_bleu([problems[t].code for t in ids], [firsts[t] for t in ids])}
         metrics |= topk_metrics("exact_match", exact, ctx.ks, ids)
         extra = missing_note(problems, samples) | {"bleu_scale": "x100 (CoNaLa)"}
-        extra["languages"] = {lang: sum(r.language == lang for r in problems.values())
-                              for lang in sorted({r.language for r in problems.values()})}
+        extra["languages"] = {
+            lang: sum(r.language == lang for r in problems.values())
+            for lang in sorted({r.language for r in problems.values()})
+        }
         if checked:
             metrics["syntax_valid"] = valid / checked
         python = [t for t in ids if problems[t].language == "python"]
