@@ -142,7 +142,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="CONFIG.yaml", help="run config (see configs/smoke/ for small examples)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted config overrides, e.g. train.max_steps=200 model.d_model=128")
-    p.add_argument("--run-dir", required=True, metavar="DIR", help="output directory of the run")
+    p.add_argument("--run-dir", "--run", dest="run_dir", required=True, metavar="DIR",
+                   help="output directory of the run")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in DIR from its newest good checkpoint (starts fresh if none)")
     p.add_argument("--print-config", action="store_true",
