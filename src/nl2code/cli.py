@@ -14,7 +14,7 @@ import sys
 from nl2code.errors import UserError
 
 # Order here is the order in `nl2code --help`. Only commands that work are listed.
-COMMANDS = ["demo", "data", "tokenizer", "train", "merge-moe", "generate", "infill", "eval", "serve", "hf"]
+COMMANDS = ["demo", "data", "tokenizer", "train", "merge-moe", "generate", "infill", "eval", "report", "serve", "hf"]
 
 
 # The CLI's name for the user-error base: library errors derive from it without importing the CLI.
