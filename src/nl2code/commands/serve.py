@@ -95,7 +95,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        missing = f"nl2code serve needs the serve extra ({e.name} is missing)"
+        raise CLIError(f"{missing}: pip install 'nl2code[serve]'") from None
 
     from nl2code.api import GenerationConfig, RunError, load_generator
     from nl2code.commands.generate import check_settings

@@ -154,6 +154,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 # -- the command ---------------------------------------------------------------------------------
 
 
+def packaged_fallback(path: str) -> str:
+    """``configs/...`` that is not in the working directory: the package's copy, so the documented
+    commands work from any directory after ``pip install``."""
+    from pathlib import Path
+
+    from nl2code.utils.resources import config_dir
+
+    given = Path(path)
+    if given.exists() or given.is_absolute() or given.parts[:1] != ("configs",):
+        return path
+    shipped = config_dir(*given.parts[1:])
+    if not shipped.is_file():
+        return path
+    print(f"nl2code train: {path} is not here; using the packaged {shipped}", file=sys.stderr)
+    return str(shipped)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``nl2code train``: :func:`nl2code.train.run.run_training` on the config and overrides, as exit codes."""
     from nl2code.config import to_dict
@@ -163,6 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
     from nl2code.train.loop import TrainingError
     from nl2code.train.run import run_training
 
+    args.config = packaged_fallback(args.config)
     cfg, stages = load_run_config(args.config, args.overrides)
     for note in shadowed_overrides(cfg, args.overrides or []):
         print(f"nl2code train: note: {note}", file=sys.stderr)
