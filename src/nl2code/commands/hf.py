@@ -21,13 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     ex = actions.add_parser("export", help="run directory -> LLaMA checkpoint directory")
-    ex.add_argument("--run", required=True, metavar="DIR", help="finished run directory")
+    ex.add_argument("--run", "--run-dir", dest="run", required=True, metavar="DIR", help="finished run directory")
     ex.add_argument("--out", required=True, metavar="HF_DIR", help=f"output folder ({', '.join(FILES)})")
     ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     ex.set_defaults(func=run_export)
     im = actions.add_parser("import", help="LLaMA checkpoint directory -> run directory")
     im.add_argument("hf_dir", metavar="HF_DIR", help=f"folder with {', '.join(FILES[:3])}")
-    im.add_argument("--run-dir", required=True, metavar="DIR", help="new run directory")
+    im.add_argument("--run-dir", "--run", dest="run_dir", required=True, metavar="DIR", help="new run directory")
     im.add_argument("--format", choices=["code", "nl_code"], default="code",
                     help="how generate reads prompts for this run (data.format; default code)")
     im.set_defaults(func=run_import)
