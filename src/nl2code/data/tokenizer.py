@@ -89,7 +89,12 @@ class CodeTokenizer:
         meta_path = path.parent / META_FILE
         num = DEFAULT_SENTINELS
         if meta_path.is_file():
-            num = int(json.loads(meta_path.read_text(encoding="utf-8"))["num_sentinels"])
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("kind") == "hf":  # an imported checkpoint's own tokenizer (nl2code hf import)
+                from nl2code.hf.tokenizer import HFTokenizer
+
+                return HFTokenizer.load(path.parent)
+            num = int(meta["num_sentinels"])
         return cls(Tokenizer.from_file(str(path)), num)
 
     # -- encoding -----------------------------------------------------------------------------
