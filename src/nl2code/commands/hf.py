@@ -11,68 +11,105 @@ from nl2code.cli import CLIError
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hf",
-        help="export a codegen run to a transformers LLaMA checkpoint, or import one as a run",
-        description="Convert a codegen run (mlp: swiglu, dense) to a Hugging Face transformers LlamaForCausalLM "
-        "directory whose logits equal ours, or turn such a directory (with an nl2code tokenizer.json) "
-        "into a run directory that nl2code generate/infill/train can use.",
+        help="import a transformers checkpoint folder as a run, or export a codegen run to one",
+        description="Import a local Hugging Face transformers checkpoint folder (Llama/CodeLlama/DeepSeek-Coder, "
+        "Qwen2/Qwen2.5-Coder, Mistral, Mixtral, CodeGen; safetensors, sharded or not, fp32/bf16/fp16) with its "
+        "own tokenizer into a run directory that every command accepts, or export a codegen run to the closest "
+        "transformers architecture (Llama, Qwen2, Mixtral, CodeGen) whose logits equal ours. Nothing is downloaded.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    ex = actions.add_parser("export", help="run directory -> LLaMA checkpoint directory")
+    ex = actions.add_parser("export", help="run directory -> transformers checkpoint folder")
     ex.add_argument("--run", required=True, metavar="DIR", help="finished run directory")
-    ex.add_argument("--out", required=True, metavar="HF_DIR", help="output folder (config.json, model.safetensors, "
-                    "tokenizer.json, tokenizer_config.json)")
+    ex.add_argument("--out", required=True, metavar="HF_DIR", help="output folder (config.json, safetensors weights, "
+                    "generation_config.json, tokenizer files, nl2code.json)")
     ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    ex.add_argument("--max-shard-size", type=_size, default=None, metavar="SIZE",
+                    help="split the weights into shards of at most SIZE (e.g. 2GB, 500MB; default: one file)")
     ex.set_defaults(func=run_export)
-    im = actions.add_parser("import", help="LLaMA checkpoint directory -> run directory")
-    im.add_argument("hf_dir", metavar="HF_DIR", help="folder with config.json, model.safetensors, tokenizer.json")
+    im = actions.add_parser("import", help="transformers checkpoint folder -> run directory")
+    im.add_argument("hf_dir", metavar="HF_DIR", help="folder with config.json, model.safetensors (or shards and "
+                    "model.safetensors.index.json), tokenizer.json, tokenizer_config.json")
     im.add_argument("--run-dir", required=True, metavar="DIR", help="new run directory")
     im.add_argument("--format", choices=["code", "nl_code"], default="code",
-                    help="how generate reads prompts for this run (data.format; default code)")
+                    help="how generate reads prompts for this run (data.format; default code: plain code "
+                    "completion, as a base model and HumanEval expect)")
+    im.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                    help="weights of the run (auto: as stored in the checkpoint)")
+    im.add_argument("--max-seq-len", type=int, default=None, metavar="N",
+                    help="longest sequence the run handles (default: the checkpoint's, at most 8192)")
     im.set_defaults(func=run_import)
+
+
+def _size(text: str) -> int:
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "B": 1}
+    t = text.strip().upper()
+    for unit, factor in units.items():
+        if t.endswith(unit) and t[: -len(unit)].strip().replace(".", "", 1).isdigit():
+            return int(float(t[: -len(unit)]) * factor)
+    if t.isdigit():
+        return int(t)
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a size such as 2GB or 500MB")
 
 
 def run_export(args: argparse.Namespace) -> int:
     import torch
 
     from nl2code.api import RunError, load_run
-    from nl2code.models.hf_export import ExportError, export_llama
+    from nl2code.hf.convert import ExportRefused, export_model
 
     try:
         run = load_run(args.run)
         if getattr(type(run.config.model), "kind", None) != "codegen":
             raise CLIError(f"{args.run}: only codegen runs can be exported")
-        export_llama(run.model, args.out, run.tokenizer, getattr(torch, args.dtype))
-    except (RunError, ExportError) as e:
-        raise CLIError(str(e)) from None
-    print(f"wrote {args.out} (LlamaForCausalLM)")
+        fmt = "nl" if _last_format(run.config) == "nl_code" else "code"
+        kind = export_model(run.model, args.out, run.tokenizer, getattr(torch, args.dtype), args.max_shard_size, fmt)
+    except (RunError, ExportRefused) as e:
+        raise CLIError(f"{args.run}: {e}") from None
+    print(f"wrote {args.out} ({kind})")
     return 0
 
 
+def _last_format(cfg) -> str:
+    from nl2code.train.config import resolve_stages
+
+    return resolve_stages(cfg)[-1].data.format
+
+
 def run_import(args: argparse.Namespace) -> int:
+    import json
+
     from nl2code import config as config_io
-    from nl2code.data.tokenizer import CodeTokenizer
-    from nl2code.models.hf_export import ExportError, copy_tokenizer, import_llama
+    from nl2code.hf.convert import DEFAULT_MAX_SEQ_LEN, import_model
+    from nl2code.hf.llama import UnsupportedCheckpoint
+    from nl2code.hf.safetensors_io import CheckpointFormatError, write_checkpoint
+    from nl2code.hf.tokenizer import TokenizerError, copy_tokenizer
+    from nl2code.models.hf_export import copy_tokenizer as copy_own_tokenizer
     from nl2code.objectives import CausalLMConfig
-    from nl2code.train.checkpoint import save_weights
     from nl2code.train.config import DataConfig, RunConfig
 
     run_dir, hf_dir = Path(args.run_dir), Path(args.hf_dir)
     if (run_dir / "model.safetensors").exists() or (run_dir / "config.yaml").exists():
         raise CLIError(f"{run_dir} already holds a run")
     try:
-        model = import_llama(hf_dir)
-    except ExportError as e:
+        imported = import_model(hf_dir, args.dtype, args.max_seq_len or DEFAULT_MAX_SEQ_LEN)
+        own = hf_dir / "tokenizer_meta.json"
+        if own.is_file() and json.loads(own.read_text(encoding="utf-8")).get("kind") != "hf":
+            copy_own_tokenizer(hf_dir, run_dir / "tokenizer")  # exported by nl2code: keep our tokenizer
+            vocab = json.loads(own.read_text(encoding="utf-8"))["vocab_size"]
+        else:
+            vocab = copy_tokenizer(hf_dir, run_dir / "tokenizer", imported.hf_config)["vocab_size"]
+    except (UnsupportedCheckpoint, CheckpointFormatError, TokenizerError, OSError, ValueError) as e:
         raise CLIError(str(e)) from None
-    copy_tokenizer(hf_dir, run_dir / "tokenizer")
-    try:
-        tok = CodeTokenizer.load(run_dir / "tokenizer")
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(f"{hf_dir}: needs an nl2code tokenizer.json ({e})") from None
-    if tok.vocab_size > model.cfg.vocab_size:
-        raise CLIError(f"{hf_dir}: tokenizer has {tok.vocab_size} tokens, the model only {model.cfg.vocab_size}")
+    model = imported.model
+    if vocab > model.cfg.vocab_size:
+        raise CLIError(f"{hf_dir}: tokenizer has {vocab} tokens, the model only {model.cfg.vocab_size}")
     cfg = RunConfig(model=model.cfg, objective=CausalLMConfig(), data=DataConfig(format=args.format))
     config_io.save(cfg, run_dir / "config.yaml")
-    save_weights(model, run_dir / "model.safetensors")
-    print(f"wrote run directory {run_dir}")
+    write_checkpoint(run_dir, [(n, lambda p=p: p) for n, p in model.named_parameters()])
+    source = {"path": str(hf_dir.resolve()), "model_type": imported.model_type,
+              "stored_dtype": str(imported.source_dtype).removeprefix("torch."),
+              "run_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+    (run_dir / "hf_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote run directory {run_dir} ({imported.model_type}, {model.num_parameters():,} parameters)")
     return 0

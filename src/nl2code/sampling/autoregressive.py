@@ -238,7 +238,9 @@ class ARGenerator:
         self.run, self.model, self.tok = run, run.model, run.tokenizer
         last = _stages(run.config)[-1].data
         self.prompt_format: PromptFormat = prompt_format or ("nl" if last.format == "nl_code" else "code")
-        self.infill_mode = infill_mode or infill_mode_of(run.config)
+        # An imported checkpoint's tokenizer knows its infilling format (FIM or CodeGen2 sentinels).
+        self.infill_mode = infill_mode or infill_mode_of(run.config) or getattr(self.tok, "infill_mode", None)
+        self.stop_ids = list(getattr(self.tok, "stop_ids", [self.tok.eos_id]))
         self.use_cache = use_cache
         self.prefix_lm = bool(getattr(self.model.cfg, "prefix_lm", False))
         last_stage = _stages(run.config)[-1]
@@ -264,9 +266,10 @@ class ARGenerator:
         if fmt == "nl":
             head = self.retrieved(prompt) if self.retrieval_k else []
             return [*head, *ids, self.tok.sep_id]
+        bos = list(getattr(self.tok, "bos_prefix", []))  # checkpoints trained with a leading <s>
         if not ids:
-            return [self.tok.eos_id]  # an empty code prompt starts a new document
-        return ids
+            return bos or [self.tok.eos_id]  # an empty code prompt starts a new document
+        return [*bos, *ids]
 
     def infill_prompt(self, prefix: str, suffix: str, mode: InfillMode | None = None) -> tuple[list[int], list[int]]:
         """(prompt ids, stop ids) for infilling between ``prefix`` and ``suffix``.
@@ -353,7 +356,7 @@ class ARGenerator:
     def generate(self, prompts: list[str], cfg: Any, *, prompt_format: PromptFormat | None = None) -> list[list[Any]]:
         """For each prompt, ``cfg.n`` candidates (``api.Candidate``), best first."""
         ids = [self.encode_prompt(p, prompt_format) for p in prompts]
-        return self.decode_ids(ids, cfg, [self.tok.eos_id])
+        return self.decode_ids(ids, cfg, self.stop_ids)
 
     def infill(self, prefix: str, suffix: str, cfg: Any, *, mode: InfillMode | None = None) -> list[Any]:
         """Candidates for the text between ``prefix`` and ``suffix``, best first."""
