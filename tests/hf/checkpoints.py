@@ -47,3 +47,31 @@ def build(tf: Any, name: str, out: Path, seed: int = 0, shard: str = "40KB") -> 
     model.generation_config.pad_token_id = 0
     model.save_pretrained(str(out), max_shard_size=shard)
     return model
+
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
+CODE = ["def add(a, b):\n    return a + b\n", "for i in range(10):\n    print(i)\n",
+        "class Point:\n    def __init__(self, x, y):\n        self.x = x\n"] * 20
+
+
+def write_tokenizer(out: Path, vocab_size: int) -> Any:
+    """A byte-level BPE ``tokenizer.json`` + ``tokenizer_config.json`` + ``generation_config.json``
+    in the layout of a released checkpoint: <pad>=0, <s>=1, </s>=2, Qwen-style FIM tokens."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CODE, trainer=trainer)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+        "pad_token": "<pad>", "add_bos_token": True, "model_max_length": 128}))
+    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": [2, 5],
+                                                            "pad_token_id": 0}))
+    return tok

@@ -86,8 +86,11 @@ def import_model(hf_dir: str | Path, dtype: str = "auto", max_seq_len: int = DEF
     config = read_config(hf_dir)
     where = str(hf_dir / "config.json")
     family = family_of(config, where)
-    cfg = family.config_from_hf(config, where, max_seq_len)
-    with CheckpointFiles(hf_dir) as files:
+    with CheckpointFiles(hf_dir) as files:  # refuses pickled weights before anything else is read
+        try:
+            cfg = family.config_from_hf(config, where, max_seq_len)
+        except KeyError as e:
+            raise UnsupportedCheckpoint(f"{where}: missing key {e}") from None
         stored = files.dtype()
         model = materialize(cfg, stored if dtype == "auto" else DTYPES[dtype])
         params = {name: p.detach() for name, p in model.named_parameters()}
