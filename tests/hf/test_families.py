@@ -19,9 +19,15 @@ from nl2code.sampling.autoregressive import sample
 from .checkpoints import VOCAB, build, configs
 
 tf = pytest.importorskip("transformers", reason="the optional 'hf' extra is not installed")
-EXPORTED_AS = {"llama_gqa": "LlamaForCausalLM", "llama_rope_llama3": "LlamaForCausalLM",
-               "llama_rope_linear": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "LlamaForCausalLM",
-               "codegen": "CodeGenForCausalLM", "mixtral": "MixtralForCausalLM"}
+EXPORTED_AS = {
+    "llama_gqa": "LlamaForCausalLM",
+    "llama_rope_llama3": "LlamaForCausalLM",
+    "llama_rope_linear": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "mistral": "LlamaForCausalLM",
+    "codegen": "CodeGenForCausalLM",
+    "mixtral": "MixtralForCausalLM",
+}
 
 
 def greedy(model, prompt: torch.Tensor, n: int = 32) -> list[int]:
@@ -81,7 +87,9 @@ def test_refusals_name_the_cause(tmp_path):
     with pytest.raises(CheckpointFormatError, match="never unpickles"):
         import_model(pickled)
     cfg = json.loads((tmp_path / "ok" / "config.json").read_text())
-    (tmp_path / "ok" / "config.json").write_text(json.dumps({**cfg, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
+    (tmp_path / "ok" / "config.json").write_text(
+        json.dumps({**cfg, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
+    )
     with pytest.raises(UnsupportedCheckpoint, match="yarn"):
         import_model(tmp_path / "ok")
     (tmp_path / "ok" / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt2"}))

@@ -12,7 +12,7 @@ from nl2code import cli
 from nl2code.api import GenerationConfig, load_generator
 from nl2code.data.tokenizer import CodeTokenizer
 
-from .checkpoints import build, configs, write_tokenizer
+from .checkpoints import configs, write_tokenizer
 
 tf = pytest.importorskip("transformers", reason="the optional 'hf' extra is not installed")
 
@@ -26,8 +26,9 @@ def checkpoint(tmp_path):
     torch.manual_seed(0)
     model = tf.AutoModelForCausalLM.from_config(cfg).eval()
     model.save_pretrained(str(hf_dir), max_shard_size="40KB")
-    (hf_dir / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": [2, 5],
-                                                               "pad_token_id": 0}))
+    (hf_dir / "generation_config.json").write_text(
+        json.dumps({"bos_token_id": 1, "eos_token_id": [2, 5], "pad_token_id": 0})
+    )
     return hf_dir, model, tok
 
 
@@ -48,15 +49,17 @@ def test_import_uses_the_checkpoint_tokenizer_and_generates_like_transformers(tm
     prompt = torch.tensor([[1, *tok.encode(text).ids]])
     with torch.no_grad():
         ids = hf.generate(prompt, max_new_tokens=12, do_sample=False, eos_token_id=[2, 5], pad_token_id=0)
-    assert out.text == tok.decode(ids[0, prompt.shape[1]:].tolist(), skip_special_tokens=True)
+    assert out.text == tok.decode(ids[0, prompt.shape[1] :].tolist(), skip_special_tokens=True)
     assert gen.infill("def f(", "):\n", GenerationConfig(max_new_tokens=3))  # FIM prompt builds and decodes
 
     code = cli.main(["hf", "export", "--run", str(run), "--out", str(tmp_path / "out"), "--max-shard-size", "50KB"])
     assert code == 0
     back = tf.AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()
     assert json.loads((tmp_path / "out" / "generation_config.json").read_text())["eos_token_id"] == [2, 5]
-    assert tf.AutoTokenizer.from_pretrained(str(tmp_path / "out"))(text, add_special_tokens=False)["input_ids"] == \
-        tok.encode(text).ids
+    assert (
+        tf.AutoTokenizer.from_pretrained(str(tmp_path / "out"))(text, add_special_tokens=False)["input_ids"]
+        == tok.encode(text).ids
+    )
     with torch.no_grad():
         torch.testing.assert_close(back(prompt).logits, hf(prompt).logits, atol=1e-4, rtol=1e-4)
 

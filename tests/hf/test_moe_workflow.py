@@ -17,22 +17,48 @@ from .checkpoints import configs, write_tokenizer
 
 tf = pytest.importorskip("transformers", reason="the optional 'hf' extra is not installed")
 PAIRS = {
-    "python": [("add two numbers", "def add(a, b):\n    return a + b\n"),
-               ("print numbers to ten", "for i in range(10):\n    print(i)\n"),
-               ("a point class", "class Point:\n    def __init__(self, x, y):\n        self.x = x\n")],
-    "bash": [("list files", "ls -la\n"), ("count lines", "wc -l file.txt\n"), ("find text files", "find . -name '*.txt'\n")],
+    "python": [
+        ("add two numbers", "def add(a, b):\n    return a + b\n"),
+        ("print numbers to ten", "for i in range(10):\n    print(i)\n"),
+        ("a point class", "class Point:\n    def __init__(self, x, y):\n        self.x = x\n"),
+    ],
+    "bash": [
+        ("list files", "ls -la\n"),
+        ("count lines", "wc -l file.txt\n"),
+        ("find text files", "find . -name '*.txt'\n"),
+    ],
 }
-TRAIN = {"max_steps": 3, "batch_size": 4, "warmup_steps": 1, "lr": 0.01, "log_every": 1, "eval_every": 3,
-         "eval_batches": 1, "sample_every": 0, "ckpt_every": 3, "tensorboard": False, "device": "cpu",
-         "precision": "fp32"}
+TRAIN = {
+    "max_steps": 3,
+    "batch_size": 4,
+    "warmup_steps": 1,
+    "lr": 0.01,
+    "log_every": 1,
+    "eval_every": 3,
+    "eval_batches": 1,
+    "sample_every": 0,
+    "ckpt_every": 3,
+    "tensorboard": False,
+    "device": "cpu",
+    "precision": "fp32",
+}
 
 
 def data(path, lang: str) -> dict:
-    rows = [{"nl": nl, "code": code, "language": lang, "split": split}
-            for split in ("train", "test") for nl, code in PAIRS[lang]] * 4
+    rows = [
+        {"nl": nl, "code": code, "language": lang, "split": split}
+        for split in ("train", "test")
+        for nl, code in PAIRS[lang]
+    ] * 4
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {"source": "jsonl", "path": str(path), "split": "train", "eval_split": "test", "format": "nl_code",
-            "max_len": 64}
+    return {
+        "source": "jsonl",
+        "path": str(path),
+        "split": "train",
+        "eval_split": "test",
+        "format": "nl_code",
+        "max_len": 64,
+    }
 
 
 def train(tmp_path, name: str, config: dict):
@@ -53,19 +79,40 @@ def test_mistral_base_to_lora_experts_to_mixtral(tmp_path):
     assert cli.main(["hf", "import", str(hf_dir), "--run-dir", str(base), "--format", "nl_code"]) == 0
 
     lora = {"r": 4, "alpha": 8.0, "targets": ["mlp\\.(gate|up|down)"]}
-    experts = {lang: train(tmp_path, f"expert_{lang}", {"init_from": str(base), "adapters": lora,
-                                                         "data": data(tmp_path / f"{lang}.jsonl", lang), "train": TRAIN})
-               for lang in PAIRS}
-    merge = {"base_model": str(base), "gate_mode": "hidden", "experts_per_token": 2,
-             "experts": [{"source_model": str(experts[lang]), "positive_prompts": [nl for nl, _ in PAIRS[lang]],
-                          "negative_prompts": [nl for other in PAIRS if other != lang for nl, _ in PAIRS[other]]}
-                         for lang in PAIRS]}
+    experts = {
+        lang: train(
+            tmp_path,
+            f"expert_{lang}",
+            {"init_from": str(base), "adapters": lora, "data": data(tmp_path / f"{lang}.jsonl", lang), "train": TRAIN},
+        )
+        for lang in PAIRS
+    }
+    merge = {
+        "base_model": str(base),
+        "gate_mode": "hidden",
+        "experts_per_token": 2,
+        "experts": [
+            {
+                "source_model": str(experts[lang]),
+                "positive_prompts": [nl for nl, _ in PAIRS[lang]],
+                "negative_prompts": [nl for other in PAIRS if other != lang for nl, _ in PAIRS[other]],
+            }
+            for lang in PAIRS
+        ],
+    }
     (tmp_path / "merge.yaml").write_text(yaml.safe_dump(merge))
     assert cli.main(["merge-moe", str(tmp_path / "merge.yaml"), "--out", str(tmp_path / "merged")]) == 0
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text((tmp_path / "python.jsonl").read_text() + (tmp_path / "bash.jsonl").read_text())
-    router = train(tmp_path, "router", {"init_from": str(tmp_path / "merged"), "data": data(tmp_path / "x.jsonl", "python")
-                                        | {"path": str(mixed)}, "train": TRAIN | {"trainable": "router"}})
+    router = train(
+        tmp_path,
+        "router",
+        {
+            "init_from": str(tmp_path / "merged"),
+            "data": data(tmp_path / "x.jsonl", "python") | {"path": str(mixed)},
+            "train": TRAIN | {"trainable": "router"},
+        },
+    )
     merged_gates = load_run(tmp_path / "merged").model.blocks[0].mlp.router.gate.weight
     ours = load_run(router).model
     assert not torch.equal(ours.blocks[0].mlp.router.gate.weight, merged_gates)  # the routers trained

@@ -21,23 +21,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions.required = True
     ex = actions.add_parser("export", help="run directory -> transformers checkpoint folder")
     ex.add_argument("--run", required=True, metavar="DIR", help="finished run directory")
-    ex.add_argument("--out", required=True, metavar="HF_DIR", help="output folder (config.json, safetensors weights, "
-                    "generation_config.json, tokenizer files, nl2code.json)")
+    ex.add_argument(
+        "--out",
+        required=True,
+        metavar="HF_DIR",
+        help="output folder (config.json, safetensors weights, generation_config.json, tokenizer files, nl2code.json)",
+    )
     ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    ex.add_argument("--max-shard-size", type=_size, default=None, metavar="SIZE",
-                    help="split the weights into shards of at most SIZE (e.g. 2GB, 500MB; default: one file)")
+    ex.add_argument(
+        "--max-shard-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="split the weights into shards of at most SIZE (e.g. 2GB, 500MB; default: one file)",
+    )
     ex.set_defaults(func=run_export)
     im = actions.add_parser("import", help="transformers checkpoint folder -> run directory")
-    im.add_argument("hf_dir", metavar="HF_DIR", help="folder with config.json, model.safetensors (or shards and "
-                    "model.safetensors.index.json), tokenizer.json, tokenizer_config.json")
+    im.add_argument(
+        "hf_dir",
+        metavar="HF_DIR",
+        help="folder with config.json, model.safetensors (or shards and "
+        "model.safetensors.index.json), tokenizer.json, tokenizer_config.json",
+    )
     im.add_argument("--run-dir", required=True, metavar="DIR", help="new run directory")
-    im.add_argument("--format", choices=["code", "nl_code"], default="code",
-                    help="how generate reads prompts for this run (data.format; default code: plain code "
-                    "completion, as a base model and HumanEval expect)")
-    im.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                    help="weights of the run (auto: as stored in the checkpoint)")
-    im.add_argument("--max-seq-len", type=int, default=None, metavar="N",
-                    help="longest sequence the run handles (default: the checkpoint's, at most 8192)")
+    im.add_argument(
+        "--format",
+        choices=["code", "nl_code"],
+        default="code",
+        help="how generate reads prompts for this run (data.format; default code: plain code "
+        "completion, as a base model and HumanEval expect)",
+    )
+    im.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="weights of the run (auto: as stored in the checkpoint)",
+    )
+    im.add_argument(
+        "--max-seq-len",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest sequence the run handles (default: the checkpoint's, at most 8192)",
+    )
     im.set_defaults(func=run_import)
 
 
@@ -107,9 +133,12 @@ def run_import(args: argparse.Namespace) -> int:
     cfg = RunConfig(model=model.cfg, objective=CausalLMConfig(), data=DataConfig(format=args.format))
     config_io.save(cfg, run_dir / "config.yaml")
     write_checkpoint(run_dir, [(n, lambda p=p: p) for n, p in model.named_parameters()])
-    source = {"path": str(hf_dir.resolve()), "model_type": imported.model_type,
-              "stored_dtype": str(imported.source_dtype).removeprefix("torch."),
-              "run_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+    source = {
+        "path": str(hf_dir.resolve()),
+        "model_type": imported.model_type,
+        "stored_dtype": str(imported.source_dtype).removeprefix("torch."),
+        "run_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+    }
     (run_dir / "hf_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
     print(f"wrote run directory {run_dir} ({imported.model_type}, {model.num_parameters():,} parameters)")
     return 0

@@ -117,9 +117,20 @@ def links(cfg: CodeGenConfig, names: set[str] | None = None) -> list[Link]:
 
 def check_exportable(cfg: CodeGenConfig) -> str:
     """``codegen`` when ``cfg`` is a CodeGen block stack; UnsupportedCheckpoint otherwise."""
-    wanted = {"norm": "layernorm", "parallel_residual": True, "mlp": "gelu", "moe": None, "prefix_lm": False,
-              "rope_scaling": None, "n_kv_heads": 0, "bias": False, "qkv_bias": False, "out_bias": False,
-              "mlp_bias": True, "head_bias": True}
+    wanted = {
+        "norm": "layernorm",
+        "parallel_residual": True,
+        "mlp": "gelu",
+        "moe": None,
+        "prefix_lm": False,
+        "rope_scaling": None,
+        "n_kv_heads": 0,
+        "bias": False,
+        "qkv_bias": False,
+        "out_bias": False,
+        "mlp_bias": True,
+        "head_bias": True,
+    }
     bad = [f"{k}: {getattr(cfg, k)!r} (needs {v!r})" for k, v in wanted.items() if getattr(cfg, k) != v]
     if cfg.rope_theta != 10000.0:
         bad.append(f"rope_theta: {cfg.rope_theta} (CodeGen's is fixed at 10000)")

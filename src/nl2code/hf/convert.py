@@ -101,8 +101,9 @@ def import_model(hf_dir: str | Path, dtype: str = "auto", max_seq_len: int = DEF
         used = fill(params, links, files)
         extra = sorted(n for n in set(files.tensors) - used if not _ignorable(n, cfg))
         if extra:
-            raise UnsupportedCheckpoint(f"{hf_dir}: unexpected tensors {extra[:3]} (an architecture option nl2code "
-                                        "does not model?)")
+            raise UnsupportedCheckpoint(
+                f"{hf_dir}: unexpected tensors {extra[:3]} (an architecture option nl2code does not model?)"
+            )
         nbytes = files.nbytes
     return Imported(model.eval(), config, config["model_type"], stored, nbytes)
 
@@ -180,15 +181,24 @@ def export_model(
         "pad_token_id": special.get("pad"),
     }
     _write_json(out_dir / "config.json", config)
-    generation = {"bos_token_id": special.get("bos"), "eos_token_id": special.get("stop", special.get("eos")),
-                  "pad_token_id": special.get("pad"), "do_sample": False}
+    generation = {
+        "bos_token_id": special.get("bos"),
+        "eos_token_id": special.get("stop", special.get("eos")),
+        "pad_token_id": special.get("pad"),
+        "do_sample": False,
+    }
     if tokenizer is not None:
         _save_tokenizer(tokenizer, out_dir, cfg.max_seq_len)
     _write_json(out_dir / "generation_config.json", {k: v for k, v in generation.items() if v is not None})
     infill = getattr(tokenizer, "infill_mode", None)
-    _write_json(out_dir / "nl2code.json", {"prompt_format": prompt_format, "infill": infill,
-                                            "note": "prompt_format nl: the model continues `NL <sep>`; "
-                                                    "code: plain code completion"})
+    _write_json(
+        out_dir / "nl2code.json",
+        {
+            "prompt_format": prompt_format,
+            "infill": infill,
+            "note": "prompt_format nl: the model continues `NL <sep>`; code: plain code completion",
+        },
+    )
     return model_type
 
 
@@ -198,16 +208,26 @@ def _special_ids(tokenizer: Any | None) -> dict[str, Any]:
     meta = getattr(tokenizer, "meta", None)
     if meta is not None:  # a checkpoint's own tokenizer: keep its ids
         stop = list(meta.get("stop_ids") or [meta["eos"]])
-        return {"bos": meta.get("bos"), "eos": meta["eos"], "pad": meta.get("pad"),
-                "stop": stop if len(stop) > 1 else stop[0]}
+        return {
+            "bos": meta.get("bos"),
+            "eos": meta["eos"],
+            "pad": meta.get("pad"),
+            "stop": stop if len(stop) > 1 else stop[0],
+        }
     return {"bos": tokenizer.eos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
 
 
 def _save_tokenizer(tokenizer: Any, out_dir: Path, max_len: int) -> None:
     tokenizer.save(out_dir)
     if getattr(tokenizer, "meta", None) is None:  # ours: add what AutoTokenizer needs
-        tok_config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<eos>", "pad_token": "<pad>",
-                      "bos_token": "<eos>", "model_max_length": max_len, "clean_up_tokenization_spaces": False}
+        tok_config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "eos_token": "<eos>",
+            "pad_token": "<pad>",
+            "bos_token": "<eos>",
+            "model_max_length": max_len,
+            "clean_up_tokenization_spaces": False,
+        }
         _write_json(out_dir / "tokenizer_config.json", tok_config)
 
 

@@ -113,11 +113,15 @@ def links(cfg: CodeGenConfig, names: set[str] | None = None) -> list[Link]:
         out += [
             link(us + "attn_norm.weight", hf + "input_layernorm.weight"),
             link(us + "mlp_norm.weight", hf + "post_attention_layernorm.weight"),
-            link(us + "attn.qkv.weight", a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight", sizes=(q, kv, kv)),
+            link(
+                us + "attn.qkv.weight", a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight", sizes=(q, kv, kv)
+            ),
             link(us + "attn.out.weight", a + "o_proj.weight"),
         ]
         if cfg.bias or cfg.qkv_bias:
-            out.append(link(us + "attn.qkv.bias", a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias", sizes=(q, kv, kv)))
+            out.append(
+                link(us + "attn.qkv.bias", a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias", sizes=(q, kv, kv))
+            )
         if cfg.bias or cfg.out_bias:
             out.append(link(us + "attn.out.bias", a + "o_proj.bias"))
         if cfg.moe is None:
@@ -156,17 +160,21 @@ def _expert_links(cfg: CodeGenConfig, i: int, names: set[str] | None) -> list[Li
 def check_exportable(cfg: CodeGenConfig) -> str:
     """The HF model_type ``cfg`` exports to (llama, qwen2 or mixtral); UnsupportedCheckpoint if none."""
     if cfg.mlp != "swiglu" or cfg.norm != "rmsnorm" or cfg.parallel_residual or cfg.rotary_dim or cfg.head_bias:
-        raise UnsupportedCheckpoint("not a LLaMA-family model (needs mlp: swiglu, norm: rmsnorm, sequential "
-                                    "residual, full rotary, no LM-head bias)")
+        raise UnsupportedCheckpoint(
+            "not a LLaMA-family model (needs mlp: swiglu, norm: rmsnorm, sequential "
+            "residual, full rotary, no LM-head bias)"
+        )
     if cfg.prefix_lm:
         raise UnsupportedCheckpoint("model.prefix_lm is set; LLaMA-family attention is causal only")
     biased = cfg.bias or cfg.qkv_bias or cfg.out_bias or cfg.mlp_bias
     if cfg.moe is not None:
         m = cfg.moe
         if m.gating != "softmax" or not m.renormalize or m.capacity_factor is not None or m.every != 1:
-            raise UnsupportedCheckpoint("model.moe: Mixtral routes every block with renormalised softmax top-k and "
-                                        "no capacity limit (needs gating: softmax, renormalize: true, "
-                                        "capacity_factor: null, every: 1)")
+            raise UnsupportedCheckpoint(
+                "model.moe: Mixtral routes every block with renormalised softmax top-k and "
+                "no capacity limit (needs gating: softmax, renormalize: true, "
+                "capacity_factor: null, every: 1)"
+            )
         if biased:
             raise UnsupportedCheckpoint("model.moe with biases: Mixtral has none")
         return "mixtral"
@@ -186,8 +194,11 @@ def hf_config(cfg: CodeGenConfig, model_type: str) -> dict[str, Any]:
         s = cfg.rope_scaling
         scaling = {"rope_type": s.type, "type": s.type, "factor": s.factor}
         if s.type == "llama3":
-            scaling |= {"low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
-                        "original_max_position_embeddings": s.original_max_seq_len}
+            scaling |= {
+                "low_freq_factor": s.low_freq_factor,
+                "high_freq_factor": s.high_freq_factor,
+                "original_max_position_embeddings": s.original_max_seq_len,
+            }
         rope = {**scaling, "rope_theta": cfg.rope_theta}
     out: dict[str, Any] = {
         "architectures": [arch],
@@ -216,7 +227,12 @@ def hf_config(cfg: CodeGenConfig, model_type: str) -> dict[str, Any]:
     if model_type == "qwen2":
         out |= {"use_sliding_window": False, "sliding_window": None, "max_window_layers": cfg.n_layers}
     if model_type == "mixtral":
-        out |= {"num_local_experts": cfg.moe.n_experts, "num_experts_per_tok": cfg.moe.top_k,
-                "router_aux_loss_coef": cfg.moe.switch_coef, "router_jitter_noise": 0.0, "sliding_window": None,
-                "output_router_logits": False}
+        out |= {
+            "num_local_experts": cfg.moe.n_experts,
+            "num_experts_per_tok": cfg.moe.top_k,
+            "router_aux_loss_coef": cfg.moe.switch_coef,
+            "router_jitter_noise": 0.0,
+            "sliding_window": None,
+            "output_router_logits": False,
+        }
     return out

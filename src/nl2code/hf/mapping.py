@@ -58,12 +58,16 @@ def fill(params: dict[str, torch.Tensor], links: list[Link], files: CheckpointFi
                     files.read_into(part.name, flat[offset : offset + n], part.rows)
                     offset += n
                 if offset != dest.numel():
-                    raise ValueError(f"{files.folder}: {ln.ours} needs {dest.numel()} values, the checkpoint has {offset}")
+                    raise ValueError(
+                        f"{files.folder}: {ln.ours} needs {dest.numel()} values, the checkpoint has {offset}"
+                    )
             else:
                 pieces = [files.read(p.name, p.rows, dest.dtype) for p in ln.parts]
                 merged = ln.to_ours(torch.cat([p.reshape(-1, *p.shape[1:]) for p in pieces]))
                 if merged.shape != dest.shape:
-                    raise ValueError(f"{files.folder}: {ln.ours} has shape {tuple(merged.shape)}, expected {tuple(dest.shape)}")
+                    raise ValueError(
+                        f"{files.folder}: {ln.ours} has shape {tuple(merged.shape)}, expected {tuple(dest.shape)}"
+                    )
                 dest.copy_(merged)
             used.update(p.name for p in ln.parts)
     return used

@@ -104,7 +104,9 @@ class CheckpointFiles:
         elif single.is_file():
             files = [SINGLE_FILE]
         else:
-            pickled = sorted(p.name for p in self.folder.glob("*.bin")) + sorted(p.name for p in self.folder.glob("*.pt"))
+            pickled = sorted(p.name for p in self.folder.glob("*.bin")) + sorted(
+                p.name for p in self.folder.glob("*.pt")
+            )
             what = f"only pickled weights ({', '.join(pickled[:3])})" if pickled else "no model.safetensors"
             raise CheckpointFormatError(
                 f"{self.folder}: {what}; nl2code never unpickles checkpoints (it can run arbitrary code). "
@@ -165,7 +167,11 @@ class CheckpointFiles:
     def read(self, name: str, rows: tuple[int, int] | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A new tensor holding ``name`` (or its rows ``[a, b)``, shaped (b - a, row))."""
         t = self.info(name)
-        shape = t.shape if rows is None else ((rows[1] - rows[0], t.row_elems) if len(t.shape) >= 2 else (rows[1] - rows[0],))
+        shape = (
+            t.shape
+            if rows is None
+            else ((rows[1] - rows[0], t.row_elems) if len(t.shape) >= 2 else (rows[1] - rows[0],))
+        )
         out = torch.empty(shape, dtype=dtype or t.dtype)
         self.read_into(name, out, rows)
         return out

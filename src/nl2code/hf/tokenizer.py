@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
+
+from nl2code.data.tokenizer import CodeTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "tokenizer_meta.json"
@@ -112,8 +113,10 @@ def copy_tokenizer(hf_dir: str | Path, dest: str | Path, config: dict[str, Any])
     """Copy the checkpoint's tokenizer files into ``dest`` (a run's ``tokenizer/``) with our metadata."""
     hf_dir, dest = Path(hf_dir), Path(dest)
     if not (hf_dir / TOKENIZER_FILE).is_file():
-        raise TokenizerError(f"{hf_dir}: no tokenizer.json (a fast tokenizer file is needed; convert a slow "
-                             "one once with `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`)")
+        raise TokenizerError(
+            f"{hf_dir}: no tokenizer.json (a fast tokenizer file is needed; convert a slow "
+            "one once with `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`)"
+        )
     meta = resolve_meta(hf_dir, config)
     dest.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
@@ -123,11 +126,15 @@ def copy_tokenizer(hf_dir: str | Path, dest: str | Path, config: dict[str, Any])
     return meta
 
 
-class HFTokenizer:
-    """A checkpoint's tokenizer with :class:`CodeTokenizer`'s interface (see the module doc)."""
+class HFTokenizer(CodeTokenizer):
+    """A checkpoint's tokenizer with :class:`CodeTokenizer`'s interface (see the module doc).
+
+    Encoding and decoding are CodeTokenizer's own; only the control ids come from ``meta``.
+    """
 
     def __init__(self, tokenizer: Tokenizer, meta: dict[str, Any], directory: Path | None = None):
         self._tok = tokenizer
+        self._special_ids: dict[str, int] = {}  # no nl2code specials: token_id looks up the vocabulary
         self._tok.encode_special_tokens = True
         self.meta = meta
         self.directory = directory
@@ -156,28 +163,6 @@ class HFTokenizer:
             self._tok.save(str(directory / TOKENIZER_FILE))
         (directory / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
         return directory
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
-
-    def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special)
-
-    def decode_batch(self, batch: list[list[int]], skip_special: bool = False) -> list[str]:
-        return self._tok.decode_batch(batch, skip_special_tokens=skip_special)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._tok.get_vocab_size(with_added_tokens=True)
-
-    def token_id(self, token: str) -> int:
-        tid = self._tok.token_to_id(token)
-        if tid is None:
-            raise KeyError(f"unknown token {token!r}")
-        return tid
 
     def _need(self, key: str, what: str) -> int:
         value = self.meta.get(key)

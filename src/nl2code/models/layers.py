@@ -49,12 +49,10 @@ class RotaryEmbedding(nn.Module):
 
     The cos/sin table is a non-persistent buffer: it is derived from the config, so it is never
     written to checkpoints and follows the module across devices. ``inv_freq`` (head_dim/2,)
-    replaces the plain ``theta`` frequencies when given (rope scaling, see ``scaled_inv_freq``).
+    replaces the plain ``theta`` frequencies when given (rope scaling, see :func:`rotary_inv_freq`).
     """
 
-    def __init__(
-        self, head_dim: int, max_seq_len: int, theta: float = 10000.0, inv_freq: torch.Tensor | None = None
-    ):
+    def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0, inv_freq: torch.Tensor | None = None):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary head_dim must be even, got {head_dim}")
