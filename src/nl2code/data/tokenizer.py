@@ -88,6 +88,10 @@ class CodeTokenizer:
             raise FileNotFoundError(f"no tokenizer at {path}")
         meta_path = path.parent / META_FILE
         num = DEFAULT_SENTINELS
+        if not meta_path.is_file() and (path.parent / "tokenizer_config.json").is_file():
+            from nl2code.hf.tokenizer import HFTokenizer  # a checkpoint folder (e.g. CodeT5's)
+
+            return HFTokenizer.from_checkpoint(path.parent)
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("kind") == "hf":  # an imported checkpoint's own tokenizer (nl2code hf import)

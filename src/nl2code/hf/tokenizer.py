@@ -151,6 +151,13 @@ class HFTokenizer(CodeTokenizer):
         meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
         return cls(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), meta, directory)
 
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path) -> HFTokenizer:
+        """The tokenizer of a checkpoint folder, control ids resolved as ``copy_tokenizer`` does."""
+        folder = Path(folder)
+        meta = resolve_meta(folder, _json(folder / "config.json"))
+        return cls(Tokenizer.from_file(str(folder / TOKENIZER_FILE)), meta, folder)
+
     def save(self, directory: str | Path) -> Path:
         """Copy the tokenizer files (and our metadata) into ``directory``."""
         directory = Path(directory)
