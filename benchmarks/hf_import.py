@@ -9,8 +9,9 @@ peaks do not carry over:
 * ``import``: ``nl2code hf import``'s work (read the shards into the model, write the run);
 * ``load``: ``load_run`` of the imported run (what generate/serve/eval do);
 * ``hf_load``: ``AutoModelForCausalLM.from_pretrained`` of the checkpoint (same dtype), for scale;
-* ``ours_gen`` / ``hf_gen``: greedy decoding of ``--new-tokens`` tokens after a 16-token prompt
-  with a KV cache, nl2code's generator vs ``model.generate``, both bf16 on the CPU.
+* ``gen``: greedy decoding of ``--new-tokens`` tokens after a 16-token prompt with a KV cache,
+  nl2code's sampler vs ``model.generate``, both bf16 on the CPU, both models in one process and
+  timed interleaved (A B A B, medians), so a busy machine slows both alike.
 
 Peak RSS is the child's ``VmHWM``; "over baseline" subtracts the RSS of the same child after its
 imports (torch, nl2code/transformers), which any process pays before reading a byte.
@@ -33,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, header_md, load_average, machine_info, md_table, peak_rss_mb, write_results
+from _common import REPO, header_md, interleaved, load_average, machine_info, md_table, peak_rss_mb, write_results
 
 SHAPE = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
          "num_attention_heads": 32, "num_key_value_heads": 4}  # fmt: skip
 SHARD_BYTES = 500 * 10**6
 SEED = 0
 PROMPT_LEN = 16
+REPEATS = 3
 
 
 def write_synthetic(out: Path, layers: int, seed: int = SEED) -> dict[str, Any]:
@@ -125,28 +127,29 @@ def child(mode: str, src: str, run: str, threads: int, new_tokens: int) -> dict[
         import transformers
 
         transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16)
-    elif mode in ("ours_gen", "hf_gen"):
+    elif mode == "gen":
+        import transformers
+
+        from nl2code.api import load_run
+        from nl2code.sampling.autoregressive import sample
+
         prompt = torch.randint(3, 32000, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(SEED))
-        if mode == "ours_gen":
-            from nl2code.api import load_run
-            from nl2code.sampling.autoregressive import sample
+        ours = load_run(run).model
+        theirs = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).eval()
+        kw = {"do_sample": False, "eos_token_id": None, "pad_token_id": 0}
 
-            model = load_run(run).model
-            sample(model, [prompt[0].tolist()], n=1, max_new_tokens=2, temperature=0.0)  # warm-up
-            t = time.perf_counter()
-            ids = sample(model, [prompt[0].tolist()], n=1, max_new_tokens=new_tokens, temperature=0.0)[0][0].ids
-        else:
-            import transformers
+        def ours_fn(n: int = new_tokens) -> list[int]:
+            return sample(ours, [prompt[0].tolist()], n=1, max_new_tokens=n, temperature=0.0)[0][0].ids
 
-            model = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).eval()
-            kw = {"do_sample": False, "eos_token_id": None, "pad_token_id": 0}
+        def theirs_fn(n: int = new_tokens) -> list[int]:
             with torch.no_grad():
-                model.generate(prompt, max_new_tokens=2, min_new_tokens=2, **kw)  # warm-up
-                t = time.perf_counter()
-                ids = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kw)
-            ids = ids[0, PROMPT_LEN:].tolist()
-        out["tokens"] = ids
-        out["tokens_per_s"] = len(ids) / (time.perf_counter() - t)
+                return theirs.generate(prompt, max_new_tokens=n, min_new_tokens=n, **kw)[0, PROMPT_LEN:].tolist()
+
+        ours_fn(2), theirs_fn(2)  # warm-up: allocator, kernel selection, first page-ins
+        timing = interleaved({"ours": ours_fn, "transformers": theirs_fn}, repeats=REPEATS, warmup=0)
+        out["tokens"] = {"ours": ours_fn(), "transformers": theirs_fn()}
+        out["timing"] = timing
+        out["tokens_per_s"] = {k: new_tokens / v["median_s"] for k, v in timing.items()}
     out |= {"seconds": time.perf_counter() - t, "baseline_rss_mb": base, "peak_rss_mb": peak_rss_mb()}
     return out
 
@@ -163,7 +166,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 layers instead of 22")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--keep", type=Path, default=None, help="write the checkpoint and run here and keep them")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -181,15 +184,17 @@ def main() -> None:
     ckpt["write_seconds"] = round(time.perf_counter() - t, 1)
     size_mb = ckpt["checkpoint_bytes"] / 2**20
     rows = {}
-    for mode in ("import", "load", "hf_load", "ours_gen", "hf_gen"):
+    for mode in ("import", "load", "hf_load", "gen"):
         rows[mode] = run_child(mode, src, run, args.threads, args.new_tokens)
         r = rows[mode]
         r["peak_over_checkpoint"] = round(r["peak_rss_mb"] / size_mb, 3)
         r["excess_over_checkpoint"] = round((r["peak_rss_mb"] - r["baseline_rss_mb"]) / size_mb, 3)
         print(mode, {k: v for k, v in r.items() if k != "tokens"}, flush=True)
-    a, b = rows["ours_gen"]["tokens"], rows["hf_gen"]["tokens"]
+    gen = rows["gen"]
+    a, b = gen["tokens"]["ours"], gen["tokens"]["transformers"]
     same = a == b
     prefix = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    speed = gen["tokens_per_s"]
     machine["load_after"] = load_average()
     cmd = "python benchmarks/hf_import.py" + (" --quick" if args.quick else "") + f" --threads {args.threads}"
     data = {
@@ -199,7 +204,10 @@ def main() -> None:
         "checkpoint": ckpt,
         "rows": rows,
         "greedy_tokens_identical": same,
+        "greedy_common_prefix": prefix,
         "target_peak_over_checkpoint": 1.3,
+        "tokens_per_s": speed,
+        "ratio_ours_vs_transformers": speed["ours"] / speed["transformers"],
         "wall_seconds": round(time.perf_counter() - wall, 1),
     }
     notes = [
@@ -207,16 +215,19 @@ def main() -> None:
         f"bf16, {ckpt['shards']} shards, {size_mb:,.0f} MiB; random weights, seed {SEED}",
         "peak RSS / checkpoint: the child's VmHWM over the checkpoint's size; excess: minus the RSS after "
         "the child's imports. Target: at most 1.3",
+        "transformers' from_pretrained memory-maps the shards and reads a page on first use, so its load row "
+        "shows almost nothing resident (the weights come in during the first forward)",
+        f"generation: greedy, {args.new_tokens} new tokens after a {PROMPT_LEN}-token prompt, KV cache, bf16, both "
+        f"models in one process, timed interleaved ({REPEATS} repeats each, medians): ours "
+        f"{speed['ours']:.2f} tokens/s, transformers {speed['transformers']:.2f} tokens/s "
+        f"(ratio {data['ratio_ours_vs_transformers']:.2f})",
         f"greedy tokens of ours and transformers' identical: {same} (first {prefix} of {len(a)} equal). Random "
         "weights give near-tied logits, so bf16 rounding differences between the two implementations can flip "
         "an argmax; the fp32 tests (tests/hf) check equality exactly",
-        "transformers' from_pretrained memory-maps the shards and reads a page on first use, so its load row "
-        "shows almost nothing resident; its generation row has the weights in memory",
-        f"wall time {data['wall_seconds']} s",
-        "timings on a 2-core machine shared with other jobs (load averages in the header)",
+        f"wall time {data['wall_seconds']} s; a 2-core machine shared with other jobs (load averages in the header)",
     ]
     table = md_table(
-        ["step", "seconds", "peak RSS MiB", "baseline MiB", "peak / checkpoint", "excess / checkpoint", "tokens/s"],
+        ["step", "seconds", "peak RSS MiB", "baseline MiB", "peak / checkpoint", "excess / checkpoint"],
         [
             [
                 m,
@@ -225,9 +236,9 @@ def main() -> None:
                 f"{r['baseline_rss_mb']:,.0f}",
                 r["peak_over_checkpoint"],
                 r["excess_over_checkpoint"],
-                f"{r['tokens_per_s']:.2f}" if "tokens_per_s" in r else "",
             ]
             for m, r in rows.items()
+            if m != "gen"
         ],
     )
     md = header_md("Importing a 1.1B checkpoint: memory, load time, generation speed", cmd, machine, notes)
