@@ -279,7 +279,7 @@ class ARGenerator:
         """
         tok, mode = self.tok, mode or self.infill_mode
         pre, suf = tok.encode(prefix), tok.encode(suffix)
-        head = [tok.sep_id] if self.prompt_format == "nl" else []
+        head = [*getattr(tok, "bos_prefix", []), *([tok.sep_id] if self.prompt_format == "nl" else [])]
         if mode == "codegen2":
             m1 = tok.sentinel_id(1)
             return [*head, *pre, m1, *suf, tok.eos_id, tok.sep_id, m1], [tok.eom_id, tok.eos_id]
