@@ -97,7 +97,7 @@ def judge(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, 
 def generate(run_dir: Path, problems: dict[str, Any], out: Path, seed: int) -> tuple[dict[str, list[str]], float]:
     """5-beam candidates for every problem, written as ``nl2code generate`` JSONL rows to ``out``."""
     from nl2code.api import GenerationConfig, load_run
-    from nl2code.sampling.autoregressive import ARGenerator
+    from nl2code.generation.autoregressive import ARGenerator
 
     run = load_run(run_dir)
     run.model.eval()

@@ -94,7 +94,7 @@ def teacher_forced(model: Any, prompts: list[list[int]], targets: list[list[int]
 
 def diagnose(run_dir: Path, split: str, limit: int | None, generate: int, seed: int) -> dict[str, Any]:
     from nl2code.api import GenerationConfig, load_run
-    from nl2code.sampling.autoregressive import ARGenerator
+    from nl2code.generation.autoregressive import ARGenerator
 
     run = load_run(run_dir)
     run.model.eval()

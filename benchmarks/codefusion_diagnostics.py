@@ -25,6 +25,7 @@ import torch
 from nl2code.api import load_run
 from nl2code.data.sources import load_source
 from nl2code.diagnostics import codefusion as diag
+from nl2code.generation.diffusion import DiffusionGenerator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     model, tok, cfg = run.model, run.tokenizer, run.config
     data = cfg.data
     records = load_source(data.source, args.data or data.path).split(args.split)
+    encode = DiffusionGenerator(run).encode_prompt  # the encoder's input as sampling builds it (retrieval too)
     pairs = []
     for rec in records:
         code = tok.encode(rec.code) + [tok.eos_id]
         if rec.nl and len(code) <= model.cfg.code_length:
-            pairs.append((tok.encode(rec.nl)[: model.cfg.max_nl_length], code))
+            pairs.append((encode(rec.nl), code))
     kept = len(pairs)
     pairs = random.Random(args.seed).sample(pairs, min(args.n, kept))
     batch = diag.GoldBatch.build(model, [n for n, _ in pairs], [c for _, c in pairs])

@@ -141,12 +141,12 @@ def evaluate(
     run.model.eval()
     kind = getattr(type(run.config.model), "kind", "")
     if kind == "codefusion":
-        from nl2code.sampling.diffusion import DiffusionGenerator
+        from nl2code.generation.diffusion import DiffusionGenerator
 
         gen: Any = DiffusionGenerator(run, rounding=rounding)
         cfg = GenerationConfig(n=5, seed=args.seed, steps=args.steps, batch_size=args.batch_size)
     else:
-        from nl2code.sampling.autoregressive import ARGenerator
+        from nl2code.generation.autoregressive import ARGenerator
 
         gen = ARGenerator(run)
         cfg = GenerationConfig(n=5, seed=args.seed, max_new_tokens=64, stop=("\n",), batch_size=args.batch_size)

@@ -119,12 +119,12 @@ def candidates(run_dir: Path, problems: dict, args: argparse.Namespace, steps: i
     run = load_run(run_dir, args.device)
     run.model.eval()
     if steps is not None:
-        from nl2code.sampling.diffusion import DiffusionGenerator
+        from nl2code.generation.diffusion import DiffusionGenerator
 
         gen: Any = DiffusionGenerator(run)
         cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch)
     else:
-        from nl2code.sampling.autoregressive import ARGenerator
+        from nl2code.generation.autoregressive import ARGenerator
 
         gen = ARGenerator(run)
         cfg = GenerationConfig(n=5, temperature=0.0, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)

@@ -11,12 +11,14 @@ import argparse
 import importlib
 import sys
 
+from nl2code.errors import UserError
+
 # Order here is the order in `nl2code --help`. Only commands that work are listed.
 COMMANDS = ["demo", "data", "tokenizer", "train", "merge-moe", "generate", "infill", "eval", "serve", "hf"]
 
 
-class CLIError(Exception):
-    """An error shown to the user as one line, with a non-zero exit."""
+# The CLI's name for the user-error base: library errors derive from it without importing the CLI.
+CLIError = UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,8 +40,26 @@ def register(registry: str, kind: str):
     return deco
 
 
+def register_kinds(registry: str, kinds: dict[str, type]) -> None:
+    """Make each config class of ``kinds`` (kind -> class) selectable by its kind, as :func:`register` does."""
+    for kind, cls in kinds.items():
+        register(registry, kind)(cls)
+
+
 def registry_kinds(registry: str) -> dict[str, type]:
     return dict(_REGISTRIES.get(registry, {}))
+
+
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A config field with a default and a ``help`` string (``nl2code train --help`` lists it)."""
+    if isinstance(default, dict | list):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def required(help: str, **metadata: Any) -> Any:
+    """A config field without a default."""
+    return dataclasses.field(metadata={"help": help, **metadata})
 
 
 def _where(source: str, key: str) -> str:
@@ -250,11 +268,9 @@ def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = No
 
 def save(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    from nl2code.utils.io import atomic_write
+
+    atomic_write(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 __all__ = [
@@ -262,10 +278,13 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "load",
+    "option",
     "parse_override",
     "read_yaml",
     "register",
+    "register_kinds",
     "registry_kinds",
+    "required",
     "save",
     "to_dict",
 ]

@@ -85,7 +85,7 @@ def benchmark_prompts(
     from nl2code.eval.tasks import get_task
 
     if task == "mtpb":
-        raise ValueError("MTPB is multi-turn: use nl2code.sampling.mtpb.mtpb_samples")
+        raise ValueError("MTPB is multi-turn: use nl2code.generation.mtpb.mtpb_samples")
     problems = seeded_subset(list(get_task(task).load_problems(data_path).values()), limit, seed)
     if task == "humaneval":
         return [humaneval_prompt(r) for r in problems]

@@ -78,7 +78,7 @@ def no_generation(monkeypatch):
     def refuse(*_a, **_k):
         raise AssertionError("generation started")
 
-    from nl2code.sampling.diffusion import DiffusionGenerator
+    from nl2code.generation.diffusion import DiffusionGenerator
 
     monkeypatch.setattr(DiffusionGenerator, "generate", refuse)
     monkeypatch.setattr(DiffusionGenerator, "infill", refuse)

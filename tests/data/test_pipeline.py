@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
+from nl2code.data.config import DataConfig
 from nl2code.data.pipeline import load_splits, preview_set, tokenize
 from nl2code.data.records import DataError, Record
 from nl2code.data.tokenizer import CodeTokenizer
-from nl2code.train.config import DataConfig
 
 TEXTS = ["def add(a, b):\n    return a + b\n", "Add two numbers.", "def sub(a, b):\n    return a - b\n"] * 5
 

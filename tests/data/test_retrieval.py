@@ -1,4 +1,4 @@
-"""TF-IDF retrieval and the retrieval-augmented AR prompt (objective.retrieval_k)."""
+"""TF-IDF retrieval, the retrieval-augmented AR prompt and CodeFusion encoder input (objective.retrieval_k)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 
 from nl2code.data.collate import Example
 from nl2code.data.records import Record
-from nl2code.data.retrieval import Retriever, TfIdf, rag_prefix, retrieved_prefix
+from nl2code.data.retrieval import Retriever, TfIdf, rag_context, rag_prefix, retrieved_prefix
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.objectives.autoregressive import CausalLMConfig, RetrievalPrefix
+from nl2code.objectives.diffusion import CodeFusionLossConfig, RetrievalContext
 
 TRAIN = [
     ("list all files in the current folder", "ls -a\n"),
@@ -68,3 +69,27 @@ def test_retrieval_transform_prefixes_unscored_neighbours():
 def test_retrieval_k_is_validated():
     with pytest.raises(ValueError):
         CausalLMConfig(retrieval_k=-1)
+
+
+def test_codefusion_retrieval_context_prefixes_the_encoder_input_only():
+    tok = CodeTokenizer.train([t for p in TRAIN for t in p], vocab_size=300)
+    retr = Retriever(records())
+    nl, code = TRAIN[0]
+    code_ids = [*tok.encode(code), tok.eos_id]
+    ex = Example(np.array(code_ids), np.ones(len(code_ids), bool), {"nl": np.array(tok.encode(nl))})
+    out = RetrievalContext(tok, retr, k=1, length=64)(ex)
+    assert tok.decode(out.extras["nl"].tolist()) == "rm -f *\n<eom>" + nl  # own command left out
+    assert out.input_ids.tolist() == code_ids and out.loss_mask.all()  # the target is untouched
+    # The same layout at inference (no row to leave out: the nearest is its own command here).
+    assert tok.decode(rag_context(tok, retr, nl, tok.encode(nl), 1, 64)) == "ls -a\n<eom>" + nl
+    # The utterance is kept whole; the prefix only gets the room left (none here).
+    nl_ids = tok.encode(nl)
+    assert rag_context(tok, retr, nl, nl_ids, 1, len(nl_ids) + 1) == nl_ids
+    assert len(rag_context(tok, retr, nl, nl_ids, 1, len(nl_ids) + 3)) <= len(nl_ids) + 3
+
+
+def test_codefusion_retrieval_k_is_validated():
+    with pytest.raises(ValueError, match="retrieval_k"):
+        CodeFusionLossConfig(retrieval_k=-1)
+    with pytest.raises(ValueError, match="finetune"):
+        CodeFusionLossConfig(task="cpd", retrieval_k=1)

@@ -74,3 +74,11 @@ def test_spaced_timesteps():
     for bad in (0, 1201):
         with pytest.raises(ValueError):
             spaced_timesteps(1200, bad)
+
+
+def test_every_schedule_name_has_betas():
+    from typing import get_args
+
+    from nl2code.diffusion.schedules import BETAS, SCHEDULES, ScheduleName
+
+    assert tuple(BETAS) == SCHEDULES == get_args(ScheduleName)

@@ -73,8 +73,9 @@ def test_codefusion_encoder_init_trains_and_generates(tmp_path):
         max_nl_length=16,
         num_timesteps=20,
         encoder_init=str(tmp_path / "t5"),
+        t5_encoder=read_config(tmp_path / "t5"),
     )
-    assert cfg.t5_encoder is not None and cfg.t5_encoder.num_layers == 2
+    assert cfg.t5_encoder.num_layers == 2
     model = CodeFusion(cfg)
     load_encoder(model.t5, tmp_path / "t5")
     ids = torch.randint(0, 300, (1, 12), generator=torch.Generator().manual_seed(2))

@@ -14,13 +14,12 @@ from nl2code.config import from_dict
 from nl2code.data.collate import Example, pad_collate
 from nl2code.data.noising import InfillMixture, SpecialIds
 from nl2code.data.tokenizer import CodeTokenizer
+from nl2code.generation.autoregressive import ARGenerator, infill_mode_of
 from nl2code.models import CodeGenConfig, build_model
 from nl2code.objectives import CausalLMObjective
 from nl2code.sampling.autoregressive import (
-    ARGenerator,
     cut_at_stop,
     filter_logits,
-    infill_mode_of,
     next_tokens,
     sample,
     stop_checker,
@@ -172,7 +171,7 @@ def test_generator_formats_prompts_ranks_and_stops(digit_tok):
 def test_mtpb_samples_match_the_harness_format(digit_tok):
     from nl2code.data.sources import load_source
     from nl2code.eval.tasks.mtpb import TASK
-    from nl2code.sampling.mtpb import mtpb_samples
+    from nl2code.generation.mtpb import mtpb_samples
 
     fixture = Path(__file__).resolve().parents[1] / "eval" / "fixtures" / "mtpb_mini.jsonl"
     problems = load_source("mtpb", fixture).records[:2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import socket
 import threading
@@ -17,24 +16,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from nl2code.commands.train import run_train
+    from nl2code.train.config import load_run_config
+    from nl2code.train.run import run_training
 
     run_dir = tmp_path_factory.mktemp("serve") / "run"
-    args = argparse.Namespace(
-        config=str(REPO / "configs" / "smoke" / "codegen.yaml"),
-        run_dir=str(run_dir),
-        resume=False,
-        print_config=False,
-        overrides=[
-            "train.max_steps=30",
-            "train.progress='off'",
-            "train.tensorboard=false",
-            "train.eval_every=0",
-            "train.sample_every=0",
-            "data.options.max_functions=600",
-        ],
-    )
-    assert run_train(args) == 0
+    config = REPO / "configs" / "smoke" / "codegen.yaml"
+    overrides = [
+        "train.max_steps=30",
+        "train.progress='off'",
+        "train.tensorboard=false",
+        "train.eval_every=0",
+        "train.sample_every=0",
+        "data.options.max_functions=600",
+    ]
+    cfg, stages = load_run_config(config, overrides)
+    assert run_training(cfg, run_dir, stages=stages, source=str(config)) == "completed"
     return run_dir
 
 

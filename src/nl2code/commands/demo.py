@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from nl2code.cli import CLIError
+from nl2code.rundir import TOKENIZER_DIR
 
 DESCRIPTION = """\
 Run the whole toolkit on data every Python install has, with no GPU and no internet: mine
@@ -19,9 +20,9 @@ exact match, diversity; HumanEval pass@k in the sandbox) and write an HTML repor
 Under 10 minutes on 2 CPU cores (the two models train side by side, one process each); --quick
 runs the same steps with tiny budgets in a minute or two."""
 
-EPILOG = """\
+EPILOG = f"""\
 outputs (in --out): report/index.html (+ loss.png, metrics.png, topk.png, summary.md), corpus/,
-tokenizer/, configs/, one training run per model (codegen/, codefusion/: usable with
+{TOKENIZER_DIR}/, configs/, one training run per model (codegen/, codefusion/: usable with
 `nl2code serve --run` and `nl2code generate`), samples/ and eval/. Each finished step leaves a
 marker in steps/; running the same command again resumes (training continues from its last
 checkpoint). --force starts over.
@@ -34,7 +35,7 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from nl2code.demo.pipeline import MODELS
+    from nl2code.demo.settings import MODELS
     from nl2code.eval.sandbox import LEVELS
 
     p = sub.add_parser(

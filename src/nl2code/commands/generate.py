@@ -40,6 +40,8 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from nl2code.rundir import LAYOUT
+
     p = sub.add_parser(
         "generate",
         help="generate ranked candidates for prompts or a benchmark from a trained run",
@@ -49,9 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (NL for NL->code runs, code for code runs)")
-    p.add_argument(
-        "--run", required=True, metavar="DIR", help="run directory (config.yaml, tokenizer/, model.safetensors)"
-    )
+    p.add_argument("--run", required=True, metavar="DIR", help=f"run directory ({LAYOUT})")
     src = p.add_argument_group("prompt sources (instead of PROMPT arguments)")
     src.add_argument(
         "--prompts-file", metavar="FILE", help="one prompt per line, or JSONL rows with prompt/nl (+ task_id)"
@@ -151,12 +151,11 @@ def read_prompts_file(path: str) -> list[tuple[str | None, str]]:
 
 def set_threads(n: int) -> None:
     """Intra-op CPU threads; 0 keeps PyTorch's default."""
+    from nl2code.utils.device import set_threads as set_torch_threads
+
     if n < 0:
         raise CLIError(f"--threads must be >= 0, got {n}")
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
+    set_torch_threads(n)
 
 
 # The sampler's names (nl2code.sampling.diffusion.ROUNDINGS), repeated so that --help does not import torch;
@@ -235,14 +234,10 @@ def replace_when_done(path: str) -> Iterator[Any]:
         with open(final, "w", encoding="utf-8") as f:
             yield f
         return
-    final = final.resolve()
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from nl2code.utils.io import atomic_path
+
+    with atomic_path(final.resolve()) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield f
 
 
 def _generate(gen: Any, prompts: list[str], cfg: Any, prompt_format: str | None) -> list[list[Any]]:
@@ -272,7 +267,7 @@ def _requests(args: argparse.Namespace, gen: Any) -> list[tuple[str | None, str,
 
 def _mtpb(args: argparse.Namespace, gen: Any, cfg: Any) -> int:
     from nl2code.data.sources import load_source
-    from nl2code.sampling.mtpb import mtpb_samples
+    from nl2code.generation.mtpb import mtpb_samples
 
     if getattr(gen, "kind", None) != "codegen":
         raise CLIError("--benchmark mtpb needs an autoregressive (codegen) run: it continues code turn by turn")

@@ -9,6 +9,8 @@ from nl2code.cli import CLIError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from nl2code.models.hf_export import FILES
+
     p = sub.add_parser(
         "hf",
         help="import a transformers checkpoint folder as a run, or export a codegen run to one",
@@ -40,8 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     im.add_argument(
         "hf_dir",
         metavar="HF_DIR",
-        help="folder with config.json, model.safetensors (or shards and "
-        "model.safetensors.index.json), tokenizer.json, tokenizer_config.json",
+        help=f"folder with {FILES[0]}, {FILES[1]} (or shards and their index), {FILES[2]}, {FILES[3]}",
     )
     im.add_argument("--run-dir", required=True, metavar="DIR", help="new run directory")
     im.add_argument(
@@ -88,7 +89,7 @@ def run_export(args: argparse.Namespace) -> int:
         run = load_run(args.run)
         if getattr(type(run.config.model), "kind", None) != "codegen":
             raise CLIError(f"{args.run}: only codegen runs can be exported")
-        fmt = "nl" if _last_format(run.config) == "nl_code" else "code"
+        fmt = run.spec.prompt_format
         kind = export_model(run.model, args.out, run.tokenizer, getattr(torch, args.dtype), args.max_shard_size, fmt)
     except (RunError, ExportRefused) as e:
         raise CLIError(f"{args.run}: {e}") from None
@@ -96,49 +97,52 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _last_format(cfg) -> str:
-    from nl2code.train.config import resolve_stages
-
-    return resolve_stages(cfg)[-1].data.format
-
-
 def run_import(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
-    from nl2code import config as config_io
+    from nl2code.data.config import DataConfig
+    from nl2code.data.tokenizer import TokenizerError, copy_checkpoint_tokenizer
+    from nl2code.generation.spec import save_spec, spec_from_config
     from nl2code.hf.convert import DEFAULT_MAX_SEQ_LEN, import_model
     from nl2code.hf.llama import UnsupportedCheckpoint
-    from nl2code.hf.safetensors_io import CheckpointFormatError, write_checkpoint
-    from nl2code.hf.tokenizer import TokenizerError, copy_tokenizer
+    from nl2code.hf.safetensors_io import CheckpointFormatError, write_file
+    from nl2code.models.hf_export import TOKENIZER_FILES
     from nl2code.models.hf_export import copy_tokenizer as copy_own_tokenizer
     from nl2code.objectives import CausalLMConfig
-    from nl2code.train.config import DataConfig, RunConfig
+    from nl2code.rundir import RunDir
+    from nl2code.train.config import RunConfig
 
-    run_dir, hf_dir = Path(args.run_dir), Path(args.hf_dir)
-    if (run_dir / "model.safetensors").exists() or (run_dir / "config.yaml").exists():
+    run_dir, hf_dir = RunDir(args.run_dir), Path(args.hf_dir)
+    if run_dir.has_weights() or run_dir.config_file.exists():
         raise CLIError(f"{run_dir} already holds a run")
     try:
         imported = import_model(hf_dir, args.dtype, args.max_seq_len or DEFAULT_MAX_SEQ_LEN)
-        own = hf_dir / "tokenizer_meta.json"
+        own = hf_dir / TOKENIZER_FILES[1]
+        infill = None
         if own.is_file() and json.loads(own.read_text(encoding="utf-8")).get("kind") != "hf":
-            copy_own_tokenizer(hf_dir, run_dir / "tokenizer")  # exported by nl2code: keep our tokenizer
+            copy_own_tokenizer(hf_dir, run_dir.tokenizer_dir)  # exported by nl2code: keep our tokenizer
             vocab = json.loads(own.read_text(encoding="utf-8"))["vocab_size"]
         else:
-            vocab = copy_tokenizer(hf_dir, run_dir / "tokenizer", imported.hf_config)["vocab_size"]
+            meta = copy_checkpoint_tokenizer(hf_dir, run_dir.tokenizer_dir, imported.hf_config)
+            vocab, infill = meta["vocab_size"], meta["infill"]
     except (UnsupportedCheckpoint, CheckpointFormatError, TokenizerError, OSError, ValueError) as e:
         raise CLIError(str(e)) from None
     model = imported.model
     if vocab > model.cfg.vocab_size:
         raise CLIError(f"{hf_dir}: tokenizer has {vocab} tokens, the model only {model.cfg.vocab_size}")
     cfg = RunConfig(model=model.cfg, objective=CausalLMConfig(), data=DataConfig(format=args.format))
-    config_io.save(cfg, run_dir / "config.yaml")
-    write_checkpoint(run_dir, [(n, lambda p=p: p) for n, p in model.named_parameters()])
+    run_dir.save_config(cfg)
+    # streamed from the parameters' own memory (no serialised second copy of the model)
+    write_file(run_dir.weights_file, [(n, lambda p=p: p) for n, p in model.named_parameters()], {"format": "pt"})
+    # the checkpoint's tokenizer knows how it infills (FIM or CodeGen2 sentinels)
+    save_spec(run_dir, dataclasses.replace(spec_from_config(cfg), infill_mode=infill))
     source = {
         "path": str(hf_dir.resolve()),
         "model_type": imported.model_type,
         "stored_dtype": str(imported.source_dtype).removeprefix("torch."),
         "run_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
-    (run_dir / "hf_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+    (run_dir.path / "hf_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
     print(f"wrote run directory {run_dir} ({imported.model_type}, {model.num_parameters():,} parameters)")
     return 0

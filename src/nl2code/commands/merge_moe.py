@@ -25,7 +25,7 @@ MERGE.yaml (mergekit-moe's field names; models are run directories):
       positive_prompts: ["find files", "list processes"]
 
 Experts must share the base's architecture and tokenizer (train them from the base with
-init_from). DIR gets config.yaml, tokenizer/, model.safetensors, merge.yaml (the resolved merge
+init_from). DIR gets a run directory's config, tokenizer and weights, merge.yaml (the resolved merge
 config) and merge_report.json (gate statistics and warnings); `nl2code generate` and `nl2code eval`
 read it like any run, and `nl2code train` with `init_from: DIR` and `train.trainable: router`
 fine-tunes only its routers.
@@ -48,18 +48,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from nl2code import config as config_io
-    from nl2code.moe_merge import load_merge_config, merge, write_run
+    from nl2code.models.merge import load_merge_config, merge, write_run
+    from nl2code.rundir import RunDir
+    from nl2code.utils.device import set_threads
+    from nl2code.utils.io import atomic_write
 
     out = Path(args.out)
-    if any((out / name).exists() for name in ("config.yaml", "model.safetensors", "checkpoints")):
+    if RunDir(out).holds_run():
         raise CLIError(f"{out} already holds a run; choose a new --out")
     if args.threads < 0:
         raise CLIError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = load_merge_config(args.config)
 
     def say(msg: str) -> None:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     run_cfg, model, base_dir, report = merge(cfg, str(args.config), say)
     write_run(out, run_cfg, model, base_dir)
     config_io.save(cfg, out / "merge.yaml")
-    (out / "merge_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    atomic_write(out / "merge_report.json", json.dumps(report, indent=1) + "\n")
     print(json.dumps({"out": str(out), "experts": len(cfg.experts), "experts_per_token": cfg.experts_per_token,
                       "gate_mode": cfg.gate_mode, "parameters": report["parameters"],
                       "warnings": len(report["warnings"])}))

@@ -32,6 +32,8 @@ interpreter (it only returns it).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from nl2code.rundir import LAYOUT
+
     p = sub.add_parser(
         "serve",
         help="serve a run over HTTP (OpenAI-compatible /v1/completions + web playground)",
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--run",
         required=True,
         metavar="DIR",
-        help="run directory (config.yaml, tokenizer/, model.safetensors), e.g. runs/demo/codegen",
+        help=f"run directory ({LAYOUT}), e.g. runs/demo/codegen",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
@@ -91,13 +93,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import torch
     import uvicorn
 
     from nl2code.api import GenerationConfig, RunError, load_generator
     from nl2code.commands.generate import check_settings
     from nl2code.serve import Limits, create_app
-    from nl2code.utils.device import resolve_device
+    from nl2code.utils.device import resolve_device, set_threads
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be in [0, 65535], got {args.port}")
@@ -107,8 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"need --max-queue >= 1 and --body-timeout > 0, got {args.max_queue} and {args.body_timeout}")
     if args.threads < 0:
         raise CLIError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
     try:

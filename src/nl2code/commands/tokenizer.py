@@ -37,8 +37,8 @@ def train_tokenizer(args: argparse.Namespace) -> int:
     from nl2code.data.tokenizer import CodeTokenizer
 
     out = Path(args.out)
-    if (out / "tokenizer.json").exists() and not args.force:
-        raise CLIError(f"{out}/tokenizer.json exists; pass --force to overwrite")
+    if CodeTokenizer.saved_in(out) and not args.force:
+        raise CLIError(f"{CodeTokenizer.file_in(out)} exists; pass --force to overwrite")
     specs = args.source or ["pysource"]
     texts = list(corpus_texts(specs))
     print(f"training byte-level BPE (vocab {args.vocab_size}) on {len(texts)} texts from {specs}", file=sys.stderr)
@@ -59,6 +59,8 @@ def train_tokenizer(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from nl2code.data.tokenizer import CodeTokenizer
+
     p = sub.add_parser("tokenizer", help="train and inspect tokenizers",
                        description="Train and inspect byte-level BPE tokenizers.")
     tsub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION")
@@ -67,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a byte-level BPE tokenizer on data sources",
         description="Train a byte-level BPE tokenizer (with pad/eos/mask/sentinel/sep/eom/FIM special "
-        "tokens) on the NL and code of one or more data sources, and save it to OUT/tokenizer.json.",
+        f"tokens) on the NL and code of one or more data sources, and save it to {CodeTokenizer.file_in('OUT')}.",
     )
     t.add_argument("out", help="output directory (a run directory or a tokenizer folder)")
     t.add_argument("--source", action="append", metavar="NAME[=PATH]",

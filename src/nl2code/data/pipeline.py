@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from nl2code.data.collate import Batch, Example, pack_examples, pad_collate
+from nl2code.data.config import DataConfig
 from nl2code.data.records import DataError, Record
 from nl2code.data.tokenizer import CodeTokenizer
-from nl2code.train.config import DataConfig
 
 # -- formats: one record -> one token sequence ------------------------------------------------------
 

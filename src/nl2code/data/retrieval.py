@@ -8,7 +8,9 @@ ones. With ``objective.retrieval_k: K`` (``causal_lm``) an AR model trains and g
 
 where ``cmd_i`` are the commands of the K train utterances nearest to NL (never the row itself:
 a training row is left out of its own neighbours; test rows are not in the index at all), nearest
-first, only the code after ``<sep>`` scored. See :func:`rag_prefix`.
+first, only the code after ``<sep>`` scored. See :func:`rag_prefix`. A CodeFusion model
+(``objective.retrieval_k`` of ``codefusion``) gets the same commands in its encoder input,
+``cmd_1 \\n ... <eom> NL``, within the encoder's length (:func:`rag_context`).
 """
 
 from __future__ import annotations
@@ -134,3 +136,15 @@ def retrieved_prefix(tok: object, retriever: Retriever, nl: str, k: int, budget:
     """The tokenized ``cmd_1 \\n ... <eom>`` prefix for utterance ``nl`` (see :func:`rag_prefix`)."""
     cmds = retriever.neighbours(nl, k, exclude)
     return rag_prefix([tok.encode(c) for c in cmds], tok.encode("\n"), tok.eom_id, budget)  # type: ignore[attr-defined]
+
+
+def rag_context(
+    tok: object, retriever: Retriever, nl: str, nl_ids: Sequence[int], k: int, length: int, exclude: int = -1
+) -> list[int]:
+    """``cmd_1 \\n ... <eom>`` + ``nl_ids`` in at most ``length`` tokens: the utterance is kept whole
+    and the prefix gets what is left (none when nothing is left). Training rows and prompts at
+    inference both go through here, so a model sees one layout."""
+    room = length - len(nl_ids)
+    if room < 2:  # not even <eom> and one command token
+        return list(nl_ids)
+    return [*retrieved_prefix(tok, retriever, nl, k, room, exclude), *nl_ids]

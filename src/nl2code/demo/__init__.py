@@ -6,6 +6,7 @@ evaluate, and write an HTML report. Each step leaves its artifact and a marker i
 directory, so a second run resumes where the first stopped.
 """
 
-from nl2code.demo.pipeline import DemoSettings, run_demo
+from nl2code.demo.pipeline import run_demo
+from nl2code.demo.settings import DemoSettings
 
 __all__ = ["DemoSettings", "run_demo"]

@@ -9,7 +9,6 @@ child fails, stops the others and shows the end of the failed one's log.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -22,30 +21,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nl2code.demo.pipeline import DemoError
+from nl2code.demo.settings import DemoError
 
 
 def train_one(config: Path, run_dir: Path) -> int:
-    """``nl2code train CONFIG --run-dir RUN --resume`` in this process; returns its exit code."""
-    import torch
+    """Train (or resume) ``config`` into ``run_dir`` in this process; returns ``nl2code train``'s exit code."""
+    from nl2code.data.sources._io import SourceError
+    from nl2code.rundir import CheckpointError
+    from nl2code.train.config import load_run_config
+    from nl2code.train.loop import TrainingError
+    from nl2code.train.run import run_training
+    from nl2code.utils.device import threads
 
-    from nl2code.commands.train import run_train
-
-    threads = torch.get_num_threads()
-    args = argparse.Namespace(config=str(config), overrides=[], run_dir=str(run_dir), resume=True, print_config=False)
-    try:
-        return run_train(args)
-    finally:
-        torch.set_num_threads(threads)  # the training config may have changed it for this process
+    cfg, stages = load_run_config(config)
+    # the training config may change the thread count; this process keeps its own
+    with threads(None):
+        try:
+            status = run_training(cfg, run_dir, resume=True, stages=stages, source=str(config))
+        except SourceError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except (TrainingError, CheckpointError) as e:
+            print(f"nl2code train: error: {e}", file=sys.stderr)
+            return 1
+    return 130 if status == "interrupted" else 0
 
 
 def _child(target: Callable[..., int | None], args: tuple, log: str) -> None:
     """Process entry: all output (Python and native) to the log file, exit with the target's code."""
-    import torch
-
     from nl2code.cli import CLIError
     from nl2code.config import ConfigError
     from nl2code.data.records import DataError
+    from nl2code.utils.device import set_threads
 
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -53,7 +60,7 @@ def _child(target: Callable[..., int | None], args: tuple, log: str) -> None:
     os.dup2(fd, 2)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = os.fdopen(2, "w", buffering=1)
-    torch.set_num_threads(1)  # see the module docstring
+    set_threads(1)  # see the module docstring
     try:
         code = target(*args) or 0
     except (CLIError, ConfigError, DataError) as e:

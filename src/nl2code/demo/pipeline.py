@@ -20,83 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nl2code.cli import CLIError
-
-MODELS = ("codegen", "codefusion")
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """What the demo trains, generates and scores.
-
-    Attributes:
-        models: model configs to run, by file name in ``config_dir`` (``<name>.yaml``).
-        max_functions: mine at most this many stdlib functions (None = all, ~6,000).
-        heldout: held-out functions to generate for and score.
-        heldout_max_lines: only held-out functions of at most this many code lines are used (both
-            models have a fixed context; long references cannot be produced by either).
-        n: candidates per prompt.
-        ks: the k of top-k metrics and pass@k.
-        temperature: sampling temperature of the AR model (diffusion draws fresh noise per candidate).
-        top_p: nucleus mass of the AR model.
-        max_new_tokens: AR generation budget.
-        diffusion_steps: denoising steps of the diffusion model at inference (strided over its T).
-        humaneval_problems: HumanEval problems to sample (None = all 164).
-        vocab_size: tokenizer vocabulary.
-        steps_scale: multiplies every stage's step counts (the --quick demo uses a small fraction).
-        seed: seeds sampling (training seeds are in the configs).
-        timeout_floor: minimum seconds per HumanEval program in the sandbox.
-    """
-
-    models: tuple[str, ...] = MODELS
-    max_functions: int | None = None
-    heldout: int = 100
-    heldout_max_lines: int = 12
-    n: int = 5
-    ks: tuple[int, ...] = (1, 3, 5)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    diffusion_steps: int = 10
-    humaneval_problems: int | None = None
-    vocab_size: int = 2048
-    steps_scale: float = 1.0
-    seed: int = 0
-    timeout_floor: float = 3.0
-
-    @classmethod
-    def quick(cls) -> DemoSettings:
-        """A one-to-two-minute run for tests and CI: same steps, tiny budgets."""
-        return cls(
-            max_functions=1500,
-            heldout=12,
-            n=3,
-            ks=(1, 3),
-            max_new_tokens=48,
-            diffusion_steps=5,
-            humaneval_problems=16,
-            vocab_size=1024,
-            steps_scale=0.1,
-        )
-
-    def __post_init__(self) -> None:
-        if not self.models:
-            raise ValueError("no models to run")
-        if self.n < 1 or self.heldout < 1 or not self.ks or min(self.ks) < 1 or max(self.ks) > self.n:
-            raise ValueError(f"need n >= 1, heldout >= 1 and 1 <= k <= n for every k, got n={self.n} ks={self.ks}")
-        if not 0 < self.steps_scale <= 10:
-            raise ValueError(f"steps_scale must be in (0, 10], got {self.steps_scale}")
-
-
-class DemoError(CLIError):
-    """A demo step failed; the message says which and how to continue."""
+from nl2code.demo.settings import DemoError, DemoSettings
+from nl2code.utils.io import atomic_write
 
 
 @dataclass
@@ -139,9 +70,7 @@ class Runner:
                 "cpu_s": round(_cpu_seconds() - cpu, 2),
                 **info,
             }
-            tmp = self.marker(step.name).with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-            os.replace(tmp, self.marker(step.name))
+            atomic_write(self.marker(step.name), json.dumps(record, indent=2, default=str) + "\n")
             self.say(f"      {step.title}: {seconds:.1f} s")
 
 
@@ -171,16 +100,16 @@ def check_settings(out: Path, settings: DemoSettings) -> None:
 
 
 def default_config_dir() -> Path:
-    """``configs/demo`` of the source checkout this package was installed from."""
-    return Path(__file__).resolve().parents[3] / "configs" / "demo"
+    """``configs/demo`` shipped with the package (see :func:`nl2code.utils.resources.config_dir`)."""
+    from nl2code.utils.resources import config_dir
+
+    return config_dir("demo")
 
 
 def model_unavailable(name: str, config_dir: Path) -> str | None:
     """Why model ``name`` cannot run here (missing config, model kind or generator), or None."""
-    import importlib
-
-    from nl2code.api import BACKENDS
     from nl2code.config import ConfigError
+    from nl2code.generation import BACKENDS
     from nl2code.train.config import load_run_config
 
     path = config_dir / f"{name}.yaml"
@@ -192,12 +121,7 @@ def model_unavailable(name: str, config_dir: Path) -> str | None:
         return f"its config does not load ({e})"
     kind = getattr(type(cfg.model), "kind", None)
     if kind not in BACKENDS:
-        return f"no generator is registered for model kind {kind!r} in nl2code.api.BACKENDS"
-    module, _, cls = BACKENDS[kind].partition(":")
-    try:
-        getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as e:
-        return f"its generator {BACKENDS[kind]} is not available ({type(e).__name__}: {e})"
+        return f"no generator is registered for model kind {kind!r} in nl2code.generation.BACKENDS"
     return None
 
 
@@ -216,16 +140,12 @@ def run_demo(
     required (an explicit opt-in). Without it and without the required level (bubblewrap), HumanEval
     is not executed: the demo says so at the start and in the report, and scores the rest.
     """
-    import torch
+    from nl2code.utils.device import threads
 
-    threads = torch.get_num_threads()
     # Tiny models gain nothing from a second intra-op thread, and on a busy two-core machine two
     # threads that wait on each other make generation several times slower than one.
-    torch.set_num_threads(1)
-    try:
+    with threads(1):
         return _run(out, settings, config_dir, say, jobs, isolation)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def sandbox_for_demo(isolation: str | None, say: Callable[[str], None]) -> tuple[str | None, str]:

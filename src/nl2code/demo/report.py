@@ -16,7 +16,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from nl2code.demo.pipeline import DemoSettings
+from nl2code.demo.settings import DemoSettings
+from nl2code.rundir import RunDir
+from nl2code.utils.io import atomic_write
 
 # Metrics in the side-by-side chart: (label, function of a model's data); all on a 0..1 scale.
 BAR_METRICS = [
@@ -78,7 +80,7 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
         per_model[name] = {
             "log": _read_jsonl(out / name / "metrics.jsonl"),
             "metrics": json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None,
-            "params": _param_count(out / name / "model.safetensors"),
+            "params": _param_count(RunDir(out / name).weights_file),
             "train_s": _train_seconds(out / name),
             "samples": _read_jsonl(out / "samples" / name / "heldout.jsonl"),
         }
@@ -396,8 +398,4 @@ busy machine wall time exceeds it, on an idle one parallel steps take less wall 
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>nl2code demo report</title>"
         f"<style>{CSS}</style></head><body>{body}</body></html>\n"
     )
-    path = report_dir / "index.html"
-    tmp = path.with_name("index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(report_dir / "index.html", page)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import sys
@@ -14,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nl2code.demo.pipeline import DemoError, DemoSettings
+from nl2code.demo.settings import DemoError, DemoSettings
+from nl2code.rundir import RunDir
+from nl2code.utils.io import read_jsonl, write_json, write_jsonl
 from nl2code.utils.seed import seeded_subset
 
 
@@ -30,24 +31,6 @@ class Context:
     def corpus_options(self) -> dict[str, Any]:
         s = self.settings
         return {} if s.max_functions is None else {"max_functions": s.max_functions}
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- corpus and tokenizer -------------------------------------------------------------------------
@@ -86,7 +69,7 @@ def tokenizer(ctx: Context) -> dict[str, Any]:
     records = [r for r in load_source("pysource", None, **ctx.corpus_options()).records if r.split == "train"]
     texts = [t for r in records for t in (r.nl, r.code) if t]
     tok = CodeTokenizer.train(texts, vocab_size=ctx.settings.vocab_size, show_progress=sys.stderr.isatty())
-    tok.save(ctx.out / "tokenizer")
+    tok.save(RunDir(ctx.out).tokenizer_dir)  # laid out like a run directory's
     return {"vocab_size": tok.vocab_size, "texts": len(texts)}
 
 
@@ -109,7 +92,7 @@ def demo_config(ctx: Context, name: str) -> dict[str, Any]:
     from nl2code.config import read_yaml
 
     raw = read_yaml(ctx.config_dir / f"{name}.yaml")
-    raw["tokenizer"] = {"path": str((ctx.out / "tokenizer").resolve())}
+    raw["tokenizer"] = {"path": str(RunDir(ctx.out).tokenizer_dir.resolve())}
     options = ctx.corpus_options()
     if options:  # --quick mines fewer functions: limit every data section that reads the stdlib corpus
         top = raw.setdefault("data", {})
@@ -174,8 +157,8 @@ def train(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
         )
     seconds = _in_turn_or_together(ctx, jobs, "train", work)
     for name in names:
-        if not (ctx.out / name / "model.safetensors").is_file():
-            raise DemoError(f"training {name} ended without {ctx.out / name / 'model.safetensors'}")
+        if not RunDir(ctx.out / name).has_weights():
+            raise DemoError(f"training {name} ended without {RunDir(ctx.out / name).weights_file}")
     return {"seconds_by_model": seconds, "cpu_s_by_model": _child_cpu(work)}
 
 

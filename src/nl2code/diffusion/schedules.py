@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 ScheduleName = Literal["sqrt", "linear", "cosine"]
-SCHEDULES: tuple[str, ...] = ("sqrt", "linear", "cosine")
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 MAX_BETA = 0.999  # Diffusion-LM / GENIE cap: keeps the final step's beta below 1 (ab_T > 0)
 
 
@@ -60,15 +60,27 @@ def linear_betas(num_timesteps: int, beta_start: float = 1e-4, beta_end: float =
     return torch.linspace(scale * beta_start, min(scale * beta_end, MAX_BETA), num_timesteps, dtype=torch.float64)
 
 
+def sqrt_betas(num_timesteps: int) -> torch.Tensor:
+    return betas_for_alpha_bar(sqrt_alpha_bar, num_timesteps)
+
+
+def cosine_betas(num_timesteps: int) -> torch.Tensor:
+    return betas_for_alpha_bar(cosine_alpha_bar, num_timesteps)
+
+
+# schedule name -> betas of T steps; a new schedule adds one line here (and its name to ScheduleName)
+BETAS: dict[str, Callable[[int], torch.Tensor]] = {
+    "sqrt": sqrt_betas,
+    "linear": linear_betas,
+    "cosine": cosine_betas,
+}
+
+
 def make_betas(name: str, num_timesteps: int) -> torch.Tensor:
     """Betas (float64, shape ``(T,)``) of the schedule called ``name``."""
-    if name == "sqrt":
-        return betas_for_alpha_bar(sqrt_alpha_bar, num_timesteps)
-    if name == "cosine":
-        return betas_for_alpha_bar(cosine_alpha_bar, num_timesteps)
-    if name == "linear":
-        return linear_betas(num_timesteps)
-    raise ValueError(f"unknown noise schedule {name!r} (known: {', '.join(SCHEDULES)})")
+    if name not in BETAS:
+        raise ValueError(f"unknown noise schedule {name!r} (known: {', '.join(SCHEDULES)})")
+    return BETAS[name](num_timesteps)
 
 
 def alphas_cumprod(name: str, num_timesteps: int) -> torch.Tensor:

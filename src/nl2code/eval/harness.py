@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from nl2code.data.records import DataError, Record
 from nl2code.eval.tasks import EvalContext, Task, TaskResult, get_task
+from nl2code.utils.io import atomic_write
 
 
 def read_samples(path: str | Path) -> list[tuple[int, dict]]:
@@ -129,20 +129,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_outputs(out_dir: str | Path, result: TaskResult, summary: dict[str, Any]) -> None:
     """DIR/results.jsonl, DIR/summary.json, DIR/summary.md (DIR created if needed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jsonl = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in result.results)
-    _atomic_write(out / "results.jsonl", jsonl)
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    _atomic_write(out / "summary.md", summary_markdown(summary))
+    atomic_write(out / "results.jsonl", jsonl)
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write(out / "summary.md", summary_markdown(summary))
 
 
 def run_eval(

@@ -12,7 +12,8 @@ or read the success marker from its own file. Here the two never share a process
   candidate's names are proxies; every call crosses the channel as plain literal values (``wire``).
 
 The verdict is the judge's alone. Under a weaker level the user opted into (no mount namespace),
-a candidate can still read the benchmark's files from disk and answer what it finds there. ``run_judged`` drives one pair; ``run_many_judged`` many on threads.
+a candidate can still read the benchmark's files from disk and answer what it finds there.
+``run_judged`` drives one pair; ``run_many_judged`` many on threads.
 """
 
 from __future__ import annotations

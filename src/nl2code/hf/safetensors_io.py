@@ -25,8 +25,10 @@ from pathlib import Path
 
 import torch
 
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
+from nl2code.models.hf_export import WEIGHTS_FILE
+
+SINGLE_FILE = WEIGHTS_FILE  # the Hugging Face folder layout's name (models/hf_export.py spells it)
+INDEX_FILE = f"{WEIGHTS_FILE}.index.json"
 _DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -107,7 +109,7 @@ class CheckpointFiles:
             pickled = sorted(p.name for p in self.folder.glob("*.bin")) + sorted(
                 p.name for p in self.folder.glob("*.pt")
             )
-            what = f"only pickled weights ({', '.join(pickled[:3])})" if pickled else "no model.safetensors"
+            what = f"only pickled weights ({', '.join(pickled[:3])})" if pickled else f"no {SINGLE_FILE}"
             raise CheckpointFormatError(
                 f"{self.folder}: {what}; nl2code never unpickles checkpoints (it can run arbitrary code). "
                 "Convert it once to safetensors in an environment you trust, e.g. "

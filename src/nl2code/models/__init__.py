@@ -1,7 +1,8 @@
 """Model registry: a config ``kind`` names a (config class, model class) pair.
 
 Configs select a model with ``model: {kind: codegen, ...}``; :func:`build_model` turns the parsed
-config into a module. A new model family adds one line to ``MODELS``.
+config into a module. A new model family adds its module here and one line to ``MODELS`` (which
+also makes its config class selectable by ``kind`` in run configs).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nl2code.config import register_kinds
 from nl2code.models.codefusion import CodeFusion, CodeFusionConfig
 from nl2code.models.codegen import CodeGenConfig, CodeGenLM
 from nl2code.models.outputs import ModelOutput
@@ -17,6 +19,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "codegen": (CodeGenConfig, CodeGenLM),
     "codefusion": (CodeFusionConfig, CodeFusion),
 }
+register_kinds("model", {kind: config for kind, (config, _) in MODELS.items()})
 
 
 def model_class(cfg: object) -> type[nn.Module]:

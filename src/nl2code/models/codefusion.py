@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nl2code.config import register
 from nl2code.diffusion.gaussian import GaussianScheduler, PredictionType
 from nl2code.diffusion.schedules import alphas_cumprod
 from nl2code.models.layers import (
@@ -36,7 +35,6 @@ from nl2code.models.outputs import ModelOutput
 from nl2code.models.t5_encoder import T5Encoder, T5EncoderConfig
 
 
-@register("model", "codefusion")
 @dataclass(frozen=True)
 class CodeFusionConfig:
     """Architecture (and the diffusion process it is trained for) of a :class:`CodeFusion`.
@@ -84,8 +82,8 @@ class CodeFusionConfig:
         init_std: normal init std of linear layers.
         embed_init_std: init std of ``L``; 1.0 matches the unit-variance Gaussian noise.
         encoder_init: a local T5/CodeT5 checkpoint folder: E becomes that checkpoint's encoder
-            (``t5_encoder`` is read from its config.json) and training starts from its weights (the
-            paper's setup). Its tokenizer serves both sides: set ``tokenizer.path`` to the folder.
+            (``nl2code train`` reads ``t5_encoder`` from its config.json) and training starts from its
+            weights (the paper's setup). Its tokenizer serves both sides: set ``tokenizer.path`` to it.
         t5_encoder: E's shape when it is a T5 encoder (filled from ``encoder_init``); its ``d_model``
             must equal ``d_model``. null = nl2code's own encoder of ``encoder_layers`` blocks.
     """
@@ -118,10 +116,6 @@ class CodeFusionConfig:
     t5_encoder: T5EncoderConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.encoder_init is not None and self.t5_encoder is None:
-            from nl2code.hf.t5 import read_config  # the checkpoint's shape, saved resolved with the run
-
-            object.__setattr__(self, "t5_encoder", read_config(self.encoder_init))
         if self.t5_encoder is not None and self.t5_encoder.d_model != self.d_model:
             raise ValueError(
                 f"the T5 encoder's d_model is {self.t5_encoder.d_model}; set d_model to it (got {self.d_model})"
@@ -293,6 +287,9 @@ class CodeFusion(nn.Module):
             raise ValueError("CodeFusionConfig.vocab_size must be resolved (> 0) before building the model")
         self.cfg = cfg
         d, e = cfg.d_model, cfg.diffusion_dim
+        if cfg.encoder_init is not None and cfg.t5_encoder is None:
+            raise ValueError("model.encoder_init needs model.t5_encoder (nl2code train reads it from the "
+                             "checkpoint's config.json; in code: nl2code.hf.t5.read_config)")
         self.t5 = T5Encoder(cfg.t5_encoder) if cfg.t5_encoder is not None else None
         own = self.t5 is None  # a T5 encoder replaces embedding, blocks and norm of E
         self.nl_embed = nn.Embedding(cfg.vocab_size, d) if own else None

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nl2code.config import register
 from nl2code.models.layers import (
     Block,
     BlockOptions,
@@ -37,7 +36,6 @@ from nl2code.models.moe import MoE, MoEConfig
 from nl2code.models.outputs import ModelOutput
 
 
-@register("model", "codegen")
 @dataclass(frozen=True)
 class CodeGenConfig:
     """Architecture of a :class:`CodeGenLM`.

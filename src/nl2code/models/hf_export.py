@@ -23,8 +23,12 @@ from safetensors.torch import load_file, save_file
 from nl2code.models.codegen import CodeGenConfig, CodeGenLM
 from nl2code.models.layers import RotaryEmbedding
 
+# Hugging Face's folder layout (not a run directory's, though the weights file has the same name).
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_meta.json")  # tokenizers' file + nl2code's metadata
+TOKENIZER_CONFIG = "tokenizer_config.json"
+FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILES[0], TOKENIZER_CONFIG)
 
 
 class ExportError(ValueError):
@@ -118,7 +122,7 @@ def export_llama(
         tok_config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<eos>", "pad_token": "<pad>",
                       "bos_token": "<eos>", "model_max_length": model.cfg.max_seq_len,
                       "clean_up_tokenization_spaces": False}
-        (out_dir / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
+        (out_dir / TOKENIZER_CONFIG).write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
     return out_dir
 
 
@@ -183,6 +187,6 @@ def copy_tokenizer(hf_dir: str | Path, dest: str | Path) -> None:
     """Copy the checkpoint's ``tokenizer.json`` (+ metadata) into ``dest`` (a run's tokenizer folder)."""
     hf_dir, dest = Path(hf_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_meta.json"):
+    for name in TOKENIZER_FILES:
         if (hf_dir / name).is_file():
             shutil.copyfile(hf_dir / name, dest / name)

@@ -1,11 +1,12 @@
 """Objective registry: a config ``kind`` names a (config class, objective class) pair.
 
-Configs select one with ``objective: {kind: causal_lm, ...}``. A new objective adds one line to
-``OBJECTIVES``.
+Configs select one with ``objective: {kind: causal_lm, ...}``. A new objective adds its module here
+and one line to ``OBJECTIVES`` (which also makes its config class selectable by ``kind``).
 """
 
 from __future__ import annotations
 
+from nl2code.config import register_kinds
 from nl2code.objectives.autoregressive import (
     CausalLMConfig,
     CausalLMObjective,
@@ -20,6 +21,7 @@ OBJECTIVES: dict[str, tuple[type, type[Objective]]] = {
     "codegen2_mixture": (CodeGen2MixtureConfig, CodeGen2MixtureObjective),
     "codefusion": (CodeFusionLossConfig, CodeFusionObjective),
 }
+register_kinds("objective", {kind: config for kind, (config, _) in OBJECTIVES.items()})
 
 
 def build_objective(cfg: object) -> Objective:

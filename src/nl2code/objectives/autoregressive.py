@@ -17,14 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nl2code.config import register
 from nl2code.data.collate import Batch, Example
 from nl2code.models.codegen import CodeGenLM
 from nl2code.objectives.base import Objective
 from nl2code.objectives.linear_ce import head_loss, logits_loss
 
 
-@register("objective", "causal_lm")
 @dataclass(frozen=True)
 class CausalLMConfig:
     """Next-token prediction.
@@ -51,7 +49,6 @@ class CausalLMConfig:
             raise ValueError(f"retrieval_k must be >= 0, got {self.retrieval_k}")
 
 
-@register("objective", "codegen2_mixture")
 @dataclass(frozen=True)
 class CodeGen2MixtureConfig:
     """CodeGen2's objective mixture: next-token CE on files that are, each with its own draw,

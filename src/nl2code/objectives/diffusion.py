@@ -22,15 +22,15 @@ diffused and scored too, because the sampler finds the program's end by the firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from nl2code.config import register
-from nl2code.data.collate import Batch
+from nl2code.data.collate import Batch, Example
 from nl2code.data.cpd import cpd_mask, groups_from_ids
 from nl2code.diffusion.gaussian import GaussianScheduler
 from nl2code.models.codefusion import CodeFusion, scheduler_for
@@ -41,7 +41,6 @@ from nl2code.sampling.diffusion import DiffusionSampler
 Task = Literal["finetune", "unconditional", "cpd"]
 
 
-@register("objective", "codefusion")
 @dataclass(frozen=True)
 class CodeFusionLossConfig:
     """CodeFusion objective.
@@ -60,6 +59,10 @@ class CodeFusionLossConfig:
         cpd_collapse: a masked occurrence becomes one ``<mask>`` (GENIE) rather than one per token.
         mask_id: the tokenizer's ``<mask>`` id (``CodeTokenizer.mask_id`` is 2).
         preview_steps: reverse steps of the training-time sample preview (DDIM, eta = 0).
+        retrieval_k: retrieval-augmented conditioning (not in the paper; ``finetune`` with
+            ``data.format: code_nl``): the encoder reads ``cmd_1 \\n ... <eom> NL``, the commands of
+            the ``retrieval_k`` training utterances nearest to NL (never the row's own), within
+            ``data.max_len`` tokens (keep ``model.max_nl_length`` >= it). See :mod:`nl2code.data.retrieval`.
         chunked_head: compute the head's cross-entropy in row chunks, never holding the logits (same
             values and gradients; ``false`` uses the full-logits path, e.g. to compare).
     """
@@ -75,6 +78,7 @@ class CodeFusionLossConfig:
     mask_id: int = 2
     preview_steps: int = 20
     chunked_head: bool = True
+    retrieval_k: int = 0
 
     def __post_init__(self) -> None:
         for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
@@ -84,6 +88,10 @@ class CodeFusionLossConfig:
             raise ValueError(f"clean_decode_fraction must be in [0, 1], got {self.clean_decode_fraction}")
         if not 0.0 <= self.cpd_mask_rate <= 1.0:
             raise ValueError(f"cpd_mask_rate must be in [0, 1], got {self.cpd_mask_rate}")
+        if self.retrieval_k < 0:
+            raise ValueError(f"retrieval_k must be >= 0, got {self.retrieval_k}")
+        if self.retrieval_k and self.task != "finetune":
+            raise ValueError(f"retrieval_k conditions the NL encoder: task must be finetune, not {self.task}")
         if self.preview_steps < 1:
             raise ValueError(f"preview_steps must be >= 1, got {self.preview_steps}")
 
@@ -283,6 +291,16 @@ class CodeFusionObjective(Objective):
             self.cfg.clean_decode_fraction,
         )
 
+    def example_transform(self, tokenizer: Any, data_cfg: Any) -> Callable[[Example, Any], Example] | None:
+        """With ``retrieval_k > 0``: the utterance in ``extras["nl"]`` gets its retrieved commands in front."""
+        if not self.cfg.retrieval_k:
+            return None
+        if data_cfg.format != "code_nl":
+            raise ValueError(f"objective.retrieval_k needs data.format: code_nl, not {data_cfg.format}")
+        from nl2code.data.retrieval import retriever_for
+
+        return RetrievalContext(tokenizer, retriever_for(data_cfg), self.cfg.retrieval_k, data_cfg.max_len)
+
     @torch.no_grad()
     def preview(
         self,
@@ -303,3 +321,26 @@ class CodeFusionObjective(Objective):
         else:
             out = sampler.generate([p[: model.cfg.max_nl_length] for p in prompts], 1, generator)
         return [cands[0][:max_new_tokens] for cands in out.ids]
+
+
+class RetrievalContext:
+    """Row rewrite for CodeFusion: ``extras["nl"]`` -> ``cmd_1 \\n ... <eom> NL`` (leave-one-out,
+    deterministic, cached per row); the code target is untouched."""
+
+    def __init__(self, tok: Any, retriever: Any, k: int, length: int):
+        self.tok, self.retriever, self.k, self.length = tok, retriever, k, length
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def __call__(self, ex: Example, rng: Any = None) -> Example:
+        from nl2code.data.retrieval import rag_context
+
+        nl_ids = ex.extras["nl"]
+        key = nl_ids.tobytes() + b"|" + ex.input_ids.tobytes()
+        if key not in self._cache:
+            tok = self.tok
+            nl = tok.decode(nl_ids.tolist())
+            end = len(ex.input_ids) - 1 if ex.input_ids[-1] == tok.eos_id else len(ex.input_ids)
+            own = self.retriever.row_of(nl, tok.decode(ex.input_ids[:end].tolist()))
+            ids = rag_context(tok, self.retriever, nl, nl_ids.tolist(), self.k, self.length, exclude=own)
+            self._cache[key] = np.array(ids, dtype=np.int64)
+        return Example(ex.input_ids, ex.loss_mask, {**ex.extras, "nl": self._cache[key]})

@@ -1,11 +1,13 @@
-"""Samplers: turn a trained model plus prompts into ranked token-id candidates."""
+"""Decoding algorithms: turn a model plus token-id prompts into ranked token-id candidates.
 
-from nl2code.sampling.autoregressive import ARGenerator, Sample, filter_logits, sample
+Nothing here reads a run directory; the backends that do are in :mod:`nl2code.generation`.
+"""
+
+from nl2code.sampling.autoregressive import Sample, filter_logits, sample
 from nl2code.sampling.beam import beam_search
 from nl2code.sampling.diffusion import DiffusionSampler, DiffusionSamples, infill_template
 
 __all__ = [
-    "ARGenerator",
     "DiffusionSampler",
     "DiffusionSamples",
     "Sample",

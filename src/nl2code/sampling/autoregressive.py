@@ -1,6 +1,6 @@
 """Left-to-right decoding for causal LMs: greedy / temperature / top-k / top-p sampling with a KV
-cache, stop tokens and stop strings, n samples per prompt; and :class:`ARGenerator`, the
-``codegen`` backend of :func:`nl2code.api.load_generator` (``generate`` and ``infill``).
+cache, stop tokens and stop strings, n samples per prompt. The run-directory backend that uses it
+is :class:`nl2code.generation.autoregressive.ARGenerator`.
 
 Randomness: every output row (prompt i, sample j) draws from its own ``torch.Generator`` seeded
 from ``(seed, i, j)``, so a candidate does not depend on how prompts are batched, and the same
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
-from nl2code.sampling.decoder import StepDecoder, fit_prompts
+from nl2code.sampling.decoder import StepDecoder
 from nl2code.utils.seed import derive_seed
 
 Finish = Literal["stop_token", "stop_string", "length"]
-PromptFormat = Literal["nl", "code"]
-InfillMode = Literal["codegen2", "psm", "spm"]
-RAG_CODE_ROOM = 64  # tokens a retrieval-augmented prompt leaves for the command
 
 
 @dataclass
@@ -183,182 +180,3 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     """``text`` up to (not including) the earliest occurrence of any stop string."""
     cuts = [text.find(s) for s in stops if s and s in text]
     return text[: min(cuts)] if cuts else text
-
-
-# -- the api backend --------------------------------------------------------------------------------
-
-
-def _stages(config: Any) -> list:
-    from nl2code.train.config import resolve_stages
-
-    return resolve_stages(config)
-
-
-def infill_mode_of(config: Any) -> InfillMode | None:
-    """How a run was trained to infill: ``codegen2`` (span corruption), ``psm``/``spm`` (FIM), or None.
-
-    Read from the objective of the run's last stage that used ``codegen2_mixture``.
-    """
-    from nl2code.objectives.autoregressive import CodeGen2MixtureConfig
-
-    for stage in reversed(_stages(config)):
-        obj = stage.objective
-        if isinstance(obj, CodeGen2MixtureConfig):
-            if obj.span_rate > 0:
-                return "codegen2"
-            if obj.fim_rate > 0:
-                return "spm" if obj.spm_rate > 0.5 else "psm"
-    return None
-
-
-class ARGenerator:
-    """The ``codegen`` backend of :func:`nl2code.api.load_generator`.
-
-    Prompts are read the way the run's (last stage's) training data was formatted: for
-    ``format: nl_code`` a prompt is an utterance and the model continues ``NL <sep>``; for
-    ``format: code`` a prompt is code to continue. ``prompt_format`` overrides this. A run trained
-    with ``objective.retrieval_k > 0`` gets an NL prompt prefixed with the commands of the nearest
-    utterances of its own training records (:meth:`retrieved`), as it was trained.
-
-    Decoding (``GenerationConfig``): ``num_beams > 1`` is beam search; ``temperature == 0`` is
-    greedy, and with ``n > 1`` beam search with ``max(num_beams, n)`` beams (n distinct greedy
-    candidates); otherwise sampling. Candidates are ranked by mean token log-probability.
-    """
-
-    kind = "codegen"
-
-    def __init__(
-        self,
-        run: Any,
-        *,
-        prompt_format: PromptFormat | None = None,
-        infill_mode: InfillMode | None = None,
-        use_cache: bool = True,
-    ):
-        self.run, self.model, self.tok = run, run.model, run.tokenizer
-        last = _stages(run.config)[-1].data
-        self.prompt_format: PromptFormat = prompt_format or ("nl" if last.format == "nl_code" else "code")
-        # An imported checkpoint's tokenizer knows its infilling format (FIM or CodeGen2 sentinels).
-        self.infill_mode = infill_mode or infill_mode_of(run.config) or getattr(self.tok, "infill_mode", None)
-        self.stop_ids = list(getattr(self.tok, "stop_ids", [self.tok.eos_id]))
-        self.use_cache = use_cache
-        self.prefix_lm = bool(getattr(self.model.cfg, "prefix_lm", False))
-        last_stage = _stages(run.config)[-1]
-        self.retrieval_k = int(getattr(last_stage.objective, "retrieval_k", 0) or 0)
-        self._retrieval_data = last_stage.data
-        self._retriever: Any = None
-
-    def retrieved(self, nl: str, room: int = RAG_CODE_ROOM) -> list[int]:
-        """The ``cmd_1 \\n ... <eom>`` prefix of a retrieval-augmented run (``objective.retrieval_k``)
-        for utterance ``nl``, from the run's own training records; leaves ``room`` tokens for the code."""
-        from nl2code.data.retrieval import retrieved_prefix, retriever_for
-
-        if self._retriever is None:
-            self._retriever = retriever_for(self._retrieval_data)
-        budget = self.model.cfg.max_seq_len - len(self.tok.encode(nl)) - 1 - room
-        return retrieved_prefix(self.tok, self._retriever, nl, self.retrieval_k, budget)
-
-    # -- prompts --------------------------------------------------------------------------------
-    def encode_prompt(self, prompt: str, prompt_format: PromptFormat | None = None) -> list[int]:
-        """Token ids the model continues for ``prompt``."""
-        fmt = prompt_format or self.prompt_format
-        ids = self.tok.encode(prompt)
-        if fmt == "nl":
-            head = self.retrieved(prompt) if self.retrieval_k else []
-            return [*head, *ids, self.tok.sep_id]
-        bos = list(getattr(self.tok, "bos_prefix", []))  # checkpoints trained with a leading <s>
-        if not ids:
-            return bos or [self.tok.eos_id]  # an empty code prompt starts a new document
-        return [*bos, *ids]
-
-    def infill_prompt(self, prefix: str, suffix: str, mode: InfillMode | None = None) -> tuple[list[int], list[int]]:
-        """(prompt ids, stop ids) for infilling between ``prefix`` and ``suffix``.
-
-        Runs trained on ``NL <sep> code`` saw rewritten files after an utterance and ``<sep>``, so
-        their prompt starts with ``<sep>`` (an empty utterance).
-        """
-        tok, mode = self.tok, mode or self.infill_mode
-        pre, suf = tok.encode(prefix), tok.encode(suffix)
-        head = [*getattr(tok, "bos_prefix", []), *([tok.sep_id] if self.prompt_format == "nl" else [])]
-        if mode == "codegen2":
-            m1 = tok.sentinel_id(1)
-            return [*head, *pre, m1, *suf, tok.eos_id, tok.sep_id, m1], [tok.eom_id, tok.eos_id]
-        if mode == "psm":
-            return [*head, tok.fim_prefix_id, *pre, tok.fim_suffix_id, *suf, tok.fim_middle_id], [tok.eos_id]
-        if mode == "spm":
-            return [*head, tok.fim_prefix_id, tok.fim_suffix_id, *suf, tok.fim_middle_id, *pre], [tok.eos_id]
-        raise ValueError(
-            f"{self.run.run_dir}: this run was not trained to infill (no codegen2_mixture objective with "
-            "span_rate or fim_rate > 0); choose a mode (codegen2, psm, spm) to try anyway"
-        )
-
-    # -- decoding ---------------------------------------------------------------------------------
-    def decode_ids(self, prompt_ids: list[list[int]], cfg: Any, stop_ids: Sequence[int]) -> list[list[Any]]:
-        """``cfg.n`` ranked :class:`~nl2code.api.Candidate` per prompt (token-id prompts)."""
-        from nl2code.api import Candidate
-        from nl2code.sampling.beam import beam_search
-
-        model_len = self.model.cfg.max_seq_len
-        prompt_ids, max_new = fit_prompts(prompt_ids, model_len, cfg.max_new_tokens)
-        beams = max(cfg.num_beams, cfg.n) if cfg.num_beams > 1 or (cfg.temperature == 0 and cfg.n > 1) else 1
-        stop = stop_checker(self.tok.decode, cfg.stop)
-        per_chunk = max(1, cfg.batch_size // max(cfg.n, beams))
-        results: list[list[Any]] = []
-        for c in range(0, len(prompt_ids), per_chunk):
-            chunk = prompt_ids[c : c + per_chunk]
-            if beams > 1:
-                samples = [
-                    beam_search(
-                        self.model,
-                        p,
-                        num_beams=beams,
-                        n_return=cfg.n,
-                        max_new_tokens=max_new,
-                        stop_ids=stop_ids,
-                        stop=stop,
-                        pad_id=self.tok.pad_id,
-                        use_cache=self.use_cache,
-                        prefix_lm=self.prefix_lm,
-                    )
-                    for p in chunk
-                ]
-            else:
-                samples = sample(
-                    self.model,
-                    chunk,
-                    n=cfg.n,
-                    max_new_tokens=max_new,
-                    temperature=cfg.temperature,
-                    top_k=cfg.top_k,
-                    top_p=cfg.top_p,
-                    stop_ids=stop_ids,
-                    stop=stop,
-                    seed=cfg.seed,
-                    pad_id=self.tok.pad_id,
-                    use_cache=self.use_cache,
-                    prefix_lm=self.prefix_lm,
-                    prompt_offset=c,
-                )
-            for group in samples:
-                ranked = sorted(group, key=lambda s: s.score, reverse=True)
-                results.append(
-                    [
-                        Candidate(
-                            cut_at_stop(self.tok.decode(s.ids, skip_special=True), cfg.stop),
-                            s.score,
-                            {"finish": s.finish, "tokens": len(s.ids)},
-                        )
-                        for s in ranked
-                    ]
-                )
-        return results
-
-    def generate(self, prompts: list[str], cfg: Any, *, prompt_format: PromptFormat | None = None) -> list[list[Any]]:
-        """For each prompt, ``cfg.n`` candidates (``api.Candidate``), best first."""
-        ids = [self.encode_prompt(p, prompt_format) for p in prompts]
-        return self.decode_ids(ids, cfg, self.stop_ids)
-
-    def infill(self, prefix: str, suffix: str, cfg: Any, *, mode: InfillMode | None = None) -> list[Any]:
-        """Candidates for the text between ``prefix`` and ``suffix``, best first."""
-        ids, stop_ids = self.infill_prompt(prefix, suffix, mode)
-        return self.decode_ids([ids], cfg, stop_ids)[0]

@@ -1,4 +1,5 @@
-"""CodeFusion sampling: the reverse diffusion loop, candidate ranking and infilling.
+"""CodeFusion sampling: the reverse diffusion loop, candidate ranking and infilling (the run-directory
+backend that uses it is :class:`nl2code.generation.diffusion.DiffusionGenerator`).
 
 codefusion.md §3: ``x_T ~ N(0, I)`` of shape ``(n, E)``; the scheduler removes noise step by step with
 the denoiser alone (no decoder inside the loop); after the last step D and H run once, each position
@@ -17,7 +18,7 @@ Unconditional models (pre-training task a) get fresh N(0, I) noise in place of `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -304,105 +305,3 @@ class DiffusionSampler:
             mask[i, : len(p)] = True
         enc = self.model.encode(ids, mask)
         return enc.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
-
-
-def _final_task(config: object) -> str:
-    """The CodeFusion task of the run's last stage (``finetune`` when it cannot be told)."""
-    from nl2code.train.config import resolve_stages
-
-    stages = resolve_stages(config)
-    return getattr(stages[-1].objective, "task", "finetune") if stages else "finetune"
-
-
-class DiffusionGenerator:
-    """The ``codefusion`` backend of :func:`nl2code.api.load_generator`.
-
-    A prompt is an utterance (cut to the model's ``max_nl_length``); runs whose last stage was
-    unconditional or CPD pre-training sample unconditionally and ignore the prompt text. All noise of
-    one call comes from a generator seeded with ``cfg.seed``, so the same seed, prompts and
-    ``batch_size`` give the same candidates; ``cfg.n`` candidates are ``n`` independent ``x_T`` draws,
-    ranked by mean token log-probability. ``cfg.steps`` = inference steps (None = the training T,
-    the paper's DDPM loop; fewer are strided DDIM-style with the same ``eta``).
-
-    Args:
-        run: the loaded run.
-        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping`` or ``decoder_clamp``; default
-            :func:`default_rounding` (``decoder_clamp``, or ``grounding`` without a decoder).
-        eta: reverse-step stochasticity (1 = DDPM, 0 = deterministic DDIM given ``x_T``, the default).
-    """
-
-    kind = "codefusion"
-    prompt_format = "nl"
-
-    def __init__(self, run: Any, *, rounding: Rounding | None = None, eta: float = 0.0):
-        self.run, self.model, self.tok = run, run.model, run.tokenizer
-        if rounding is None:
-            rounding = default_rounding(self.model)
-        if rounding in ("decoder", "decoder_clamp") and self.model.decoder is None:
-            raise ValueError(f"{run.run_dir}: the model has no decoder (decoder_layers: 0); use grounding or clamping")
-        self.rounding: Rounding = rounding
-        self.eta = eta
-        self.conditional = _final_task(run.config) == "finetune"
-
-    def sampler(self, cfg: Any) -> DiffusionSampler:
-        rounding = getattr(cfg, "rounding", None) or self.rounding
-        return DiffusionSampler(
-            self.model,
-            num_steps=cfg.steps,
-            eta=self.eta,
-            rounding=rounding,
-            eos_id=self.tok.eos_id,
-            max_rows=max(cfg.batch_size, cfg.n),
-        )
-
-    def check(self, cfg: Any) -> None:
-        """Raise ValueError, before any work, for settings this model cannot take (steps above T, a
-        rounding it lacks); see :func:`nl2code.api.check_config`."""
-        self.sampler(cfg)
-
-    def _generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device=self.run.device).manual_seed(seed)
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return self.tok.encode(prompt)[: self.model.cfg.max_nl_length]
-
-    def generate(self, prompts: list[str], cfg: Any) -> list[list[Any]]:
-        """For each prompt, ``cfg.n`` candidates (``api.Candidate``), best first."""
-        sampler, gen = self.sampler(cfg), self._generator(cfg.seed)
-        if self.conditional:
-            out = sampler.generate([self.encode_prompt(p) for p in prompts], cfg.n, gen)
-        else:
-            out = sampler.generate(None, cfg.n, gen, num_prompts=len(prompts))
-        return self._texts(out, cfg)
-
-    def infill(self, prefix: str, suffix: str, cfg: Any, prompt: str = "") -> list[Any]:
-        """Candidates for the code between ``prefix`` and ``suffix`` (optionally under an utterance).
-
-        The middle gets every code position the prefix and suffix leave free; it ends at its first
-        predicted pad/eos. Candidates are the middle text alone, best first.
-        """
-        pre, suf = self.tok.encode(prefix), self.tok.encode(suffix)
-        middle = self.model.cfg.code_length - len(pre) - len(suf) - 1
-        if middle < 1:
-            raise ValueError(
-                f"prefix + suffix take {len(pre) + len(suf)} tokens; the model's code_length is "
-                f"{self.model.cfg.code_length}"
-            )
-        cond = self.encode_prompt(prompt) if self.conditional and prompt else None
-        if self.conditional and cond is None:
-            cond = [self.tok.pad_id]  # an empty utterance
-        out = self.sampler(cfg).infill(cond, pre, suf, middle, cfg.n, self._generator(cfg.seed), eos_id=self.tok.eos_id)
-        mids = DiffusionSamples(ids=[[c[len(pre) : len(c) - len(suf)] for c in out.ids[0]]], scores=out.scores)
-        return self._texts(mids, cfg)[0]
-
-    def _texts(self, samples: DiffusionSamples, cfg: Any) -> list[list[Any]]:
-        from nl2code.api import Candidate
-        from nl2code.sampling.autoregressive import cut_at_stop
-
-        return [
-            [
-                Candidate(cut_at_stop(self.tok.decode(ids, skip_special=True), cfg.stop), score, {"tokens": len(ids)})
-                for ids, score in zip(group_ids, group_scores, strict=True)
-            ]
-            for group_ids, group_scores in zip(samples.ids, samples.scores, strict=True)
-        ]

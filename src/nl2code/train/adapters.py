@@ -5,7 +5,7 @@
 * :func:`set_trainable`: per stage, choose what trains: everything, the adapters only, or the
   MoE routers only (router fine-tuning of a merged MoE), and count it.
 * :func:`finalize`: after training, turn the run's weights into a plain dense model
-  (``model.safetensors``, NF4 bases dequantised, adapters merged: ``W + (alpha / r) B A``) so
+  (NF4 bases dequantised, adapters merged: ``W + (alpha / r) B A``) so
   ``generate``, ``eval`` and ``merge-moe`` read it like any other run, and keep the adapters
   beside it (``adapter.safetensors``, ``adapter.json``).
 
@@ -17,35 +17,33 @@ the update, not the original full-precision base plus the update.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from nl2code.config import ConfigError, to_dict
 from nl2code.models.lora import ParamCount, apply_lora, count_parameters, lora_state_dict, merge_and_unload
 from nl2code.models.quant import NF4Linear, quantize_linears, replace_module
-from nl2code.train.checkpoint import save_weights
+from nl2code.rundir import ADAPTER_FILE, ADAPTER_INFO, RunDir
 from nl2code.train.config import AdapterConfig, RunConfig
+from nl2code.utils.io import atomic_path, atomic_write
 from nl2code.utils.seed import derive_seed
 
-ADAPTER_FILE = "adapter.safetensors"
-ADAPTER_INFO = "adapter.json"
 ROUTER_PATTERN = ".router."  # MoE router parameters: blocks.N.mlp.router.{gate,noise}.weight
 
 
 def load_init_weights(model: nn.Module, run_dir: str | Path, source: str = "<config>") -> None:
-    """Load ``run_dir/model.safetensors`` into ``model`` (every tensor must match)."""
-    weights = Path(run_dir) / "model.safetensors"
+    """Load the final weights of run ``run_dir`` into ``model`` (every tensor must match)."""
+    run = RunDir(run_dir)
     try:
-        load_model(model, str(weights), strict=True, device="cpu")
+        run.load_weights(model, strict=True, device="cpu")
     except (RuntimeError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{source}: init_from: {weights} does not fit the configured model ({first})") from e
+        raise ConfigError(f"{source}: init_from: {run.weights_file} does not fit the configured model ({first})") from e
 
 
 def apply_adapters(model: nn.Module, cfg: AdapterConfig, seed: int, source: str = "<config>") -> list[str]:
@@ -69,7 +67,7 @@ def prepare_model(model: nn.Module, cfg: RunConfig, source: str, say: Callable[[
     """``init_from`` weights, then adapters; ``model`` is changed in place and returned."""
     if cfg.init_from is not None:
         load_init_weights(model, cfg.init_from, source)
-        say(f"initialised from {Path(cfg.init_from) / 'model.safetensors'}")
+        say(f"initialised from {RunDir(cfg.init_from).weights_file}")
     elif getattr(cfg.model, "encoder_init", None):  # CodeFusion's E from a pre-trained T5 encoder
         from nl2code.hf.t5 import load_encoder
 
@@ -118,22 +116,21 @@ def dequantize_linears(model: nn.Module) -> list[str]:
     return names
 
 
-def finalize(model: nn.Module, cfg: RunConfig, run_dir: Path, trainable: str = "auto") -> None:
-    """Rewrite ``run_dir/model.safetensors`` (the trained, wrapped weights) as the merged dense model.
+def finalize(model: nn.Module, cfg: RunConfig, run_dir: RunDir | Path, trainable: str = "auto") -> None:
+    """Rewrite the run's weights (the trained, wrapped model) as the merged dense model.
 
-    Writes ``adapter.safetensors`` (the A/B tensors) and ``adapter.json`` (settings, wrapped layers,
-    parameter counts under the last stage's ``trainable``) first; ``model.safetensors`` is replaced
-    last and atomically, so ``--resume`` redoes an interrupted finalize.
+    Writes the adapter tensors and ``adapter.json`` (settings, wrapped layers, parameter counts
+    under the last stage's ``trainable``) first; the weights file is replaced last and atomically,
+    so ``--resume`` redoes an interrupted finalize.
     """
     assert cfg.adapters is not None
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     counts = set_trainable(model, trainable, adapters=True)
-    weights = run_dir / "model.safetensors"
-    load_model(model, str(weights), strict=True, device="cpu")  # the final (or EMA) weights
+    run.load_weights(model, strict=True, device="cpu")  # the final (or EMA) weights
     model.cpu()
     adapters = {k: v.contiguous() for k, v in lora_state_dict(model).items()}
-    tmp = run_dir / f".{ADAPTER_FILE}.tmp-{os.getpid()}"
-    save_file(adapters, str(tmp), metadata={"format": "pt", "adapter": json.dumps(to_dict(cfg.adapters))})
-    tmp.replace(run_dir / ADAPTER_FILE)
+    with atomic_path(run.adapter_file) as tmp:
+        save_file(adapters, str(tmp), metadata={"format": "pt", "adapter": json.dumps(to_dict(cfg.adapters))})
     info: dict[str, Any] = {
         "adapters": to_dict(cfg.adapters),
         "init_from": cfg.init_from,
@@ -143,10 +140,10 @@ def finalize(model: nn.Module, cfg: RunConfig, run_dir: Path, trainable: str = "
         "total": counts.total,
         "percent": round(counts.percent, 4),
     }
-    (run_dir / ADAPTER_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    atomic_write(run.adapter_info_file, json.dumps(info, indent=1) + "\n")
     dequantize_linears(model)
     merge_and_unload(model)
-    save_weights(model, weights)
+    run.save_weights(model)
 
 
 __all__ = [

@@ -2,19 +2,19 @@
 
 Layout of one checkpoint, ``ROOT/step_00000100/``:
 
-- ``model.safetensors``: the live weights (tied tensors stored once);
+- the run directory's weights file (``nl2code.rundir.WEIGHTS_FILE``): the live weights (tied tensors stored once);
 - ``ema.safetensors``: the EMA weights, when the run keeps an EMA;
 - ``state.pt``: optimizer, step, data position and RNG states (plain tensors and Python values
   only, loaded with ``torch.load(weights_only=True)``);
-- ``config.yaml``: the resolved run config;
+- the run directory's config file (``nl2code.rundir.CONFIG_FILE``): the resolved run config;
 - ``MANIFEST.json``: written last; the size and SHA-256 of every other file.
 
 A checkpoint is written into a hidden temporary directory and renamed into place only when
 complete, so a process killed at any moment leaves either the old set or the new one, never a
 half-written ``step_*``. Loading re-checks every size and hash; a damaged checkpoint raises
 :class:`CheckpointError` naming the bad file, and :func:`latest_valid_checkpoint` skips it.
-A run's final ``model.safetensors`` has no manifest; :func:`verify_weights` checks that it is a
-complete safetensors file (a truncated or overwritten one fails) before it is loaded.
+A run's final weights have no manifest; :func:`nl2code.rundir.verify_weights` checks that they are a
+complete safetensors file (a truncated or overwritten one fails) before they are loaded.
 """
 
 from __future__ import annotations
@@ -29,22 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from nl2code import config as config_io
+from nl2code.rundir import CONFIG_FILE, CheckpointError, save_weights, verify_weights
+from nl2code.rundir import WEIGHTS_FILE as MODEL_FILE
+from nl2code.utils.io import fsync as _fsync
 
 MANIFEST = "MANIFEST.json"
-MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.pt"
-CONFIG_FILE = "config.yaml"
 _NAME = re.compile(r"^step_(\d{8})$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or corrupt; the message names the file."""
 
 
 def checkpoint_path(root: Path, step: int) -> Path:
@@ -60,29 +57,12 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def save_weights(model: nn.Module, path: Path) -> None:
-    """Write ``model``'s weights to ``path`` (safetensors) atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_model(model, str(tmp), metadata={"format": "pt"})
-    _fsync(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -167,25 +147,6 @@ def verify_checkpoint(path: Path) -> int:
     return step
 
 
-def verify_weights(path: Path) -> None:
-    """Check that ``path`` is a complete safetensors file, raising :class:`CheckpointError` naming it.
-
-    safetensors checks the header against the file: the header must parse and its tensors must
-    cover the data section exactly, so a truncated file, or one with bytes appended, fails here.
-    (Bit flips inside tensor data need a recorded hash; only checkpoints have one.)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            names = list(f.keys())
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt ({e})") from e
-    if not names:
-        raise CheckpointError(f"{path}: holds no tensors")
-
-
 def load_checkpoint(
     path: Path, model: nn.Module, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
@@ -233,3 +194,16 @@ def latest_valid_checkpoint(root: Path, warn: Callable[[str], None]) -> Path | N
             warn(f"warning: falling back to {path}, the newest good checkpoint")
         return path
     return None
+
+
+__all__ = [
+    "CheckpointError",
+    "latest_valid_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "remove_stale_temporaries",
+    "save_checkpoint",
+    "save_weights",
+    "verify_checkpoint",
+    "verify_weights",
+]

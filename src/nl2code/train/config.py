@@ -7,24 +7,18 @@ string so ``nl2code train --help`` can document every option from this one place
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import nl2code.models  # noqa: F401  (registers model kinds)
-import nl2code.objectives  # noqa: F401  (registers objective kinds)
+import nl2code.models  # noqa: F401  (RunConfig.model selects from its MODELS table)
+import nl2code.objectives  # noqa: F401  (RunConfig.objective selects from its OBJECTIVES table)
 from nl2code.config import ConfigError, from_dict, load, to_dict
+from nl2code.config import option as _f
+from nl2code.config import required as _required
+from nl2code.data.config import DataConfig, TokenizerConfig
+from nl2code.rundir import RunDir
 from nl2code.utils.device import DeviceName, Precision
-
-
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, dict | list):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def _required(help: str, **kw: Any) -> Any:
-    return field(metadata={"help": help, **kw})
 
 
 @dataclass(frozen=True)
@@ -87,44 +81,6 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.clip < 0 or self.weight_decay < 0:
             raise ValueError("clip and weight_decay must be >= 0")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where examples come from and how a record becomes one token sequence."""
-
-    source: str = _f("pysource", "data source name (see `nl2code data stats --help`)")
-    path: str | None = _f(None, "source file/folder, relative to the working directory (null = default)")
-    options: dict[str, Any] = _f({}, "keyword options of the source loader, e.g. {max_functions: 2000}")
-    split: str | None = _f("train", "records of this split are trained on (null = all records)")
-    eval_split: str | None = _f(None, "split to evaluate on; null = hold out eval_fraction of `split`")
-    eval_fraction: float = _f(0.05, "fraction held out (by a hash of task_id) when eval_split is null")
-    format: Literal["nl_code", "code", "code_nl", "code_cpd"] = _f(
-        "nl_code", "nl_code: 'NL <sep> code <eos>' | code: 'code <eos>' | code_nl: 'code <eos>' + the NL apart "
-        "(CodeFusion) | code_cpd: 'code <eos>' + identifier/keyword groups (CodeFusion CPD)")
-    loss_on: Literal["code", "all"] = _f("code", "train on the code tokens only, or on every token")
-    max_len: int = _f(256, "tokens per sequence (longer examples are cut or dropped, see overlong)")
-    overlong: Literal["truncate", "drop"] = _f("truncate", "what to do with examples longer than max_len")
-    packing: bool = _f(False, "concatenate examples into full max_len rows instead of padding")
-    shuffle: bool = _f(True, "reshuffle the training examples every epoch (seeded)")
-    max_examples: int | None = _f(None, "use at most this many training examples (null = all)")
-
-    def __post_init__(self) -> None:
-        if self.max_len < 2:
-            raise ValueError(f"max_len must be >= 2, got {self.max_len}")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.max_examples is not None and self.max_examples <= 0:
-            raise ValueError("max_examples must be positive or null")
-
-
-@dataclass(frozen=True)
-class TokenizerConfig:
-    """Which tokenizer the run uses, or how to train one into ``run_dir/tokenizer``."""
-
-    path: str | None = _f(None, "saved tokenizer directory; null = train one on the training data")
-    vocab_size: int = _f(8192, "vocabulary size when training a tokenizer")
-    min_frequency: int = _f(2, "minimum pair frequency when training a tokenizer")
 
 
 @dataclass(frozen=True)
@@ -209,8 +165,21 @@ def resolve_stages(cfg: RunConfig, source: str = "<config>") -> list[Stage]:
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, list[Stage]]:
     """Load and validate a run config (and its stages) from YAML plus dotted overrides."""
-    cfg = resolve_init_from(load(RunConfig, path, overrides), str(path))
+    cfg = resolve_encoder_init(resolve_init_from(load(RunConfig, path, overrides), str(path)), str(path))
     return cfg, resolve_stages(cfg, str(path))
+
+
+def resolve_encoder_init(cfg: RunConfig, source: str = "<config>") -> RunConfig:
+    """Fill ``model.t5_encoder`` from the checkpoint ``model.encoder_init`` names (CodeFusion)."""
+    model = cfg.model
+    if getattr(model, "encoder_init", None) is None or model.t5_encoder is not None:
+        return cfg
+    from nl2code.hf.t5 import read_config
+
+    try:
+        return replace(cfg, model=replace(model, t5_encoder=read_config(model.encoder_init)))
+    except ValueError as e:
+        raise ConfigError(f"{source}: model.encoder_init: {e}") from None
 
 
 def resolve_init_from(cfg: RunConfig, source: str = "<config>") -> RunConfig:
@@ -220,13 +189,12 @@ def resolve_init_from(cfg: RunConfig, source: str = "<config>") -> RunConfig:
             if getattr(cfg, name) is None:
                 raise ConfigError(f"{source}: missing required key '{name}' (or set init_from: RUN_DIR)")
         return cfg
-    init = Path(cfg.init_from)
-    for required in ("config.yaml", "model.safetensors", "tokenizer/tokenizer.json"):
-        if not (init / required).is_file():
-            raise ConfigError(f"{source}: init_from: {init / required} is missing (not a finished run directory)")
-    base = load(RunConfig, init / "config.yaml")
+    init = RunDir(cfg.init_from)
+    for missing in init.missing():
+        raise ConfigError(f"{source}: init_from: {missing} is missing (not a finished run directory)")
+    base = init.load_config(RunConfig)
     tokenizer = cfg.tokenizer
     if tokenizer.path is None:
-        tokenizer = replace(tokenizer, path=str(init / "tokenizer"))
+        tokenizer = replace(tokenizer, path=str(init.tokenizer_dir))
     return replace(cfg, model=cfg.model or base.model, objective=cfg.objective or base.objective,
                    tokenizer=tokenizer)

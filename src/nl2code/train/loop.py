@@ -29,6 +29,7 @@ from tqdm import tqdm
 from nl2code.data.collate import Batch
 from nl2code.data.pipeline import BatchIterator, PreviewSet
 from nl2code.objectives.base import Objective
+from nl2code.rundir import RunDir
 from nl2code.train import distributed as dist
 from nl2code.train.checkpoint import (
     latest_valid_checkpoint,
@@ -70,7 +71,7 @@ class LoopResult:
     status: Literal["completed", "interrupted"]
     step: int
     last_checkpoint: Path | None
-    weights: Path | None  # out_dir/model.safetensors when completed
+    weights: Path | None  # the out_dir's weights file when completed
 
 
 def print_status(msg: str) -> None:
@@ -149,8 +150,8 @@ def train(
     """Train ``model`` on ``batches`` with ``objective`` for ``cfg.max_steps`` optimizer steps.
 
     Args:
-        out_dir: gets ``checkpoints/`` and, at the end, ``model.safetensors`` (EMA weights when
-            ``cfg.ema_decay > 0``).
+        out_dir: a run (or stage) directory (:class:`nl2code.rundir.RunDir`): gets its checkpoints and,
+            at the end, its weights file (EMA weights when ``cfg.ema_decay > 0``).
         info: this process's data-parallel rank (default: single process).
         evaluation: evaluation batches and preview prompts, or None.
         run_config: the resolved run config, saved in every checkpoint.
@@ -167,7 +168,7 @@ def train(
     main = info.is_main
     say = say if main else (lambda msg: None)
     evaluation = evaluation or EvalSpec()
-    ckpt_root = out_dir / "checkpoints"
+    ckpt_root = RunDir(out_dir).checkpoints
     dtype = resolve_precision(cfg.precision, device)
 
     # Global RNG (dropout) and the objective's generator differ per rank, derived from the seed.
@@ -358,7 +359,7 @@ def train(
 
         if last_ckpt is None or last_ckpt.name != f"step_{step:08d}":
             last_ckpt = checkpoint()  # resumed at the very end: make sure the final state is saved
-        weights_path = out_dir / "model.safetensors"
+        weights_path = RunDir(out_dir).weights_file
         if main:
             with ema_or_live():
                 save_weights(model, weights_path)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+from nl2code.utils.io import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
@@ -38,9 +39,7 @@ def truncate_after(path: Path, stage: str, step: int) -> int:
             continue
         kept.append(line)
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, "".join(line + "\n" for line in kept))
     return dropped
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -44,3 +45,21 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_threads(n: int | None) -> int:
+    """Set PyTorch's intra-op CPU threads to ``n`` (None or 0: leave as is); returns the previous count."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    return previous
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` intra-op CPU threads (None or 0: unchanged), then restore the count."""
+    previous = set_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -12,12 +12,13 @@ PATH raises :class:`SourceError`.
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nl2code.data.records import DataError, LoadResult, Record
-from nl2code.data.sources._io import SourceError
+from nl2code.data.sources._io import SourceError, type_name
 from nl2code.data.sources.codefusion import (
     load_codefusion_bash,
     load_codefusion_cf,
@@ -26,7 +27,7 @@ from nl2code.data.sources.codefusion import (
 )
 from nl2code.data.sources.conala import load_conala
 from nl2code.data.sources.humaneval import load_humaneval
-from nl2code.data.sources.jsonl import load_jsonl, load_mixture
+from nl2code.data.sources.jsonl import load_jsonl
 from nl2code.data.sources.mbpp import load_mbpp
 from nl2code.data.sources.mtpb import load_mtpb
 from nl2code.data.sources.nl2bash import load_nl2bash
@@ -37,6 +38,51 @@ __all__ = [
     "SOURCES", "DataError", "LoadResult", "Record", "SourceError", "detokenize_xlcost", "describe",
     "load_source", "path_optional", "source_options",
 ]  # fmt: skip
+
+
+# A mixture reads other sources through load_source, so it lives beside the registry.
+def load_mixture(path: Path | None = None, *, parts: list = []) -> LoadResult:  # noqa: B006 (read-only default)
+    """Several sources as one data set: option parts = [{source, path, options}] (no PATH).
+
+    Records keep their own task ids (each source prefixes them with its name), splits and
+    languages; a task id found in two parts is an error. Dropped rows and notes are prefixed
+    with the part's source name.
+    """
+    if path is not None:
+        raise SourceError("source 'mixture' takes no PATH: give each part's path in its 'parts' entry")
+    if not parts:
+        raise SourceError("source 'mixture' needs the option 'parts': a list of {source, path, options}")
+    result = LoadResult(records=[])
+    seen: dict[str, int] = {}
+    for i, part in enumerate(parts):
+        where = f"mixture option parts[{i}]"
+        if not isinstance(part, dict):
+            raise SourceError(f"{where}: expected a mapping {{source, path, options}}, got {type_name(part)}")
+        unknown = sorted(set(part) - {"source", "path", "options"})
+        if unknown:
+            raise SourceError(f"{where}: unknown key {unknown[0]!r} (allowed: source, path, options)")
+        name, part_path, options = part.get("source"), part.get("path"), part.get("options") or {}
+        if not isinstance(name, str) or name == "mixture":
+            raise SourceError(f"{where}.source: expected the name of a (non-mixture) source, got {name!r}")
+        if part_path is not None and not isinstance(part_path, str):
+            raise SourceError(f"{where}.path: expected a string, got {type_name(part_path)}")
+        if not isinstance(options, dict):
+            raise SourceError(f"{where}.options: expected a mapping, got {type_name(options)}")
+        try:
+            loaded = load_source(name, part_path, **options)
+        except SourceError as e:
+            raise SourceError(f"{where}: {e}") from None
+        for rec in loaded.records:
+            if rec.task_id in seen:
+                raise SourceError(f"{where}: task id {rec.task_id!r} also comes from parts[{seen[rec.task_id]}]")
+            seen[rec.task_id] = i
+        result.records += loaded.records
+        result.dropped += Counter({f"{name}: {reason}": n for reason, n in loaded.dropped.items()})
+        result.notes += [f"{name}: {note}" for note in loaded.notes]
+        langs = ", ".join(f"{k} {v}" for k, v in Counter(r.language for r in loaded.records).items())
+        result.notes.append(f"{name}: {len(loaded.records)} records ({langs})")
+    return result
+
 
 SOURCES: dict[str, Callable[..., LoadResult]] = {
     "codefusion-bash": load_codefusion_bash,

@@ -8,21 +8,21 @@ from statistics import mean
 from nl2code.data.records import Record
 from nl2code.eval.metrics.diversity import diversity
 from nl2code.eval.metrics.exact_match import rates_at_k
+from nl2code.eval.tasks.base import TaskError
 
 __all__ = ["diversity_metrics", "load_split", "missing_note", "prefixed_id", "topk_metrics"]
 
 
 def load_split(task: str, source: str, data_path: str | None, split: str | None, example: str) -> dict[str, Record]:
     """task_id -> Record of ``split`` (all records when None) from ``load_source(source, data_path)``."""
-    from nl2code.cli import CLIError
     from nl2code.data.sources import load_source
 
     if data_path is None:
-        raise CLIError(f"{task} needs --data PATH ({example})")
+        raise TaskError(f"{task} needs --data PATH ({example})")
     records = load_source(source, data_path).records
     chosen = {r.task_id: r for r in records if split is None or r.split == split}
     if not chosen:
-        raise CLIError(f"{task}: no {split or ''} records in {data_path}")
+        raise TaskError(f"{task}: no {split or ''} records in {data_path}")
     return chosen
 
 

@@ -10,8 +10,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from nl2code.errors import UserError
+
 if TYPE_CHECKING:
     from nl2code.data.records import Record
+
+
+class TaskError(UserError):
+    """A task cannot start: e.g. its data file was not given or holds no records."""
 
 
 CF_SEMANTICS = ("excel", "labels")  # how codefusion-cf executes rules; see tasks/cf_rules.py

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from nl2code.eval import judge, sandbox
 from nl2code.eval.metrics.pass_at_k import mean_pass_at_k
 from nl2code.eval.tasks.base import EvalContext, TaskResult
+from nl2code.utils.io import atomic_write
 
 if TYPE_CHECKING:
     from nl2code.data.records import Record
@@ -72,10 +73,7 @@ def reference_runtimes(jobs: dict[str, judge.JudgeJob], ctx: EvalContext, desc: 
             cache[keys[tid]] = round(res.seconds, 4)
         with _cache_lock:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(cache, sort_keys=True))
-                os.replace(tmp, path)
+                atomic_write(path, json.dumps(cache, sort_keys=True))
             except OSError:
                 pass  # an unwritable cache only costs time
     return {tid: float(cache[keys[tid]]) for tid in jobs}
@@ -166,3 +164,20 @@ def judge_checks(
     rows = run_checks(checks, timeouts, ctx, task_name)
     metrics, extra = pass_at_k_metrics(list(problems), rows, ctx.ks)
     return TaskResult(rows, metrics, extra)
+
+
+class ExecutionTask:
+    """Base of the tasks judged by running each candidate against the problem's tests (HumanEval, MBPP).
+
+    A subclass names itself, loads its problems and builds the :class:`~nl2code.eval.judge.JudgeJob`
+    of one candidate (:meth:`judge_job`); judging, timeouts and pass@k are shared.
+    """
+
+    name = "execution"
+    executes_code = True
+
+    def judge_job(self, problem: Record, completion: str) -> judge.JudgeJob:
+        raise NotImplementedError
+
+    def judge(self, problems: dict[str, Record], samples: dict[str, list[str]], ctx: EvalContext) -> TaskResult:
+        return judge_checks(self.name, problems, samples, ctx, self.judge_job)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from nl2code.data.records import Record
 from nl2code.eval.judge import JudgeJob
-from nl2code.eval.tasks.base import EvalContext, TaskResult
-from nl2code.eval.tasks.execution import judge_checks
+from nl2code.eval.tasks.execution import ExecutionTask
 
 
 def judge_job(problem: Record, completion: str) -> JudgeJob:
@@ -20,11 +19,11 @@ def judge_job(problem: Record, completion: str) -> JudgeJob:
     return JudgeJob(x["prompt"] + completion, x["test"], setup=x["prompt"], call="check", entry_point=x["entry_point"])
 
 
-class HumanEvalTask:
+class HumanEvalTask(ExecutionTask):
     """The 164 HumanEval problems; samples' ``completion`` continues the prompt (a function body)."""
 
     name = "humaneval"
-    executes_code = True
+    judge_job = staticmethod(judge_job)
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:
         from nl2code.data.sources import load_source
@@ -35,9 +34,6 @@ class HumanEvalTask:
         """Accept ``HumanEval/3`` and bare ``3``."""
         s = str(task_id)
         return f"HumanEval/{s}" if s.isdigit() else s
-
-    def judge(self, problems: dict[str, Record], samples: dict[str, list[str]], ctx: EvalContext) -> TaskResult:
-        return judge_checks(self.name, problems, samples, ctx, judge_job)
 
 
 TASK = HumanEvalTask()

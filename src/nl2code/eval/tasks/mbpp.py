@@ -14,8 +14,8 @@ import re
 
 from nl2code.data.records import Record
 from nl2code.eval.judge import JudgeJob
-from nl2code.eval.tasks.base import EvalContext, TaskResult
-from nl2code.eval.tasks.execution import judge_checks
+from nl2code.eval.tasks.base import TaskError
+from nl2code.eval.tasks.execution import ExecutionTask
 
 
 def tested_names(problem: Record) -> tuple[str, ...]:
@@ -37,27 +37,23 @@ def judge_job(problem: Record, completion: str) -> JudgeJob:
     return JudgeJob(completion, test, names=tested_names(problem))
 
 
-class MBPPTask:
+class MBPPTask(ExecutionTask):
     """MBPP test split; samples' ``completion`` is a whole program defining the function."""
 
     name = "mbpp"
-    executes_code = True
+    judge_job = staticmethod(judge_job)
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:
-        from nl2code.cli import CLIError
         from nl2code.data.sources import load_source
 
         if data_path is None:
-            raise CLIError("mbpp needs --data PATH (mbpp.jsonl, e.g. ../shared/data/mbpp/mbpp.jsonl)")
+            raise TaskError("mbpp needs --data PATH (mbpp.jsonl, e.g. ../shared/data/mbpp/mbpp.jsonl)")
         return {r.task_id: r for r in load_source("mbpp", data_path).records if r.split == "test"}
 
     def normalize_task_id(self, task_id: object) -> str:
         """Accept ``mbpp/11``, ``Mbpp/11`` (evalplus), ``11`` and the integer 11."""
         m = re.fullmatch(r"(?:[Mm]bpp/)?(\d+)", str(task_id))
         return f"mbpp/{m.group(1)}" if m else str(task_id)
-
-    def judge(self, problems: dict[str, Record], samples: dict[str, list[str]], ctx: EvalContext) -> TaskResult:
-        return judge_checks(self.name, problems, samples, ctx, judge_job)
 
 
 TASK = MBPPTask()

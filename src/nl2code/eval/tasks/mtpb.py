@@ -28,7 +28,7 @@ from nl2code.data.records import DataError, Record
 from nl2code.eval import sandbox
 from nl2code.eval.judge import candidate_program
 from nl2code.eval.metrics.pass_at_k import mean_pass_at_k
-from nl2code.eval.tasks.base import EvalContext, TaskResult
+from nl2code.eval.tasks.base import EvalContext, TaskError, TaskResult
 from nl2code.eval.wire import WireError, decode
 
 PREFIX = "# Import libraries.\n\nimport numpy as np\n\n"
@@ -136,11 +136,10 @@ class MTPBTask:
     reads_raw_samples = True  # rows carry test_case + completions, not one completion string
 
     def load_problems(self, data_path: str | None) -> dict[str, Record]:
-        from nl2code.cli import CLIError
         from nl2code.data.sources import load_source
 
         if data_path is None:
-            raise CLIError("mtpb needs --data PATH (CodeGen's codegen1/benchmark/mtpb.jsonl)")
+            raise TaskError("mtpb needs --data PATH (CodeGen's codegen1/benchmark/mtpb.jsonl)")
         return {r.task_id: r for r in load_source("mtpb", data_path).records}
 
     def normalize_task_id(self, task_id: object) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +43,10 @@ import torch
 import torch.nn.functional as F
 
 from nl2code.config import ConfigError, load, to_dict
+from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.models.codegen import CodeGenLM
 from nl2code.models.moe import MoEConfig
+from nl2code.rundir import RunDir
 from nl2code.train.config import RunConfig
 
 GateMode = Literal["hidden", "hidden_last", "cheap_embed", "random"]
@@ -216,7 +217,7 @@ def non_ffn_difference(base: dict[str, torch.Tensor], expert: dict[str, torch.Te
 
 
 def _tokenizer_digest(run_dir: Path) -> str:
-    return hashlib.sha256((run_dir / "tokenizer" / "tokenizer.json").read_bytes()).hexdigest()
+    return hashlib.sha256(CodeTokenizer.file_in(RunDir(run_dir).tokenizer_dir).read_bytes()).hexdigest()
 
 
 def merge(
@@ -285,15 +286,16 @@ def merge(
     return run_cfg, model, base.run_dir, report
 
 
-def write_run(out: Path, run_cfg: Any, model: torch.nn.Module, tokenizer_from: Path) -> None:
-    """A run directory ``generate``/``eval``/``train init_from`` read: config, tokenizer, weights."""
-    from nl2code import config as config_io
-    from nl2code.train.checkpoint import save_weights
+def write_run(out: Path, run_cfg: RunConfig, model: torch.nn.Module, tokenizer_from: Path) -> None:
+    """A run directory ``generate``/``eval``/``train init_from`` read: config, tokenizer, weights, spec."""
+    from nl2code.generation.spec import save_spec, spec_from_config
 
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(Path(tokenizer_from) / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
-    config_io.save(run_cfg, out / "config.yaml")
-    save_weights(model, out / "model.safetensors")
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.copy_tokenizer_from(RunDir(tokenizer_from))
+    run.save_config(run_cfg)
+    run.save_weights(model)
+    save_spec(run, spec_from_config(run_cfg))
 
 
 __all__ = [

@@ -14,7 +14,7 @@ from nl2code.api import GenerationConfig, load_generator, load_run
 from nl2code.config import ConfigError
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.models import CodeGenConfig, CodeGenLM
-from nl2code.moe_merge import (
+from nl2code.models.merge import (
     COLLINEAR_COS,
     ExpertSpec,
     collinearity,

@@ -1,0 +1,171 @@
+"""The ``codegen`` generation backend: prompts and infilling for a causal LM run, decoded by
+:mod:`nl2code.sampling.autoregressive` (sampling) and :mod:`nl2code.sampling.beam` (beam search)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nl2code.data.retrieval import Retriever, retrieved_prefix, retriever_for
+from nl2code.generation.spec import InfillMode, PromptFormat, infill_mode_of, spec_from_config
+from nl2code.generation.types import Candidate, GenerationConfig, LoadedRun
+from nl2code.sampling.autoregressive import cut_at_stop, sample, stop_checker
+from nl2code.sampling.beam import beam_search
+from nl2code.sampling.decoder import fit_prompts
+
+RAG_CODE_ROOM = 64  # tokens a retrieval-augmented prompt leaves for the command
+
+
+class ARGenerator:
+    """The ``codegen`` backend of :func:`nl2code.api.load_generator`.
+
+    Prompts are read the way the run's (last stage's) training data was formatted: for
+    ``format: nl_code`` a prompt is an utterance and the model continues ``NL <sep>``; for
+    ``format: code`` a prompt is code to continue. ``prompt_format`` overrides this. A run trained
+    with ``objective.retrieval_k > 0`` gets an NL prompt prefixed with the commands of the nearest
+    utterances of its own training records (:meth:`retrieved`), as it was trained.
+
+    Decoding (``GenerationConfig``): ``num_beams > 1`` is beam search; ``temperature == 0`` is
+    greedy, and with ``n > 1`` beam search with ``max(num_beams, n)`` beams (n distinct greedy
+    candidates); otherwise sampling. Candidates are ranked by mean token log-probability.
+    """
+
+    kind = "codegen"
+
+    def __init__(
+        self,
+        run: LoadedRun,
+        *,
+        prompt_format: PromptFormat | None = None,
+        infill_mode: InfillMode | None = None,
+        use_cache: bool = True,
+    ):
+        self.run, self.model, self.tok = run, run.model, run.tokenizer
+        spec = run.spec or spec_from_config(run.config)
+        self.prompt_format: PromptFormat = prompt_format or spec.prompt_format
+        self.infill_mode = infill_mode or spec.infill_mode
+        # an imported checkpoint's tokenizer: every eos of its generation_config stops, bos leads prompts
+        self.stop_ids = list(getattr(self.tok, "stop_ids", [self.tok.eos_id]))
+        self.bos = list(getattr(self.tok, "bos_prefix", []))
+        self.use_cache = use_cache
+        self.prefix_lm = bool(getattr(self.model.cfg, "prefix_lm", False))
+        self.retrieval_k = spec.retrieval_k
+        self._retrieval_data = spec.retrieval_data
+        self._retriever: Retriever | None = None
+
+    def retrieved(self, nl: str, room: int = RAG_CODE_ROOM) -> list[int]:
+        """The ``cmd_1 \\n ... <eom>`` prefix of a retrieval-augmented run (``objective.retrieval_k``)
+        for utterance ``nl``, from the run's own training records; leaves ``room`` tokens for the code."""
+        if self._retriever is None:
+            self._retriever = retriever_for(self._retrieval_data)
+        budget = self.model.cfg.max_seq_len - len(self.tok.encode(nl)) - 1 - room
+        return retrieved_prefix(self.tok, self._retriever, nl, self.retrieval_k, budget)
+
+    # -- prompts --------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str, prompt_format: PromptFormat | None = None) -> list[int]:
+        """Token ids the model continues for ``prompt``."""
+        fmt = prompt_format or self.prompt_format
+        ids = self.tok.encode(prompt)
+        if fmt == "nl":
+            head = self.retrieved(prompt) if self.retrieval_k else []
+            return [*head, *ids, self.tok.sep_id]
+        if not ids:
+            return self.bos or [self.tok.eos_id]  # an empty code prompt starts a new document
+        return [*self.bos, *ids]
+
+    def infill_prompt(self, prefix: str, suffix: str, mode: InfillMode | None = None) -> tuple[list[int], list[int]]:
+        """(prompt ids, stop ids) for infilling between ``prefix`` and ``suffix``.
+
+        Runs trained on ``NL <sep> code`` saw rewritten files after an utterance and ``<sep>``, so
+        their prompt starts with ``<sep>`` (an empty utterance).
+        """
+        tok, mode = self.tok, mode or self.infill_mode
+        pre, suf = tok.encode(prefix), tok.encode(suffix)
+        head = [*self.bos, *([tok.sep_id] if self.prompt_format == "nl" else [])]
+        if mode == "codegen2":
+            m1 = tok.sentinel_id(1)
+            return [*head, *pre, m1, *suf, tok.eos_id, tok.sep_id, m1], [tok.eom_id, tok.eos_id]
+        if mode == "psm":
+            return [*head, tok.fim_prefix_id, *pre, tok.fim_suffix_id, *suf, tok.fim_middle_id], [tok.eos_id]
+        if mode == "spm":
+            return [*head, tok.fim_prefix_id, tok.fim_suffix_id, *suf, tok.fim_middle_id, *pre], [tok.eos_id]
+        raise ValueError(
+            f"{self.run.run_dir}: this run was not trained to infill (no codegen2_mixture objective with "
+            "span_rate or fim_rate > 0); choose a mode (codegen2, psm, spm) to try anyway"
+        )
+
+    # -- decoding ---------------------------------------------------------------------------------
+    def decode_ids(
+        self, prompt_ids: list[list[int]], cfg: GenerationConfig, stop_ids: Sequence[int]
+    ) -> list[list[Candidate]]:
+        """``cfg.n`` ranked candidates per prompt (token-id prompts)."""
+        model_len = self.model.cfg.max_seq_len
+        prompt_ids, max_new = fit_prompts(prompt_ids, model_len, cfg.max_new_tokens)
+        beams = max(cfg.num_beams, cfg.n) if cfg.num_beams > 1 or (cfg.temperature == 0 and cfg.n > 1) else 1
+        stop = stop_checker(self.tok.decode, cfg.stop)
+        per_chunk = max(1, cfg.batch_size // max(cfg.n, beams))
+        results: list[list[Candidate]] = []
+        for c in range(0, len(prompt_ids), per_chunk):
+            chunk = prompt_ids[c : c + per_chunk]
+            if beams > 1:
+                samples = [
+                    beam_search(
+                        self.model,
+                        p,
+                        num_beams=beams,
+                        n_return=cfg.n,
+                        max_new_tokens=max_new,
+                        stop_ids=stop_ids,
+                        stop=stop,
+                        pad_id=self.tok.pad_id,
+                        use_cache=self.use_cache,
+                        prefix_lm=self.prefix_lm,
+                    )
+                    for p in chunk
+                ]
+            else:
+                samples = sample(
+                    self.model,
+                    chunk,
+                    n=cfg.n,
+                    max_new_tokens=max_new,
+                    temperature=cfg.temperature,
+                    top_k=cfg.top_k,
+                    top_p=cfg.top_p,
+                    stop_ids=stop_ids,
+                    stop=stop,
+                    seed=cfg.seed,
+                    pad_id=self.tok.pad_id,
+                    use_cache=self.use_cache,
+                    prefix_lm=self.prefix_lm,
+                    prompt_offset=c,
+                )
+            for group in samples:
+                ranked = sorted(group, key=lambda s: s.score, reverse=True)
+                results.append(
+                    [
+                        Candidate(
+                            cut_at_stop(self.tok.decode(s.ids, skip_special=True), cfg.stop),
+                            s.score,
+                            {"finish": s.finish, "tokens": len(s.ids)},
+                        )
+                        for s in ranked
+                    ]
+                )
+        return results
+
+    def generate(
+        self, prompts: list[str], cfg: GenerationConfig, *, prompt_format: PromptFormat | None = None
+    ) -> list[list[Candidate]]:
+        """For each prompt, ``cfg.n`` candidates, best first."""
+        ids = [self.encode_prompt(p, prompt_format) for p in prompts]
+        return self.decode_ids(ids, cfg, self.stop_ids)
+
+    def infill(
+        self, prefix: str, suffix: str, cfg: GenerationConfig, *, mode: InfillMode | None = None
+    ) -> list[Candidate]:
+        """Candidates for the text between ``prefix`` and ``suffix``, best first."""
+        ids, stop_ids = self.infill_prompt(prefix, suffix, mode)
+        return self.decode_ids([ids], cfg, stop_ids)[0]
+
+
+__all__ = ["RAG_CODE_ROOM", "ARGenerator", "infill_mode_of"]

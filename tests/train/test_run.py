@@ -1,0 +1,29 @@
+"""``run_training``, the library call behind ``nl2code train``, the demo and the serving tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nl2code.generation.spec import load_spec, spec_from_config
+from nl2code.rundir import RunDir
+from nl2code.train.config import RunConfig, load_run_config
+from nl2code.train.run import RunDirError, run_training
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke" / "codegen.yaml"
+
+
+def test_a_finished_run_saves_its_generation_spec(reference_run):
+    run = RunDir(reference_run)
+    assert run.generation_file.is_file()
+    cfg = run.load_config(RunConfig)
+    assert load_spec(run, cfg) == spec_from_config(cfg)
+
+
+def test_it_refuses_a_directory_that_holds_a_run_before_writing(reference_run, fast_overrides):
+    cfg, stages = load_run_config(SMOKE, fast_overrides)
+    before = {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")}
+    with pytest.raises(RunDirError, match="already holds a run"):
+        run_training(cfg, reference_run, stages=stages)
+    assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
