@@ -288,8 +288,10 @@ class CodeFusion(nn.Module):
         self.cfg = cfg
         d, e = cfg.d_model, cfg.diffusion_dim
         if cfg.encoder_init is not None and cfg.t5_encoder is None:
-            raise ValueError("model.encoder_init needs model.t5_encoder (nl2code train reads it from the "
-                             "checkpoint's config.json; in code: nl2code.hf.t5.read_config)")
+            raise ValueError(
+                "model.encoder_init needs model.t5_encoder (nl2code train reads it from the "
+                "checkpoint's config.json; in code: nl2code.hf.t5.read_config)"
+            )
         self.t5 = T5Encoder(cfg.t5_encoder) if cfg.t5_encoder is not None else None
         own = self.t5 is None  # a T5 encoder replaces embedding, blocks and norm of E
         self.nl_embed = nn.Embedding(cfg.vocab_size, d) if own else None
