@@ -220,7 +220,8 @@ def main() -> None:
         f"generation: greedy, {args.new_tokens} new tokens after a {PROMPT_LEN}-token prompt, KV cache, bf16, both "
         f"models in one process, timed interleaved ({REPEATS} repeats each, medians): ours "
         f"{speed['ours']:.2f} tokens/s, transformers {speed['transformers']:.2f} tokens/s "
-        f"(ratio {data['ratio_ours_vs_transformers']:.2f})",
+        f"(ratio {data['ratio_ours_vs_transformers']:.2f}); median process CPU seconds per call: ours "
+        f"{gen['timing']['ours']['cpu_s']}, transformers {gen['timing']['transformers']['cpu_s']}",
         f"greedy tokens of ours and transformers' identical: {same} (first {prefix} of {len(a)} equal). Random "
         "weights give near-tied logits, so bf16 rounding differences between the two implementations can flip "
         "an argmax; the fp32 tests (tests/hf) check equality exactly",
