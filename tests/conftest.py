@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from browser import browser  # noqa: F401 (headless Chromium, a fixture for the browser tests)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

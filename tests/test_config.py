@@ -89,3 +89,28 @@ def test_save_roundtrip(tmp_path):
     C.save(cfg, tmp_path / "resolved.yaml")
     again = C.load(Root, tmp_path / "resolved.yaml")
     assert again == cfg
+
+
+def test_overrides_reach_a_stage_by_name_or_index_and_read_on_off_as_strings(tmp_path):
+    from nl2code.train.config import describe_stages, load_run_config, shadowed_overrides
+
+    path = "configs/smoke/codegen_stages.yaml"
+    overrides = ["stages.finetune.train.max_steps=7", "stages[0].train.lr=0.01", "train.progress=off",
+                 "train.lr=0.02", "data.options.language=python", "stages.pretrain.data.options={max_functions: 9}"]
+    cfg, stages = load_run_config(path, overrides)
+    pre, fine = stages
+    assert (pre.train.lr, fine.train.max_steps, fine.train.lr) == (0.01, 7, 1.0e-3)  # finetune sets its own lr
+    assert pre.train.progress == "off" and fine.train.progress == "off"
+    assert pre.data.options == {"max_functions": 9, "language": "python"}  # options merge key by key
+    assert fine.data.options == {"max_functions": 3000, "language": "python"}
+    notes = shadowed_overrides(cfg, overrides)
+    assert notes[-1] == ("train.lr=0.02 does not reach stage 'finetune', which sets train.lr itself "
+                         "(use stages.finetune.train.lr=...)") and len(notes) == 2  # pretrain's lr is set above
+    text = describe_stages(cfg, stages)
+    assert "#   train.lr: 0.001   (stages.finetune.train)" in text and "#   train.max_steps: 150   (train)" in text
+    with pytest.raises(C.ConfigError, match="no item named 'fine' \\(names: pretrain, finetune\\)"):
+        load_run_config(path, ["stages.fine.train.max_steps=1"])
+    with pytest.raises(C.ConfigError, match="index 5 is out of range"):
+        load_run_config(path, ["stages.5.train.max_steps=1"])
+    with pytest.raises(C.ConfigError, match="expected one of"):
+        load_run_config(path, ["train.precision=off"])  # no string choice means off: still an error

@@ -11,6 +11,7 @@ dataclass registered under NAME with :func:`register`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -66,6 +67,15 @@ def _where(source: str, key: str) -> str:
     return f"{source}: {key}" if key else source
 
 
+# YAML 1.1 reads these words as booleans; an option whose choices are strings means the word.
+_BOOL_WORDS = {True: ("on", "yes", "true", "y"), False: ("off", "no", "false", "n")}
+
+
+def _bool_word(value: bool, choices: tuple) -> Any:
+    """The string choice a YAML boolean was written as (``progress: off``), else ``value`` unchanged."""
+    return next((c for c in choices if isinstance(c, str) and c.lower() in _BOOL_WORDS[value]), value)
+
+
 def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
     """Check ``value`` against annotation ``tp`` and convert it (int->float, list->tuple...)."""
     where = _where(source, key)
@@ -74,6 +84,8 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
     origin = get_origin(tp)
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, bool):
+            value = _bool_word(value, choices)
         if value not in choices:
             raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
         return value
@@ -205,7 +217,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    parts = key.strip().split(".")
+    parts = re.sub(r"\[(\d+)\]", r".\1", key.strip()).split(".")  # stages[0].x -> stages.0.x
     if not all(parts):
         raise ConfigError(f"override {text!r}: bad key {key!r}")
     try:
@@ -221,18 +233,45 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def _list_item(items: list, part: str, text: str) -> dict:
+    """The item of a list section (``stages``) an override names: by index (``stages.0``) or by its
+    ``name`` (``stages.finetune``)."""
+    if part.isdigit():
+        if int(part) >= len(items):
+            raise ConfigError(f"override {text!r}: index {part} is out of range (the list has {len(items)} items)")
+        item = items[int(part)]
+    else:
+        named = [it for it in items if isinstance(it, dict) and it.get("name") == part]
+        if not named:
+            names = [it.get("name") for it in items if isinstance(it, dict)]
+            raise ConfigError(f"override {text!r}: no item named {part!r} (names: {', '.join(map(str, names))})")
+        item = named[0]
+    if not isinstance(item, dict):
+        raise ConfigError(f"override {text!r}: item {part!r} is not a section")
+    return item
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply dotted overrides to a raw mapping (before validation, so unknown keys still fail)."""
+    """Apply dotted overrides to a raw mapping (before validation, so unknown keys still fail).
+
+    A list of sections is entered by index or by an item's ``name``: ``stages.finetune.train.lr=1e-3``,
+    ``stages.1.train.lr=1e-3`` and ``stages[1].train.lr=1e-3`` are the same override.
+    """
     for text in overrides:
         parts, value = parse_override(text)
-        node = data
+        node: Any = data
         for p in parts[:-1]:
+            if isinstance(node, list):
+                node = _list_item(node, p, text)
+                continue
             child = node.get(p)
             if child is None:
                 child = node[p] = {}
-            if not isinstance(child, dict):
+            if not isinstance(child, dict | list):
                 raise ConfigError(f"override {text!r}: '{p}' is not a section")
             node = child
+        if isinstance(node, list):
+            raise ConfigError(f"override {text!r}: a whole list item cannot be replaced; name one of its keys")
         node[parts[-1]] = value
     return data
 

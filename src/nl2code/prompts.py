@@ -1,6 +1,7 @@
 """Benchmark prompts for generation, in the formats the models were trained on.
 
-* NL -> code benchmarks (CodeFusion's Bash, Python/CoNaLa and CF rules; NL2Bash; CoNaLa): the
+* NL -> code benchmarks (CodeFusion's Bash, Python/CoNaLa and CF rules; NL2Bash; CoNaLa; your own
+  ``jsonl`` pairs): the
   prompt is the utterance alone. An ``nl_code`` model continues ``NL <sep>`` (exactly the
   ``NL <sep> code <eos>`` sequences ``data.format: nl_code`` trains on, so AR and diffusion
   models see identical data) and a CodeFusion model encodes it. A code-only model gets
@@ -27,7 +28,7 @@ PromptFormat = Literal["nl", "code"]
 # Codex paper (Chen et al. 2021): a new top-level statement ends a HumanEval completion.
 HUMANEVAL_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 MBPP_CODE_STOP = ("\nclass ", "\nif __name__", "\nprint(", "\nassert ", '\n"""')
-NL_TASKS = ("codefusion-bash", "codefusion-python", "codefusion-cf", "nl2bash", "conala")
+NL_TASKS = ("codefusion-bash", "codefusion-python", "codefusion-cf", "nl2bash", "conala", "jsonl")
 
 
 @dataclass(frozen=True)

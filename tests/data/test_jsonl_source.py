@@ -24,7 +24,7 @@ def test_jsonl_rows_defaults_and_extras(tmp_path):
         {"nl": "again", "code": "b + a", "task_id": "dup"},
         {"nl": " ", "code": "x"},
     ])  # fmt: skip
-    result = load_source("jsonl", path, language="python")
+    result = load_source("jsonl", path, language="python", split="train")
     recs = result.records
     assert [r.task_id for r in recs] == ["jsonl/7", "jsonl/2", "jsonl/dup-0", "jsonl/dup-1"]
     assert [(r.split, r.language) for r in recs[:2]] == [("test", "bash"), ("train", "python")]
@@ -34,7 +34,7 @@ def test_jsonl_rows_defaults_and_extras(tmp_path):
 @pytest.mark.parametrize(("row", "message"), [
     ({"code": "ls", "language": "bash"}, "mine.jsonl:1 field 'nl': missing"),
     ({"nl": "x", "code": 3, "language": "bash"}, "mine.jsonl:1 field 'code': expected string, got integer"),
-    ({"nl": "x", "code": "ls"}, "mine.jsonl:1 field 'language': missing (or set the source option 'language')"),
+    ({"nl": "x", "code": "ls", "tests": "assert f()"}, "mine.jsonl:1 field 'tests': expected list"),
     ({"nl": "x", "code": "ls", "language": "bash", "task_id": [1]}, "field 'task_id': expected string or integer"),
 ])  # fmt: skip
 def test_jsonl_errors_name_line_and_field(tmp_path, row, message):
@@ -47,7 +47,7 @@ def test_mixture_keeps_each_sources_records(tmp_path):
     py = write_jsonl(tmp_path / "py.jsonl", [{"nl": "add", "code": "a + b", "task_id": "p1"}])
     sh = write_jsonl(tmp_path / "sh.jsonl", [{"nl": "list", "code": "ls", "task_id": "s1", "split": "test"},
                                             {"nl": "", "code": "pwd"}])
-    parts = [{"source": "jsonl", "path": str(py), "options": {"language": "python"}},
+    parts = [{"source": "jsonl", "path": str(py), "options": {"language": "python", "split": "train"}},
              {"source": "jsonl", "path": str(sh), "options": {"language": "bash"}}]
     result = load_source("mixture", parts=parts)
     assert [(r.task_id, r.language, r.split) for r in result.records] == [
@@ -73,3 +73,20 @@ def test_mixture_errors_name_the_part(tmp_path, parts, message):
     assert message in str(e.value)
     with pytest.raises(SourceError, match="takes no PATH"):
         load_source("mixture", path, parts=[{"source": "jsonl", "path": str(path)}])
+
+
+def test_jsonl_with_only_nl_and_code_gets_a_hash_split_and_says_so(tmp_path):
+    rows = [{"nl": f"task {i}", "code": f"x = {i}"} for i in range(200)]
+    path = write_jsonl(tmp_path / "mine.jsonl", rows)
+    result = load_source("jsonl", path)
+    splits = [r.split for r in result.records]
+    assert 5 <= splits.count("test") <= 40 and splits.count("train") + splits.count("test") == 200
+    assert {r.language for r in result.records} == {"unknown"}
+    assert any("assigned by a hash" in n and "train" in n for n in result.notes)
+    assert any("no 'language'" in n for n in result.notes)
+    # stable: the same rows in another order land on the same side
+    again = load_source("jsonl", write_jsonl(tmp_path / "rev.jsonl", rows[::-1]))
+    by_text = {r.nl: r.split for r in again.records}
+    assert all(by_text[r.nl] == r.split for r in result.records)
+    with pytest.raises(SourceError, match="test_fraction"):
+        load_source("jsonl", path, test_fraction=1.0)

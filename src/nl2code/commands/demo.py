@@ -45,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory (default runs/demo)")
+    p.add_argument(
+        "--out", "--run-dir", dest="out", default="runs/demo", metavar="DIR", help="run directory (default runs/demo)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny budgets (~1-2 minutes), for tests and CI")
     p.add_argument("--force", action="store_true", help="delete DIR and start over instead of resuming")
     p.add_argument(

@@ -21,14 +21,18 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
-def isolation_for(task_name: str, opt_in: str | None) -> str | None:
+def isolation_for(task_name: str, opt_in: str | None, data_path: str | None = None) -> str | None:
     """The isolation label the task's generated code will run under (announced on stderr), or None
     for a task that executes no code. Fails closed: CLIError (one line) when the required level is
-    missing and ``opt_in`` does not name a weaker one, or when the named level is not available."""
+    missing and ``opt_in`` does not name a weaker one, or when the named level is not available.
+    A task whose data decides (``jsonl``: rows with ``tests``) reads its problems first, nothing else."""
     from nl2code.eval import sandbox
     from nl2code.eval.tasks import get_task
 
-    if not getattr(get_task(task_name), "executes_code", True):  # a task says so when it runs no code
+    task = get_task(task_name)
+    decides = getattr(task, "executes_code_for", None)
+    executes = decides(data_path) if decides is not None else getattr(task, "executes_code", True)
+    if not executes:  # a task says so when it runs no code
         return None
     try:
         label = sandbox.require(opt_in)
@@ -44,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from nl2code.eval.sandbox import IsolationError
     from nl2code.eval.tasks import EvalContext
 
+    if args.limit is not None and args.limit < 1:
+        raise CLIError(f"--limit must be >= 1, got {args.limit}")
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     if args.timeout_floor <= 0 or args.timeout_factor < 0:
         raise CLIError("--timeout-floor must be > 0 and --timeout-factor >= 0")
-    isolation = isolation_for(args.task, args.isolation)  # before anything is read or run
+    isolation = isolation_for(args.task, args.isolation, args.data)  # before samples are read or code is run
     ctx = EvalContext(
         ks=parse_ks(args.k),
         workers=args.workers or os.cpu_count() or 1,
@@ -60,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
         isolation=isolation,
     )
     try:
-        summary = run_eval(args.task, args.samples, args.out, args.data, ctx)
+        summary = run_eval(args.task, args.samples, args.out, args.data, ctx, args.limit, args.seed)
     except (SourceError, IsolationError) as e:  # IsolationError: the sandbox's own refusal, in depth
         raise CLIError(str(e)) from None
+    for warning in summary["warnings"]:
+        print(f"nl2code eval: warning: {warning}", file=sys.stderr)
     print(
         json.dumps(
             {"task": summary["task"], "metrics": summary["metrics"], "isolation": summary["isolation"], "out": args.out}
@@ -98,6 +106,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="ks for pass@k / top-k metrics (default 1,3,5; a k larger "
         "than a problem's number of samples is not reported)",
     )
+    p.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="score only N problems, drawn at random with --seed: the same problems as generate --limit N --seed S "
+        "(metrics are means over those N)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0, as generate's)")
     p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU count)")
     p.add_argument("--timeout-floor", type=float, default=3.0, help="minimum seconds per program (default 3)")
     p.add_argument(

@@ -25,8 +25,11 @@ output: without --json, each prompt and its candidates (best first, with the mea
 log-probability). With --json: for ONE prompt a JSON list of strings, for several a list of lists
 (one per prompt, in input order). With --out FILE.jsonl: one row per candidate.
 
-decoding (codegen runs): --temperature 0 is greedy; greedy with -n K > 1 is beam search with K beams
-(K distinct candidates); --num-beams B > 1 is beam search; otherwise sampling (top-k / top-p).
+decoding (codegen runs), printed at the start:
+  --temperature 0 (the default) and -n 1: greedy;
+  --temperature 0 and -n K > 1: BEAM SEARCH with K beams (the K best distinct candidates, no sampling);
+  --num-beams B > 1: beam search with max(B, n) beams;
+  --temperature T > 0: sampling (with --top-k / --top-p), n independent candidates.
 Diffusion runs use -n, --seed, --steps and --batch-size and ignore the AR-only flags.
 
 examples:
@@ -51,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (NL for NL->code runs, code for code runs)")
-    p.add_argument("--run", required=True, metavar="DIR", help=f"run directory ({LAYOUT})")
+    p.add_argument("--run", "--run-dir", dest="run", required=True, metavar="DIR", help=f"run directory ({LAYOUT})")
     src = p.add_argument_group("prompt sources (instead of PROMPT arguments)")
     src.add_argument(
         "--prompts-file", metavar="FILE", help="one prompt per line, or JSONL rows with prompt/nl (+ task_id)"
@@ -72,13 +75,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     src.add_argument("--test-cases", default="0,1,2,3,4", metavar="LIST", help="MTPB test cases (default 0,1,2,3,4)")
     dec = p.add_argument_group("decoding")
-    dec.add_argument("-n", type=int, default=1, help="candidates per prompt (default 1)")
+    dec.add_argument(
+        "-n",
+        type=int,
+        default=1,
+        help="candidates per prompt (default 1; with --temperature 0 they come from beam search)",
+    )
     dec.add_argument(
         "--seed", type=int, default=0, help="seed of all sampling noise and of the --limit sample (default 0)"
     )
     dec.add_argument("--steps", type=int, help="diffusion: denoising steps (default: the training T)")
     add_rounding(dec)
-    dec.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    dec.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 = greedy, or beam search when -n > 1 (default); > 0 = sampling",
+    )
     dec.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
     dec.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
     dec.add_argument("--num-beams", type=int, default=1, help="beam search width (1 = off)")
@@ -100,7 +113,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print JSON (see below)")
     out.add_argument("--out", metavar="FILE.jsonl", help="write one JSONL row per candidate")
-    out.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"], help="default cpu")
+    out.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto (CUDA when available)"
+    )
+    out.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal otherwise)")
     out.add_argument(
         "--threads",
         type=int,
@@ -246,6 +262,37 @@ def _generate(gen: Any, prompts: list[str], cfg: Any, prompt_format: str | None)
     return gen.generate(prompts, cfg, prompt_format=prompt_format)
 
 
+def describe_decoding(cfg: Any, kind: str | None) -> str:
+    """One line saying how candidates are decoded: greedy, beam search or sampling (printed at the start)."""
+    if kind != "codegen":
+        steps = cfg.steps if cfg.steps is not None else "the training T"
+        return f"decoding: diffusion sampling, {cfg.n} candidates per prompt, {steps} steps, seed {cfg.seed}"
+    beams = max(cfg.num_beams, cfg.n) if cfg.num_beams > 1 or (cfg.temperature == 0 and cfg.n > 1) else 1
+    if beams > 1:
+        return (
+            f"decoding: beam search with {beams} beams, the {cfg.n} best candidates per prompt "
+            "(no sampling; --temperature > 0 samples instead)"
+        )
+    if cfg.temperature == 0:
+        return "decoding: greedy, 1 candidate per prompt"
+    top_k = cfg.top_k or "off"
+    return (
+        f"decoding: sampling at temperature {cfg.temperature} (top-k {top_k}, top-p {cfg.top_p}), "
+        f"{cfg.n} candidates per prompt, seed {cfg.seed}"
+    )
+
+
+def _generate_all(gen: Any, prompts: list[str], cfg: Any, fmt: str | None, bar: Any) -> list[list[Any]]:
+    """``_generate`` in chunks of about one batch, so a long benchmark shows progress."""
+    per_chunk = max(1, cfg.batch_size // cfg.n)
+    out: list[list[Any]] = []
+    for start in range(0, len(prompts), per_chunk):
+        chunk = prompts[start : start + per_chunk]
+        out += _generate(gen, chunk, cfg, fmt)
+        bar.update(len(chunk))
+    return out
+
+
 def _requests(args: argparse.Namespace, gen: Any) -> list[tuple[str | None, str, tuple[str, ...], str | None]]:
     """(task_id, prompt, extra stop strings, prompt format or None) for every prompt."""
     fmt = None if args.prompt_format == "auto" else args.prompt_format
@@ -313,10 +360,16 @@ def run(args: argparse.Namespace) -> int:
     groups: dict[tuple, list[int]] = {}
     for i, (_, _, stop, fmt) in enumerate(requests):
         groups.setdefault((stop, fmt), []).append(i)
-    for (stop, fmt), idx in groups.items():
-        group_cfg = dataclasses.replace(cfg, stop=tuple(cfg.stop) + stop)
-        for i, cands in zip(idx, _generate(gen, [requests[i][1] for i in idx], group_cfg, fmt), strict=True):
-            results[i] = cands
+    from tqdm import tqdm
+
+    print(describe_decoding(cfg, getattr(gen, "kind", None)), file=sys.stderr, flush=True)
+    show = len(requests) > 1 and not args.no_progress and sys.stderr.isatty()
+    with tqdm(total=len(requests), desc="generate", unit="prompt", disable=not show) as bar:
+        for (stop, fmt), idx in groups.items():
+            group_cfg = dataclasses.replace(cfg, stop=tuple(cfg.stop) + stop)
+            texts = [requests[i][1] for i in idx]
+            for i, cands in zip(idx, _generate_all(gen, texts, group_cfg, fmt, bar), strict=True):
+                results[i] = cands
     if args.out:
         with replace_when_done(args.out) as f:
             for (tid, prompt, _, _), cands in zip(requests, results, strict=True):

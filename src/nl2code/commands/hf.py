@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     ex = actions.add_parser("export", help="run directory -> transformers checkpoint folder")
-    ex.add_argument("--run", required=True, metavar="DIR", help="finished run directory")
+    ex.add_argument("--run", "--run-dir", dest="run", required=True, metavar="DIR", help="finished run directory")
     ex.add_argument(
         "--out",
         required=True,
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="HF_DIR",
         help=f"folder with {FILES[0]}, {FILES[1]} (or shards and their index), {FILES[2]}, {FILES[3]}",
     )
-    im.add_argument("--run-dir", required=True, metavar="DIR", help="new run directory")
+    im.add_argument("--run-dir", "--run", dest="run_dir", required=True, metavar="DIR", help="new run directory")
     im.add_argument(
         "--format",
         choices=["code", "nl_code"],

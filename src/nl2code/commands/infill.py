@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--suffix '\\n' -n 3 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--run", "--run-dir", dest="run", required=True, metavar="DIR", help="run directory")
     p.add_argument("--prefix", help="text before the gap (Python escapes like \\n are decoded)")
     p.add_argument("--suffix", help="text after the gap (Python escapes like \\n are decoded)")
     p.add_argument("--prefix-file", metavar="FILE", help="read the prefix from a file (verbatim)")
@@ -36,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="diffusion: denoising steps")
     add_rounding(p)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="0 = greedy, or beam search when -n > 1 (default); > 0 samples"
+    )
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--num-beams", type=int, default=1)
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", action="append", default=[], metavar="STR", help="stop string (repeatable)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print a JSON list of the candidate middles")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (0 = PyTorch's default)")
     p.set_defaults(func=run)
 

@@ -42,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", metavar="MERGE.yaml", help="merge config (see below)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output run directory (must not hold a run)")
+    p.add_argument(
+        "--out", "--run-dir", dest="out", required=True, metavar="DIR", help="new run directory (must not hold a run)"
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (0 = PyTorch's default)")
     p.set_defaults(func=run)
 

@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--run",
+        "--run-dir",
+        dest="run",
         required=True,
         metavar="DIR",
         help=f"run directory ({LAYOUT}), e.g. runs/demo/codegen",
@@ -52,9 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     p.add_argument(
         "--device",
-        default="cpu",
+        default="auto",
         choices=["auto", "cpu", "cuda", "mps"],
-        help="device for the model (default cpu; auto = CUDA when available)",
+        help="device for the model (default auto = CUDA when available, else CPU)",
     )
     p.add_argument(
         "--steps",
@@ -93,7 +95,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        missing = f"nl2code serve needs the serve extra ({e.name} is missing)"
+        raise CLIError(f"{missing}: pip install 'nl2code[serve]'") from None
 
     from nl2code.api import GenerationConfig, RunError, load_generator
     from nl2code.commands.generate import check_settings

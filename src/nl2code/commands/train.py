@@ -93,6 +93,14 @@ def options_epilog() -> str:
             *_describe(StageConfig, "stages[i].")]
     out += [
         "",
+        "stages inherit: a stage's train and data are the top-level sections with the stage's own keys on",
+        "top (data.options merge key by key), so a top-level key reaches every stage that does not set it;",
+        "override one stage by its name or index: stages.finetune.train.max_steps=100 (= stages[1]...).",
+        "--print-config shows every stage's resolved keys and where each comes from. YAML's on/off/yes/no",
+        "are read as the strings where an option's choices are strings (train.progress=off).",
+    ]
+    out += [
+        "",
         f"outputs in DIR: {CONFIG_FILE} (resolved), {TOKENIZER_DIR}/, metrics.jsonl, samples.jsonl, tb/,",
         f"checkpoints/step_N/ (or stages/NAME/... per stage), the final {WEIGHTS_FILE} and {GENERATION_FILE}.",
         "distributed: torchrun --nproc_per_node=N -m nl2code train CONFIG --run-dir DIR",
@@ -134,7 +142,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="CONFIG.yaml", help="run config (see configs/smoke/ for small examples)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted config overrides, e.g. train.max_steps=200 model.d_model=128")
-    p.add_argument("--run-dir", required=True, metavar="DIR", help="output directory of the run")
+    p.add_argument("--run-dir", "--run", dest="run_dir", required=True, metavar="DIR",
+                   help="output directory of the run")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in DIR from its newest good checkpoint (starts fresh if none)")
     p.add_argument("--print-config", action="store_true",
@@ -145,20 +154,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 # -- the command ---------------------------------------------------------------------------------
 
 
+def packaged_fallback(path: str) -> str:
+    """``configs/...`` that is not in the working directory: the package's copy, so the documented
+    commands work from any directory after ``pip install``."""
+    from pathlib import Path
+
+    from nl2code.utils.resources import config_dir
+
+    given = Path(path)
+    if given.exists() or given.is_absolute() or given.parts[:1] != ("configs",):
+        return path
+    shipped = config_dir(*given.parts[1:])
+    if not shipped.is_file():
+        return path
+    print(f"nl2code train: {path} is not here; using the packaged {shipped}", file=sys.stderr)
+    return str(shipped)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``nl2code train``: :func:`nl2code.train.run.run_training` on the config and overrides, as exit codes."""
     from nl2code.config import to_dict
     from nl2code.data.sources._io import SourceError
     from nl2code.rundir import CheckpointError
-    from nl2code.train.config import load_run_config
+    from nl2code.train.config import describe_stages, load_run_config, shadowed_overrides
     from nl2code.train.loop import TrainingError
     from nl2code.train.run import run_training
 
+    args.config = packaged_fallback(args.config)
     cfg, stages = load_run_config(args.config, args.overrides)
+    for note in shadowed_overrides(cfg, args.overrides or []):
+        print(f"nl2code train: note: {note}", file=sys.stderr)
     if args.print_config:
         import yaml
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        print(describe_stages(cfg, stages), end="")
         return 0
     try:
         status = run_training(cfg, args.run_dir, resume=args.resume, stages=stages, source=str(args.config))

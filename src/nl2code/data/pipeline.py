@@ -47,8 +47,13 @@ def format_code_nl(rec: Record, tok: CodeTokenizer, cfg: DataConfig) -> Example:
 def format_code_cpd(rec: Record, tok: CodeTokenizer, cfg: DataConfig) -> Example:
     """``code <eos>`` with per-token identifier/keyword occurrence numbers in ``extras["cpd_groups"]``
     (CodeFusion's CPD pre-training; see :mod:`nl2code.data.cpd`)."""
-    from nl2code.data.cpd import cpd_group_ids
+    from nl2code.data.cpd import LANGUAGES, cpd_group_ids
 
+    if rec.language not in LANGUAGES:  # CPD needs a lexer; say so instead of failing deep inside
+        where = rec.extras.get("line", rec.task_id)
+        raise DataError(cfg.path or rec.task_id, where, "language",
+                        f"data.format code_cpd needs one of {', '.join(LANGUAGES)}, got {rec.language!r} "
+                        "(set data.options.language)")
     ex = format_code(rec, tok, cfg)
     groups = cpd_group_ids(tok, ex.input_ids.tolist(), rec.language, tok.special_ids)
     ex.extras["cpd_groups"] = np.array(groups, dtype=np.int64)
@@ -95,12 +100,14 @@ def load_splits(cfg: DataConfig) -> tuple[list[Record], list[Record], list[str]]
     train = records if cfg.split is None else [r for r in records if r.split == cfg.split]
     if not train:
         have = result.split_counts()
-        raise DataError(where, None, "split", f"no records in split {cfg.split!r} (have {have})")
+        hint = "; set data.split to one of these, or null for all records"
+        raise DataError(where, None, "split", f"no records in split {cfg.split!r} (have {have}{hint})")
     if cfg.eval_split is not None:
         evals = [r for r in records if r.split == cfg.eval_split]
         if not evals:
             have = result.split_counts()
-            problem = f"no records in split {cfg.eval_split!r} (have {have})"
+            hint = "; set data.eval_split to one of these, or null to hold out data.eval_fraction"
+            problem = f"no records in split {cfg.eval_split!r} (have {have}{hint})"
             raise DataError(where, None, "eval_split", problem)
     elif cfg.eval_fraction > 0:
         evals = [r for r in train if _held_out(r.task_id, cfg.eval_fraction)]

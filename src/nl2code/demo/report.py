@@ -312,13 +312,17 @@ font-size:12px;margin:0}.cols{display:grid;grid-template-columns:repeat(auto-fit
 
 def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
     """Write the plots and ``index.html`` into ``report_dir``; returns the HTML path."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: the demo runs headless
     report_dir.mkdir(parents=True, exist_ok=True)
-    plot_losses(data, report_dir / "loss.png")
-    figures = [_img(report_dir / "loss.png", "training loss per model (train and held-out split)")]
-    if _scored(data):
+    try:
+        import matplotlib
+    except ImportError:  # the plots are the optional `report` extra; the tables need nothing
+        note = "<p>(plots skipped: matplotlib is not installed; pip install 'nl2code[report]')</p>"
+        figures = [note, note]
+    else:
+        matplotlib.use("Agg")  # no display: the demo runs headless
+        plot_losses(data, report_dir / "loss.png")
+        figures = [_img(report_dir / "loss.png", "training loss per model (train and held-out split)")]
+    if _scored(data) and len(figures) == 1:
         plot_metrics(data, report_dir / "metrics.png")
         plot_topk(data, report_dir / "topk.png")
         figures += [

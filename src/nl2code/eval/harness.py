@@ -67,19 +67,52 @@ def group_samples(
     return samples
 
 
+def k_warnings(samples: dict[str, list[str]], ks: list[int]) -> list[str]:
+    """One line per k larger than the fewest candidates a sampled problem has (its @k is not what it says)."""
+    counts = [len(c) for c in samples.values() if c]
+    if not counts:
+        return []
+    fewest = min(counts)
+    return [
+        f"k={k} > {fewest} candidates per problem (generate -n {k} or more): @{k} metrics are not reported "
+        "or equal the best of fewer candidates"
+        for k in ks
+        if k > fewest
+    ]
+
+
 def evaluate(
-    task_name: str, samples_path: str | Path, data_path: str | None, ctx: EvalContext
+    task_name: str,
+    samples_path: str | Path,
+    data_path: str | None,
+    ctx: EvalContext,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> tuple[TaskResult, dict[str, Any]]:
-    """Load problems and samples, judge, and build the summary (nothing is written)."""
+    """Load problems and samples, judge, and build the summary (nothing is written).
+
+    ``limit``/``seed`` score only the problems ``nl2code generate --limit N --seed S`` drew (the same
+    :func:`~nl2code.utils.seed.seeded_subset`), so metrics are means over the sampled problems.
+    """
+    from nl2code.utils.seed import seeded_subset
+
     start = time.monotonic()
     task = get_task(task_name)
-    problems = task.load_problems(data_path)
+    all_problems = task.load_problems(data_path)
+    problems = dict(seeded_subset(list(all_problems.items()), limit, seed))
     rows = read_samples(samples_path)
+    warnings: list[str] = []
+    outside = 0
     if getattr(task, "reads_raw_samples", False):
         result = task.judge(problems, {}, ctx, raw=rows, samples_path=str(samples_path))
     else:
-        samples = group_samples(task, problems, rows, str(samples_path))
+        samples = group_samples(task, all_problems, rows, str(samples_path))
+        outside = sum(len(c) for t, c in samples.items() if t not in problems)
+        samples = {t: c for t, c in samples.items() if t in problems}
+        warnings += k_warnings(samples, ctx.ks)
         result = task.judge(problems, samples, ctx)
+    if outside:
+        warnings.append(f"{outside} sample lines are for problems outside the --limit {limit} sample: not scored")
     extra = dict(result.extra)
     summary = {
         "task": task_name,
@@ -88,6 +121,8 @@ def evaluate(
         "metrics": result.metrics,
         "isolation": extra.pop("isolation", "none (no code executed)"),
         "counts": {"problems": len(problems), "sample_lines": len(rows), "results": len(result.results)},
+        "limit": None if limit is None else {"n": limit, "seed": seed, "of": len(all_problems)},
+        "warnings": warnings,
         "details": extra,
         "settings": {
             "ks": ctx.ks,
@@ -145,12 +180,14 @@ def run_eval(
     out_dir: str | Path,
     data_path: str | None = None,
     ctx: EvalContext | None = None,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate and write the outputs; returns the summary."""
+    """Evaluate and write the outputs; returns the summary (``limit``/``seed`` as in :func:`evaluate`)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(str(out), None, None, "output path exists and is not a directory")
     ctx = ctx or EvalContext(ks=[1], progress=sys.stderr.isatty())
-    result, summary = evaluate(task_name, samples_path, data_path, ctx)
+    result, summary = evaluate(task_name, samples_path, data_path, ctx, limit, seed)
     write_outputs(out, result, summary)
     return summary

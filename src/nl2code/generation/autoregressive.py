@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from nl2code.data.retrieval import Retriever, retrieved_prefix, retriever_for
 from nl2code.generation.spec import InfillMode, PromptFormat, infill_mode_of, spec_from_config
 from nl2code.generation.types import Candidate, GenerationConfig, LoadedRun
@@ -159,6 +161,42 @@ class ARGenerator:
         """For each prompt, ``cfg.n`` candidates, best first."""
         ids = [self.encode_prompt(p, prompt_format) for p in prompts]
         return self.decode_ids(ids, cfg, self.stop_ids)
+
+    @torch.no_grad()
+    def token_logprobs(self, prompt: str, completion: str, top: int = 0) -> dict[str, list]:
+        """Score ``completion`` after ``prompt`` token by token (OpenAI's ``logprobs`` / ``echo``).
+
+        The prompt is encoded as :meth:`generate` encodes it and the completion is re-tokenized, so
+        the numbers are the model's log-probabilities of that text. Returns, for the prompt's own
+        tokens then the completion's: ``tokens`` (text), ``token_logprobs`` (None for the first
+        token, which has no context), ``top_logprobs`` (the ``top`` most likely alternatives at each
+        position, {text: logprob}; None without context or when ``top`` is 0) and ``prompt_tokens``
+        (how many of them belong to the prompt). A text longer than the model's context keeps its end.
+        """
+        context, body = self.encode_prompt(prompt), self.tok.encode(completion)
+        ids = [*context, *body][-self.model.cfg.max_seq_len :]
+        n_prompt = max(0, len(ids) - len(body))
+        device = next(self.model.parameters()).device
+        x = torch.tensor([ids], dtype=torch.long, device=device)
+        kwargs = {}
+        if self.prefix_lm:  # the prompt is read bidirectionally, as when sampling
+            kwargs["prefix_mask"] = (torch.arange(len(ids), device=device) < n_prompt)[None]
+        logp = torch.log_softmax(self.model(x, **kwargs).logits[0].float(), dim=-1)  # (T, V)
+        out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": []}
+        for i, tid in enumerate(ids):
+            out["tokens"].append(self.tok.decode([tid]))
+            if i == 0:
+                out["token_logprobs"].append(None)
+                out["top_logprobs"].append(None)
+                continue
+            out["token_logprobs"].append(float(logp[i - 1, tid]))
+            if top > 0:
+                vals, idx = logp[i - 1].topk(min(top, logp.shape[-1]))
+                out["top_logprobs"].append({self.tok.decode([int(j)]): float(v) for v, j in zip(vals, idx)})
+            else:
+                out["top_logprobs"].append(None)
+        out["prompt_tokens"] = [n_prompt]
+        return out
 
     def infill(
         self, prefix: str, suffix: str, cfg: GenerationConfig, *, mode: InfillMode | None = None

@@ -1,6 +1,7 @@
 """The HTTP layer over one :class:`nl2code.api.Generator`: decode request -> batch -> encode response.
 
-Routes: ``POST /v1/completions`` (OpenAI-compatible), ``GET /v1/models``, ``GET /health`` and the
+Routes: ``POST /v1/completions`` and ``POST /v1/chat/completions`` (OpenAI-compatible, ``stream``
+as server-sent events; see :mod:`nl2code.serve.schema`), ``GET /v1/models``, ``GET /health`` and the
 playground page at ``GET /``. Every error response, from a refused field to an unknown route or an
 unexpected failure, has OpenAI's error shape ``{"error": {"message", "type", "param", "code"}}``:
 refusals are 4xx with a message that names the field; the body is capped in size (413) and in the
@@ -22,12 +23,24 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nl2code.api import GenerationConfig, Generator, check_config
+from nl2code.api import Candidate, GenerationConfig, Generator, check_config
 from nl2code.serve.batcher import Batcher
-from nl2code.serve.schema import CompletionRequest, Limits, RequestError, encode_response, error_body, to_job
+from nl2code.serve.schema import (
+    ChatRequest,
+    CompletionRequest,
+    Limits,
+    RequestError,
+    chat_response,
+    chat_to_completion,
+    encode_response,
+    error_body,
+    openai_logprobs,
+    sse_events,
+    to_job,
+)
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -260,11 +273,29 @@ def create_app(
     async def on_crash(_: Request, exc: Exception) -> JSONResponse:  # logged by the server, not sent
         return JSONResponse(error_body("internal server error", None, "server_error"), status_code=500)
 
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest, request: Request) -> JSONResponse:
+    scorer = getattr(generator, "token_logprobs", None)
+
+    async def complete(req: CompletionRequest, request: Request) -> dict[str, Any] | JSONResponse:
+        """The completion body for ``req``, or the error response to send instead."""
         job = to_job(req, limits, diffusion_steps)
+        if job.logprobs is not None and scorer is None:
+            raise RequestError("logprobs needs an autoregressive (codegen) model", "logprobs")
         try:
-            results = await until_disconnect(request, batcher.submit(job))
+            if job.score_only:  # echo + max_tokens 0: nothing to generate
+                results = [[Candidate("", 0.0, {"tokens": 0})] * job.returned for _ in job.prompts]
+            else:
+                results = await until_disconnect(request, batcher.submit(job))
+            scored = None
+            if job.logprobs is not None:
+                top, echo = job.logprobs, job.echo
+
+                def score() -> list[list[dict]]:
+                    return [
+                        [openai_logprobs(scorer(p, c.text, top), echo) for c in cands[: job.returned]]
+                        for p, cands in zip(job.prompts, results, strict=True)
+                    ]
+
+                scored = await asyncio.to_thread(score)
         except ClientGone:  # nobody reads this; 499 is nginx's "client closed request"
             return JSONResponse(error_body("client closed the request"), status_code=499)
         except RequestError:
@@ -273,7 +304,24 @@ def create_app(
             return JSONResponse(
                 error_body(f"generation failed: {type(e).__name__}: {e}", None, "server_error"), status_code=500
             )
-        return JSONResponse(encode_response(job, results, model_name, count_tokens))
+        return encode_response(job, results, model_name, count_tokens, scored)
+
+    def respond(body: dict[str, Any] | JSONResponse, stream: bool, chat: bool) -> Response:
+        if isinstance(body, Response):
+            return body
+        if chat:
+            body = chat_response(body)
+        if stream:
+            return StreamingResponse(iter(sse_events(body, chat)), media_type="text/event-stream")
+        return JSONResponse(body)
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest, request: Request) -> Response:
+        return respond(await complete(req, request), req.stream, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: ChatRequest, request: Request) -> Response:
+        return respond(await complete(chat_to_completion(req), request), req.stream, chat=True)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -157,10 +157,51 @@ def resolve_stages(cfg: RunConfig, source: str = "<config>") -> list[Stage]:
     for i, st in enumerate(cfg.stages):
         if not st.name or "/" in st.name or st.name.startswith("."):
             raise ConfigError(f"{source}: stages[{i}].name: {st.name!r} is not a valid directory name")
-        data = from_dict(DataConfig, {**to_dict(cfg.data), **st.data}, source, f"stages[{i}].data")
+        data = from_dict(DataConfig, _merge_data(to_dict(cfg.data), st.data), source, f"stages[{i}].data")
         train = from_dict(TrainConfig, {**to_dict(cfg.train), **st.train}, source, f"stages[{i}].train")
         out.append(Stage(st.name, data, st.objective or cfg.objective, train))
     return out
+
+
+def _merge_data(top: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage's data keys over the top-level ones; ``options`` merge key by key, so a stage that sets
+    one source option keeps the others (``data.options.language=python`` reaches every stage)."""
+    merged = {**top, **stage}
+    if isinstance(top.get("options"), dict) and isinstance(stage.get("options"), dict):
+        merged["options"] = {**top["options"], **stage["options"]}
+    return merged
+
+
+def shadowed_overrides(cfg: RunConfig, overrides: list[str]) -> list[str]:
+    """Notes for top-level ``train.X=`` / ``data.X=`` overrides that a stage setting X itself hides."""
+    from nl2code.config import parse_override
+
+    notes = []
+    for text in overrides:
+        parts, _ = parse_override(text)
+        if len(parts) != 2 or parts[0] not in ("train", "data"):
+            continue
+        for st in cfg.stages:
+            if parts[1] in getattr(st, parts[0]):
+                notes.append(
+                    f"{text} does not reach stage {st.name!r}, which sets {parts[0]}.{parts[1]} itself "
+                    f"(use stages.{st.name}.{parts[0]}.{parts[1]}=...)"
+                )
+    return notes
+
+
+def describe_stages(cfg: RunConfig, stages: list[Stage]) -> str:
+    """The resolved train/data settings of every stage as YAML comments, each key marked with where it
+    comes from: the stage itself, or the top-level section it inherits (the stage's unset keys)."""
+    lines = ["# resolved stages: each stage's train/data = the top-level section, then the stage's own keys"]
+    for st, raw in zip(stages, cfg.stages or [None], strict=True):
+        lines.append(f"# stage {st.name}:")
+        for section in ("train", "data"):
+            own = getattr(raw, section) if raw is not None else {}
+            for key, value in to_dict(getattr(st, section)).items():
+                origin = f"stages.{st.name}.{section}" if key in own else section
+                lines.append(f"#   {section}.{key}: {value}   ({origin})")
+    return "\n".join(lines) + "\n"
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, list[Stage]]:

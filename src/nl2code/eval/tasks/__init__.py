@@ -20,6 +20,7 @@ TASK_MODULES: dict[str, str] = {
     "codefusion-cf": "cf_rules",
     "codefusion-python": "conala",
     "conala": "conala",
+    "jsonl": "jsonl",
 }
 
 __all__ = ["TASK_MODULES", "EvalContext", "Task", "TaskResult", "get_task", "task_names"]

@@ -18,16 +18,20 @@ from nl2code.eval.tasks.base import TaskError
 from nl2code.eval.tasks.execution import ExecutionTask
 
 
-def tested_names(problem: Record) -> tuple[str, ...]:
-    """Top-level functions and classes of the reference code that the asserts use: the names that
-    stand for the candidate's even where they shadow a builtin (mbpp/126 defines ``sum``)."""
+def names_tested(reference: str, tests: str) -> tuple[str, ...]:
+    """Top-level functions and classes of ``reference`` that ``tests`` use: the names that stand for
+    the candidate's even where they shadow a builtin (mbpp/126 defines ``sum``)."""
     try:
-        defined = {n.name for n in ast.parse(problem.code).body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
-        tests = "\n".join([problem.extras["test_setup_code"], *problem.extras["test_list"]])
+        defined = {n.name for n in ast.parse(reference).body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
         used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name)}
     except SyntaxError:
         return ()
     return tuple(sorted(defined & used))
+
+
+def tested_names(problem: Record) -> tuple[str, ...]:
+    """:func:`names_tested` of an MBPP problem (its setup code and asserts)."""
+    return names_tested(problem.code, "\n".join([problem.extras["test_setup_code"], *problem.extras["test_list"]]))
 
 
 def judge_job(problem: Record, completion: str) -> JudgeJob:

@@ -21,6 +21,7 @@ Metrics: ``pass_rate`` = successes / executed programs (the reference's micro av
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 from collections import Counter, defaultdict
 
@@ -140,6 +141,8 @@ class MTPBTask:
 
         if data_path is None:
             raise TaskError("mtpb needs --data PATH (CodeGen's codegen1/benchmark/mtpb.jsonl)")
+        if importlib.util.find_spec("pandas") is None:  # its problems import pandas inside the sandbox
+            raise TaskError("mtpb needs pandas (the mtpb extra): pip install 'nl2code[mtpb]'")
         return {r.task_id: r for r in load_source("mtpb", data_path).records}
 
     def normalize_task_id(self, task_id: object) -> str:

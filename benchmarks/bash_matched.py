@@ -1,0 +1,367 @@
+"""CodeFusion and the AR baseline on Bash at a matched wall-clock budget, beside the baselines (issue #18).
+
+    python benchmarks/bash_matched.py [--systems codefusion,codefusion_rag,ar,ar_rag] [--minutes 25]
+        [--scale recipe|paper] [--split paper,grouped] [--limit 500] [--seed 0] [--steps 1,20]
+        [--device cpu|cuda] [--parallel 2] [--threads 1] [--out DIR] [--tiny]
+
+Per system and split: train its committed config for ``--minutes`` of training loop
+(``train.max_minutes``: the cosine follows the clock, so each model gets the same minutes whatever its
+speed), then 5 candidates per utterance on a seeded random sample of the test part (never a prefix),
+judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5), beside the constant answer
+and TF-IDF retrieval of the same train part on the same rows. CodeFusion samples with each of
+``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search.
+
+Systems (configs): ``codefusion`` = configs/codefusion/bash_ft.yaml (the paper's model and loss, fine-
+tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_cpu.yaml (pairs only),
+``ar_rag`` = bash_cpu_rag.yaml; ``*_rag`` are retrieval-augmented, not the paper's setting.
+``--scale paper`` trains the paper's size instead (CodeFusion: the ``codefusion-75m`` shape, d_model
+512, layers 6/10/6, diffusion width 128; AR: 10 layers x 768, about the same parameters; lr 5e-4),
+for a GPU. Splits: ``paper`` = the benchmark's train/test; ``grouped`` = every pair re-split by a hash
+of its command string, so no test command occurs in train.
+
+On a 2-core CPU, ``--parallel 2 --threads 1`` trains two systems at once, one core each (both see the
+same contention). Multi-GPU: the configs written to the work directory train under ``torchrun
+--nproc_per_node N -m nl2code train CONFIG --run-dir DIR``. Data: ``$NL2CODE_DATA`` (default
+``../shared/data``). A run directory that already holds a finished run of the same config is reused.
+Writes ``OUT/NAME.{md,json}`` (``--name``, default bash_matched) after every system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DATA, header_md, machine_info, md_table, write_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = DATA / "codefusion" / "benchmarks" / "BashBenchmarks.json"
+KS = [1, 3, 5]
+PAPER = {"cms@1": 66.7, "cms@5": 72.0}  # codefusion.md: 75M CodeFusion, pre-trained CodeT5 encoder, 4xV100
+
+
+def _cf(cfg: dict, args: argparse.Namespace) -> None:
+    if args.tiny:
+        shape = dict(d_model=32, n_heads=2, encoder_layers=1, denoiser_layers=1, decoder_layers=1, embed_dim=8)
+    elif args.scale == "paper":
+        shape = dict(d_model=512, n_heads=8, encoder_layers=6, denoiser_layers=10, decoder_layers=6, embed_dim=128)
+        cfg["train"].update(lr=5e-4)  # the paper's; 1e-3 is the CPU recipe's for a 2.4M model
+    else:
+        return
+    cfg["model"].update(shape)
+
+
+def _ar(cfg: dict, args: argparse.Namespace) -> None:
+    if args.tiny:
+        shape = dict(d_model=32, n_layers=1, n_heads=2)
+    elif args.scale == "paper":
+        shape = dict(d_model=768, n_layers=10, n_heads=12, dropout=0.1)
+        cfg["train"].update(lr=5e-4)
+    else:
+        return
+    cfg["model"].update(shape)
+
+
+SYSTEMS = {  # name -> (committed recipe, how --scale/--tiny change it)
+    "codefusion": ("configs/codefusion/bash_ft.yaml", _cf),
+    "codefusion_rag": ("configs/codefusion/bash_rag.yaml", _cf),
+    "ar": ("configs/codegen/bash_cpu.yaml", _ar),
+    "ar_rag": ("configs/codegen/bash_cpu_rag.yaml", _ar),
+}
+GROUPED_TEST_FRACTION = 0.2
+
+
+def grouped_split(out: Path) -> Path:
+    """All Bash pairs re-split by a hash of the command string (JSONL rows for ``data.source: jsonl``)."""
+    import hashlib
+
+    from nl2code.data.sources import load_source
+
+    rows = []
+    for r in load_source("codefusion-bash", str(BENCH)).records:
+        h = int.from_bytes(hashlib.blake2b(r.code.strip().encode(), digest_size=8).digest(), "big") / 2**64
+        split = "test" if h < GROUPED_TEST_FRACTION else "train"
+        rows.append({"task_id": r.task_id, "nl": r.nl, "code": r.code, "language": "bash", "split": split})
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return out
+
+
+def split_data(split: str, work: Path) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """(data section for the configs, test problems, train records) of ``split``."""
+    from nl2code.data.sources import load_source
+
+    if split == "paper":
+        recs = load_source("codefusion-bash", str(BENCH)).records
+        data = {"source": "codefusion-bash", "path": str(BENCH)}
+    else:
+        path = grouped_split(work / "bash_grouped.jsonl")
+        recs = load_source("jsonl", str(path)).records
+        data = {"source": "jsonl", "path": str(path)}
+    problems = {r.task_id: r for r in recs if r.split == "test"}
+    return data, problems, [r for r in recs if r.split == "train"]
+
+
+def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path: Path) -> Path:
+    base, scale = SYSTEMS[name]
+    cfg = yaml.safe_load((REPO / base).read_text())
+    scale(cfg, args)
+    cfg["data"].update(data)
+    cfg["train"].update(
+        seed=args.seed,
+        max_steps=args.max_steps,
+        max_minutes=args.minutes,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        cpu_threads=args.threads,
+        eval_every=0,
+        sample_every=0,
+        ckpt_every=0,
+        keep_last=1,
+        tensorboard=False,
+        progress="lines",
+        log_every=50,
+    )
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    if not (path.is_file() and path.read_text() == text):
+        path.write_text(text)
+    return path
+
+
+def train(config: Path, run_dir: Path, log: Path, threads: int) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (reused when it holds a finished run of this config)."""
+    cmd = [sys.executable, "-m", "nl2code", "train", str(config), "--run-dir", str(run_dir)]
+    done = run_dir / "model.safetensors"
+    fresh = not (done.is_file() and done.stat().st_mtime > config.stat().st_mtime)
+    start = time.monotonic()
+    if fresh:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+        with open(log, "w") as f:
+            rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        if rc:
+            raise RuntimeError(f"training failed ({rc}): {shlex.join(cmd)}; see {log}")
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    last = [r for r in rows if "elapsed_s" in r][-1]
+    return {
+        "command": shlex.join(cmd),
+        "wall_s": round(time.monotonic() - start, 1) if fresh else None,
+        "loop_s": round(last["elapsed_s"], 1),
+        "steps": last["step"],
+        "last_loss": round(last["loss"], 4),
+        "tok_per_s": round(last["tok_per_s"]),
+        "reused": not fresh,
+    }
+
+
+def finished(run_dir: Path) -> dict[str, Any]:
+    """Training facts of a finished run directory (``--runs``), from its metrics and saved config."""
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    last = [r for r in rows if "elapsed_s" in r][-1]
+    keys = ("elapsed_s", "step", "loss", "tok_per_s")
+    info = dict(zip(("loop_s", "steps", "last_loss", "tok_per_s"), (last[k] for k in keys), strict=True))
+    info.update(loop_s=round(info["loop_s"], 1), last_loss=round(info["last_loss"], 4))
+    info.update(tok_per_s=round(info["tok_per_s"]), run_dir=str(run_dir))
+    return info
+
+
+def candidates(run_dir: Path, problems: dict, args: argparse.Namespace, steps: int | None) -> dict[str, list[str]]:
+    """5 candidates per problem: eta-0 diffusion sampling with ``steps`` (CodeFusion), else 5-beam search."""
+    from nl2code.api import GenerationConfig, load_run
+
+    run = load_run(run_dir, args.device)
+    run.model.eval()
+    if steps is not None:
+        from nl2code.generation.diffusion import DiffusionGenerator
+
+        gen: Any = DiffusionGenerator(run)
+        cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch)
+    else:
+        from nl2code.generation.autoregressive import ARGenerator
+
+        gen = ARGenerator(run)
+        cfg = GenerationConfig(n=5, temperature=0.0, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
+    ids = list(problems)
+    cands = gen.generate([problems[i].nl for i in ids], cfg)
+    return {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
+
+
+def param_count(run_dir: Path) -> int:
+    from nl2code.api import load_run
+
+    return sum(p.numel() for p in load_run(run_dir).model.parameters())
+
+
+def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
+    from ar_bash import judge
+
+    evals: dict[str, Any] = {}
+    steps_list = [int(x) for x in args.steps.split(",")] if name.startswith("codefusion") else [None]
+    for steps in steps_list:
+        t0 = time.monotonic()
+        samples = candidates(run_dir, problems, args, steps)
+        label = f"{steps} steps" if steps else "5-beam"
+        evals[label] = {**judge(problems, samples), "sample_s": round(time.monotonic() - t0, 1)}
+        print(f"{name} {label}: " + json.dumps({k: round(100 * v, 1) for k, v in evals[label].items() if "@" in k}))
+    examples = [
+        {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]}
+        for t in list(problems)[:3]
+    ]
+    return {"evals": evals, "examples": examples}
+
+
+def report(result: dict[str, Any], out: Path, name: str) -> None:
+    keys = [*(f"cms@{k}" for k in KS), *(f"template_match@{k}" for k in KS)]
+
+    def pct(m: dict[str, Any]) -> list[Any]:
+        return [round(100 * m[k], 1) if k in m else "" for k in keys]
+
+    m = result["machine"]
+    lines = [
+        header_md("CodeFusion vs AR on Bash at a matched budget (#18)", result["command"], m),
+        f"Device: {m['cuda'] or 'CPU'}; scale {result['scale']}; each model trained for {result['minutes']} min "
+        f"of its loop (`train.max_minutes`), precision {result['precision']}, seed {result['seed']}; "
+        f"wall time of the whole script so far {result.get('wall_s')} s.",
+        "",
+    ]
+    for split, part in result["splits"].items():
+        rows = [["paper: CodeFusion 75M, CodeT5 encoder (CMS)", "", PAPER["cms@1"], "", PAPER["cms@5"], "", "", ""]]
+        rows += [[f"baseline: {b}", "", *pct(v)] for b, v in part["baselines"].items()]
+        for sname, entry in part["systems"].items():
+            rows += [[sname, label, *pct(v)] for label, v in entry["evals"].items()]
+        lines += [
+            f"## Split: {split} ({part['rows']} test rows, a seeded random sample of {part['test_rows']}; "
+            f"{part['train_rows']} train rows)",
+            "",
+            md_table(["system", "sampling", *keys], rows),
+            "",
+            md_table(
+                ["system", "parameters", "steps", "loop s", "last loss", "tokens/s"],
+                [
+                    [
+                        n,
+                        f"{e['parameters']:,}",
+                        *(e["train"][k] for k in ("steps", "loop_s", "last_loss")),
+                        f"{e['train']['tok_per_s']:,}",
+                    ]
+                    for n, e in part["systems"].items()
+                ],
+            ),  # fmt: skip
+            "",
+        ]
+        for sname, entry in part["systems"].items():
+            for ex in entry["examples"]:
+                top = ", ".join(f"`{c[:100]}`" for c in ex["top3"])
+                lines.append(f"- {sname}: {ex['nl'][:90]!r}, gold `{ex['gold']}` -> {top}")
+        lines.append("")
+    write_results(name, result, "\n".join(lines), out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
+    p.add_argument("--minutes", type=float, default=25.0, help="training loop budget per system")
+    p.add_argument("--scale", choices=["recipe", "paper"], default="recipe", help="committed recipe or paper size")
+    p.add_argument("--split", default="paper,grouped", help="comma list of paper, grouped")
+    p.add_argument("--max-steps", type=int, default=100_000, help="upper bound on steps (the budget decides)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, default=500, help="seeded random test rows (0 = the whole split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", default="1,20", help="CodeFusion sampling steps to evaluate (1 = one x0 prediction)")
+    p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="auto", help="auto (fp32 on CPU, bf16 on CUDA) | fp32 | bf16")
+    p.add_argument("--parallel", type=int, default=1, help="systems trained at once")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per training (0 = PyTorch's default)")
+    p.add_argument("--work-dir", default="/tmp/bash_matched")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--name", default="bash_matched", help="results file name")
+    p.add_argument("--tiny", action="store_true", help="tiny models: check the script on a CPU in a minute")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="NAME=RUN_DIR,...: evaluate these finished runs (trained with `nl2code train` on the paper split) "
+        "instead of training --systems",
+    )
+    args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads * args.parallel)
+
+    from ar_bash import judge
+    from bash_baselines import CONSTANT, retrieval_samples
+
+    from nl2code.utils.seed import seeded_subset
+
+    work, out = Path(args.work_dir), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "command": "python benchmarks/bash_matched.py " + shlex.join(sys.argv[1:]),
+        "machine": machine_info(),
+        "seed": args.seed,
+        "scale": "tiny" if args.tiny else args.scale,
+        "minutes": args.minutes,
+        "precision": args.precision,
+        "splits": {},
+    }
+    given = dict(x.split("=", 1) for x in args.runs.split(",")) if args.runs else {}
+    names = list(given) if given else args.systems.split(",")
+    if given and args.split != "paper":
+        sys.exit("--runs: finished runs are evaluated on the split they were trained on; pass --split paper")
+    for split in args.split.split(","):
+        data, all_problems, train_recs = split_data(split, work)
+        keys = seeded_subset(list(all_problems), args.limit or None, args.seed)
+        problems = {k: all_problems[k] for k in keys}
+        part: dict[str, Any] = {
+            "rows": len(problems),
+            "test_rows": len(all_problems),
+            "train_rows": len(train_recs),
+            "baselines": {
+                "constant": judge(problems, {t: [CONSTANT] for t in problems}),
+                "tfidf": judge(problems, retrieval_samples(train_recs, problems, max(KS))),
+            },
+            "systems": {},
+        }
+        result["splits"][split] = part
+
+        def one(name: str, split: str = split, data: dict = data) -> dict[str, Any]:
+            tag = f"{name}-{split}"
+            config = write_config(name, data, args, work / f"{tag}.yaml")
+            return train(config, work / tag, work / f"{tag}.train.log", args.threads)
+
+        if given:
+            trained = {name: finished(Path(d)) for name, d in given.items()}
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+                trained = dict(zip(names, pool.map(one, names), strict=True))
+        for name in names:
+            run_dir = Path(given[name]) if given else work / f"{name}-{split}"
+            entry = {
+                "train": trained[name],
+                "parameters": param_count(run_dir),
+                **evaluate(name, run_dir, problems, args),
+            }
+            part["systems"][name] = entry
+            result["wall_s"] = round(time.monotonic() - started, 1)
+            report(result, out, args.name)
+        for base in ("constant", "tfidf"):
+            print(f"{split} {base}: " + json.dumps({k: round(100 * v, 1) for k, v in part["baselines"][base].items()}))
+
+
+if __name__ == "__main__":
+    main()
