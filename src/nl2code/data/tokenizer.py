@@ -4,13 +4,17 @@ Byte-level BPE covers every byte, has no normaliser and no prefix space, so
 ``decode(encode(x)) == x`` for any string: whitespace, tabs, newlines and unicode included.
 Special tokens are only ever produced *by id* (``encode_special_tokens`` is on), so a literal
 ``"<sep>"`` inside source code is tokenized as ordinary text and never becomes a control token.
+
+:class:`HFTokenizer` serves a pre-trained checkpoint's own tokenizer through the same interface.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -99,8 +103,13 @@ class CodeTokenizer:
             raise FileNotFoundError(f"no tokenizer at {path}")
         meta_path = path.parent / META_FILE
         num = DEFAULT_SENTINELS
+        if not meta_path.is_file() and (path.parent / "tokenizer_config.json").is_file():
+            return HFTokenizer.from_checkpoint(path.parent)  # a checkpoint folder (e.g. CodeT5's)
         if meta_path.is_file():
-            num = int(json.loads(meta_path.read_text(encoding="utf-8"))["num_sentinels"])
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("kind") == "hf":  # an imported checkpoint's own tokenizer (nl2code hf import)
+                return HFTokenizer.load(path.parent)
+            num = int(meta["num_sentinels"])
         return cls(Tokenizer.from_file(str(path)), num)
 
     # -- encoding -----------------------------------------------------------------------------
@@ -149,3 +158,185 @@ def _nonempty(texts: Iterable[str]) -> Iterator[str]:
     for t in texts:
         if t:
             yield t
+
+
+# -- a checkpoint's own tokenizer (nl2code hf import; CodeFusion's encoder_init) -----------------------
+COPIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+FIM_STYLES = (
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    ("<fim-prefix>", "<fim-suffix>", "<fim-middle>"),
+    ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+    ("▁<PRE>", "▁<SUF>", "▁<MID>"),
+    ("<PRE>", "<SUF>", "<MID>"),
+)
+
+
+class TokenizerError(ValueError):
+    """A checkpoint tokenizer that cannot serve nl2code; the message names the file."""
+
+
+def _token_text(value: Any) -> str | None:
+    """``tokenizer_config.json`` writes special tokens as strings or as AddedToken dicts."""
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def resolve_meta(hf_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The control ids of the tokenizer in ``hf_dir`` (see the module doc); ``config`` is config.json."""
+    tok = Tokenizer.from_file(str(hf_dir / TOKENIZER_FILE))
+    tcfg, gen = _json(hf_dir / "tokenizer_config.json"), _json(hf_dir / "generation_config.json")
+
+    def id_of(key: str) -> int | None:
+        text = _token_text(tcfg.get(key))
+        return tok.token_to_id(text) if text is not None else None
+
+    def first(*values: Any) -> int | None:
+        for v in values:
+            if isinstance(v, list):
+                v = v[0] if v else None
+            if isinstance(v, int):
+                return v
+        return None
+
+    eos = first(id_of("eos_token"), gen.get("eos_token_id"), config.get("eos_token_id"))
+    if eos is None:
+        raise TokenizerError(f"{hf_dir}: no eos token in tokenizer_config.json, generation_config.json or config.json")
+    stop = gen.get("eos_token_id", config.get("eos_token_id", eos))
+    stop_ids = sorted({eos, *(stop if isinstance(stop, list) else [stop] if isinstance(stop, int) else [])})
+    bos = first(id_of("bos_token"), gen.get("bos_token_id"), config.get("bos_token_id"))
+    pad = first(id_of("pad_token"), gen.get("pad_token_id"), config.get("pad_token_id"), eos)
+    meta: dict[str, Any] = {
+        "kind": "hf",
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "eos": eos,
+        "stop_ids": stop_ids,
+        "bos": bos,
+        "add_bos": bool(tcfg.get("add_bos_token", False)) and bos is not None,
+        "pad": pad,
+        "infill": None,
+        "fim": None,
+        "num_sentinels": 0,
+    }
+    for names in FIM_STYLES:
+        ids = [tok.token_to_id(n) for n in names]
+        if None not in ids:
+            meta["fim"], meta["infill"] = ids, "psm"
+            break
+    for key, name in (("sep", "<sep>"), ("eom", "<eom>"), ("mask", "<mask>")):
+        meta[key] = tok.token_to_id(name)
+    while tok.token_to_id(f"<mask_{meta['num_sentinels'] + 1}>") is not None:
+        meta["num_sentinels"] += 1
+    if meta["infill"] is None and meta["num_sentinels"] and meta["sep"] is not None and meta["eom"] is not None:
+        meta["infill"] = "codegen2"
+    if meta["sep"] is None:
+        newline = tok.encode("\n", add_special_tokens=False).ids
+        meta["sep"] = newline[0] if len(newline) == 1 else eos
+    return meta
+
+
+def copy_checkpoint_tokenizer(hf_dir: str | Path, dest: str | Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Copy the checkpoint's tokenizer files into ``dest`` (a run's ``tokenizer/``) with our metadata."""
+    hf_dir, dest = Path(hf_dir), Path(dest)
+    if not (hf_dir / TOKENIZER_FILE).is_file():
+        raise TokenizerError(
+            f"{hf_dir}: no tokenizer.json (a fast tokenizer file is needed; convert a slow "
+            "one once with `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`)"
+        )
+    meta = resolve_meta(hf_dir, config)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        if (hf_dir / name).is_file():
+            shutil.copyfile(hf_dir / name, dest / name)
+    (dest / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+class HFTokenizer(CodeTokenizer):
+    """A checkpoint's own tokenizer (``tokenizer.json`` + ``tokenizer_config.json``) behind
+    :class:`CodeTokenizer`'s interface, so every command runs on it unchanged.
+
+    Encoding and decoding are CodeTokenizer's own; the control ids come from ``meta``, resolved once
+    from the checkpoint's files (:func:`resolve_meta`) and saved as ``tokenizer_meta.json`` with
+    ``kind: hf``, which :meth:`CodeTokenizer.load` recognises:
+
+    * ``eos``, and every ``eos_token_id`` of ``generation_config.json`` as a stop token; ``bos``
+      (prepended to prompts when ``tokenizer_config.json`` says ``add_bos_token``); ``pad`` (its
+      own, else eos);
+    * FIM: ``<fim_prefix>``-style (StarCoder), ``<|fim_prefix|>`` (Qwen2.5-Coder), DeepSeek-Coder's
+      and CodeLlama's tokens give ``psm`` infilling; CodeGen2's ``<mask_1>``/``<sep>``/``<eom>``
+      give ``codegen2`` infilling;
+    * ``sep`` (between an utterance and its code in ``data.format: nl_code``): a ``<sep>`` token
+      when the vocabulary has one, else the newline token, so a pair reads ``NL\\ncode``.
+
+    Special tokens are only produced by id, never from text (as for our own tokenizer).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, meta: dict[str, Any], directory: Path | None = None):
+        self._tok = tokenizer
+        self._special_ids: dict[str, int] = {}  # no nl2code specials: token_id looks up the vocabulary
+        self._tok.encode_special_tokens = True
+        self.meta = meta
+        self.directory = directory
+        self.num_sentinels = int(meta.get("num_sentinels", 0))
+        added = [t for t in tokenizer.get_added_tokens_decoder().values() if t.special]
+        self.special_ids = frozenset(tokenizer.token_to_id(t.content) for t in added)
+        self.stop_ids = tuple(meta.get("stop_ids") or [meta["eos"]])
+        self.infill_mode = meta.get("infill")
+        self.bos_prefix = [meta["bos"]] if meta.get("add_bos") else []
+
+    @classmethod
+    def load(cls, directory: str | Path) -> HFTokenizer:
+        directory = Path(directory)
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        return cls(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), meta, directory)
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path) -> HFTokenizer:
+        """The tokenizer of a checkpoint folder, control ids resolved as ``copy_checkpoint_tokenizer`` does."""
+        folder = Path(folder)
+        meta = resolve_meta(folder, _json(folder / "config.json"))
+        return cls(Tokenizer.from_file(str(folder / TOKENIZER_FILE)), meta, folder)
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the tokenizer files (and our metadata) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.directory is not None and self.directory.resolve() != directory.resolve():
+            for name in COPIED:
+                if (self.directory / name).is_file():
+                    shutil.copyfile(self.directory / name, directory / name)
+        else:
+            self._tok.save(str(directory / TOKENIZER_FILE))
+        (directory / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
+        return directory
+
+    def _need(self, key: str, what: str) -> int:
+        value = self.meta.get(key)
+        if value is None:
+            raise TokenizerError(f"this checkpoint's tokenizer has no {what} token")
+        return int(value)
+
+    def sentinel_id(self, i: int) -> int:
+        if not 1 <= i <= self.num_sentinels:
+            raise TokenizerError(f"this checkpoint's tokenizer has no <mask_{i}> sentinel")
+        return self.token_id(f"<mask_{i}>")
+
+    def _fim(self, i: int) -> int:
+        if not self.meta.get("fim"):
+            raise TokenizerError("this checkpoint's tokenizer has no fill-in-the-middle tokens")
+        return int(self.meta["fim"][i])
+
+    pad_id = property(lambda self: int(self.meta["pad"]))
+    eos_id = property(lambda self: int(self.meta["eos"]))
+    sep_id = property(lambda self: int(self.meta["sep"]))
+    eom_id = property(lambda self: self._need("eom", "<eom>"))
+    mask_id = property(lambda self: self._need("mask", "<mask>"))
+    fim_prefix_id = property(lambda self: self._fim(0))
+    fim_suffix_id = property(lambda self: self._fim(1))
+    fim_middle_id = property(lambda self: self._fim(2))

@@ -45,6 +45,9 @@ class ARGenerator:
         spec = run.spec or spec_from_config(run.config)
         self.prompt_format: PromptFormat = prompt_format or spec.prompt_format
         self.infill_mode = infill_mode or spec.infill_mode
+        # an imported checkpoint's tokenizer: every eos of its generation_config stops, bos leads prompts
+        self.stop_ids = list(getattr(self.tok, "stop_ids", [self.tok.eos_id]))
+        self.bos = list(getattr(self.tok, "bos_prefix", []))
         self.use_cache = use_cache
         self.prefix_lm = bool(getattr(self.model.cfg, "prefix_lm", False))
         self.retrieval_k = spec.retrieval_k
@@ -68,8 +71,8 @@ class ARGenerator:
             head = self.retrieved(prompt) if self.retrieval_k else []
             return [*head, *ids, self.tok.sep_id]
         if not ids:
-            return [self.tok.eos_id]  # an empty code prompt starts a new document
-        return ids
+            return self.bos or [self.tok.eos_id]  # an empty code prompt starts a new document
+        return [*self.bos, *ids]
 
     def infill_prompt(self, prefix: str, suffix: str, mode: InfillMode | None = None) -> tuple[list[int], list[int]]:
         """(prompt ids, stop ids) for infilling between ``prefix`` and ``suffix``.
@@ -79,7 +82,7 @@ class ARGenerator:
         """
         tok, mode = self.tok, mode or self.infill_mode
         pre, suf = tok.encode(prefix), tok.encode(suffix)
-        head = [tok.sep_id] if self.prompt_format == "nl" else []
+        head = [*self.bos, *([tok.sep_id] if self.prompt_format == "nl" else [])]
         if mode == "codegen2":
             m1 = tok.sentinel_id(1)
             return [*head, *pre, m1, *suf, tok.eos_id, tok.sep_id, m1], [tok.eom_id, tok.eos_id]
@@ -157,7 +160,7 @@ class ARGenerator:
     ) -> list[list[Candidate]]:
         """For each prompt, ``cfg.n`` candidates, best first."""
         ids = [self.encode_prompt(p, prompt_format) for p in prompts]
-        return self.decode_ids(ids, cfg, [self.tok.eos_id])
+        return self.decode_ids(ids, cfg, self.stop_ids)
 
     @torch.no_grad()
     def token_logprobs(self, prompt: str, completion: str, top: int = 0) -> dict[str, list]:

@@ -46,9 +46,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
             f"{e}; rewrite it from the run's last checkpoint with `nl2code train CONFIG.yaml "
             f"--run-dir {run.path} --resume`, or retrain"
         ) from e
-    model = build_model(cfg.model)
     try:
-        run.load_weights(model, strict=True, device="cpu")
+        if getattr(type(cfg.model), "kind", None) == "codegen":
+            from nl2code.hf.convert import load_weights
+
+            model = load_weights(cfg.model, run.weights_file)  # streamed, in the stored dtype, no random init
+        else:
+            model = build_model(cfg.model)
+            run.load_weights(model, strict=True, device="cpu")
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
         raise RunError(f"{run.weights_file}: cannot load weights: {e}") from e
     dev = torch.device(device)

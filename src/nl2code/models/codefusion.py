@@ -32,6 +32,7 @@ from nl2code.models.layers import (
     residual_std,
 )
 from nl2code.models.outputs import ModelOutput
+from nl2code.models.t5_encoder import T5Encoder, T5EncoderConfig
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class CodeFusionConfig:
         norm_eps: RMSNorm epsilon.
         init_std: normal init std of linear layers.
         embed_init_std: init std of ``L``; 1.0 matches the unit-variance Gaussian noise.
+        encoder_init: a local T5/CodeT5 checkpoint folder: E becomes that checkpoint's encoder
+            (``nl2code train`` reads ``t5_encoder`` from its config.json) and training starts from its
+            weights (the paper's setup). Its tokenizer serves both sides: set ``tokenizer.path`` to it.
+        t5_encoder: E's shape when it is a T5 encoder (filled from ``encoder_init``); its ``d_model``
+            must equal ``d_model``. null = nl2code's own encoder of ``encoder_layers`` blocks.
     """
 
     vocab_size: int = 0
@@ -106,8 +112,14 @@ class CodeFusionConfig:
     norm_eps: float = 1e-5
     init_std: float = 0.02
     embed_init_std: float = 1.0
+    encoder_init: str | None = None
+    t5_encoder: T5EncoderConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.t5_encoder is not None and self.t5_encoder.d_model != self.d_model:
+            raise ValueError(
+                f"the T5 encoder's d_model is {self.t5_encoder.d_model}; set d_model to it (got {self.d_model})"
+            )
         for name in ("d_model", "n_heads", "denoiser_layers", "code_length", "max_nl_length", "num_timesteps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -275,11 +287,19 @@ class CodeFusion(nn.Module):
             raise ValueError("CodeFusionConfig.vocab_size must be resolved (> 0) before building the model")
         self.cfg = cfg
         d, e = cfg.d_model, cfg.diffusion_dim
-        self.nl_embed = nn.Embedding(cfg.vocab_size, d)
+        if cfg.encoder_init is not None and cfg.t5_encoder is None:
+            raise ValueError(
+                "model.encoder_init needs model.t5_encoder (nl2code train reads it from the "
+                "checkpoint's config.json; in code: nl2code.hf.t5.read_config)"
+            )
+        self.t5 = T5Encoder(cfg.t5_encoder) if cfg.t5_encoder is not None else None
+        own = self.t5 is None  # a T5 encoder replaces embedding, blocks and norm of E
+        self.nl_embed = nn.Embedding(cfg.vocab_size, d) if own else None
         self.encoder = nn.ModuleList(
-            Block(d, cfg.n_heads, cfg.ff_width, cfg.mlp, cfg.dropout, cfg.norm_eps) for _ in range(cfg.encoder_layers)
+            Block(d, cfg.n_heads, cfg.ff_width, cfg.mlp, cfg.dropout, cfg.norm_eps)
+            for _ in range(cfg.encoder_layers if own else 0)
         )
-        self.encoder_norm = RMSNorm(d, cfg.norm_eps)
+        self.encoder_norm = RMSNorm(d, cfg.norm_eps) if own else None
         self.code_embed = nn.Embedding(cfg.vocab_size, e)
         self.time_embed = TimestepEmbedding(d)
         self.denoiser = _Stack(cfg, cfg.denoiser_layers, e * (2 if cfg.self_condition else 1))
@@ -321,6 +341,8 @@ class CodeFusion(nn.Module):
         length = nl_ids.shape[1]
         if length > self.cfg.max_nl_length:
             raise ValueError(f"utterance length {length} exceeds max_nl_length {self.cfg.max_nl_length}")
+        if self.t5 is not None:
+            return self.t5(nl_ids, nl_mask)
         cos, sin = self._rotary(length, nl_ids.device)
         mask = key_mask(nl_mask)
         x = self.nl_embed(nl_ids)
@@ -437,7 +459,7 @@ def parameter_counts(model: CodeFusion) -> dict[str, int]:
         return total
 
     counts = {
-        "encoder": count(model.nl_embed, model.encoder, model.encoder_norm),
+        "encoder": count(model.t5, model.nl_embed, model.encoder, model.encoder_norm),
         "code_embedding": count(model.code_embed),
         "denoiser": count(model.denoiser, model.time_embed),
         "decoder": count(model.decoder),

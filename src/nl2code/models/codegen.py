@@ -19,12 +19,17 @@ from torch import nn
 
 from nl2code.models.layers import (
     Block,
+    BlockOptions,
     KVCache,
     MLPKind,
+    NormKind,
     RMSNorm,
+    RopeScaling,
     RotaryEmbedding,
     init_normal_,
+    make_norm,
     residual_std,
+    rotary_inv_freq,
 )
 from nl2code.models.layers import attention_mask as build_attention_mask
 from nl2code.models.moe import MoE, MoEConfig
@@ -56,6 +61,16 @@ class CodeGenConfig:
         moe: sparse mixture-of-experts feed-forward blocks (keys n_experts, top_k, gating, every,
             capacity_factor, switch_coef, z_coef... of ``MoEConfig``; ``every`` selects the blocks), or null
             for dense; the balancing loss is returned as ``ModelOutput.aux_loss``.
+
+    Switches for imported checkpoints (``nl2code hf import``); the defaults keep the model above:
+        n_kv_heads: key/value heads; 0 = n_heads, fewer = grouped-query attention (Llama 3, Qwen2, Mistral).
+        rotary_dim: rotated dims per head; 0 = all (CodeGen rotates 32 of 64).
+        rope_scaling: rotary frequency scaling (``RopeScaling``: linear or llama3), or null.
+        norm: ``rmsnorm`` or ``layernorm`` (CodeGen).
+        parallel_residual: ``x + attn(ln(x)) + mlp(ln(x))`` with one norm per block (CodeGen/GPT-J).
+        qkv_bias, out_bias, mlp_bias: biases on those projections even when ``bias`` is false
+            (Qwen2: q/k/v only; CodeGen: MLP only).
+        head_bias: a bias on the LM head (CodeGen).
     """
 
     vocab_size: int = 0
@@ -73,6 +88,15 @@ class CodeGenConfig:
     bias: bool = False
     prefix_lm: bool = False
     moe: MoEConfig | None = None
+    n_kv_heads: int = 0
+    rotary_dim: int = 0
+    rope_scaling: RopeScaling | None = None
+    norm: NormKind = "rmsnorm"
+    parallel_residual: bool = False
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    head_bias: bool = False
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "max_seq_len"):
@@ -84,6 +108,29 @@ class CodeGenConfig:
             raise ValueError(f"d_model {self.d_model} / n_heads {self.n_heads} must be an even integer (rotary)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.n_kv_heads < 0 or (self.n_kv_heads and self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_kv_heads {self.n_kv_heads} must divide n_heads {self.n_heads} (0 = n_heads)")
+        if self.rotary_dim < 0 or self.rotary_dim % 2 or self.rotary_dim > self.head_dim:
+            raise ValueError(f"rotary_dim {self.rotary_dim} must be even and <= head dim {self.head_dim} (0 = all)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    def block_options(self) -> BlockOptions:
+        return BlockOptions(
+            n_kv_heads=self.n_kv_heads,
+            rotary_dim=self.rotary_dim,
+            norm=self.norm,
+            parallel_residual=self.parallel_residual,
+            qkv_bias=self.bias or self.qkv_bias,
+            out_bias=self.bias or self.out_bias,
+            mlp_bias=self.bias or self.mlp_bias,
+        )
 
     @property
     def ff_width(self) -> int:
@@ -116,12 +163,13 @@ class CodeGenLM(nn.Module):
                 moe=cfg.moe,
                 layer_index=i,
                 with_aux=True,
+                options=cfg.block_options(),
             )
             for i in range(cfg.n_layers)
         )
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.rotary = RotaryEmbedding(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.rotary = rotary_of(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.init_weights(generator)
@@ -220,8 +268,8 @@ class CodeGenLM(nn.Module):
         return KVCache(
             cfg.n_layers,
             batch_size,
-            cfg.n_heads,
-            cfg.d_model // cfg.n_heads,
+            cfg.kv_heads,
+            cfg.head_dim,
             min(max_len or cfg.max_seq_len, cfg.max_seq_len),
             dtype=dtype or ref.dtype,
             device=ref.device,
@@ -244,6 +292,13 @@ class CodeGenLM(nn.Module):
     def num_parameters(self) -> int:
         """Number of distinct parameters (tied weights counted once)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def rotary_of(cfg: CodeGenConfig) -> RotaryEmbedding:
+    """The rotary table of ``cfg`` (derived, never saved: rebuilt after loading on the meta device)."""
+    dim = cfg.rotary_dim or cfg.head_dim
+    inv_freq = rotary_inv_freq(dim, cfg.rope_theta, cfg.rope_scaling) if cfg.rope_scaling else None
+    return RotaryEmbedding(dim, cfg.max_seq_len, cfg.rope_theta, inv_freq)
 
 
 def _right_padded(keep: torch.Tensor) -> bool:

@@ -8,6 +8,7 @@ Nothing here knows about tokens, losses or sampling.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MLPKind = Literal["gelu", "swiglu"]
+NormKind = Literal["rmsnorm", "layernorm"]
 
 if TYPE_CHECKING:
     from nl2code.models.moe import MoEConfig
@@ -33,18 +35,29 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
+def make_norm(kind: NormKind, dim: int, eps: float) -> nn.Module:
+    """RMSNorm (LLaMA) or LayerNorm with a bias (GPT-J/CodeGen)."""
+    if kind == "rmsnorm":
+        return RMSNorm(dim, eps)
+    if kind == "layernorm":
+        return nn.LayerNorm(dim, eps)
+    raise ValueError(f"unknown norm {kind!r} (known: rmsnorm, layernorm)")
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (GPT-NeoX "rotate half" layout) with a precomputed table.
 
     The cos/sin table is a non-persistent buffer: it is derived from the config, so it is never
-    written to checkpoints and follows the module across devices.
+    written to checkpoints and follows the module across devices. ``inv_freq`` (head_dim/2,)
+    replaces the plain ``theta`` frequencies when given (rope scaling, see :func:`rotary_inv_freq`).
     """
 
-    def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0):
+    def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0, inv_freq: torch.Tensor | None = None):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary head_dim must be even, got {head_dim}")
-        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        if inv_freq is None:
+            inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
         angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64), inv_freq)  # (T, Hd/2)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
@@ -67,6 +80,46 @@ class RotaryEmbedding(nn.Module):
         if start + length > self.cos_full.shape[0]:
             raise IndexError(f"positions up to {start + length - 1} exceed the rotary table ({self.cos_full.shape[0]})")
         return self.cos_full[start : start + length], self.sin_signed[start : start + length]
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Rotary frequency scaling of long-context checkpoints (HF ``rope_scaling``).
+
+    Attributes:
+        type: ``linear`` (positions divided by ``factor``: CodeLlama, DeepSeek-Coder) or ``llama3``
+            (low frequencies divided by ``factor``, high ones kept, a smooth ramp between).
+        factor: the scaling factor.
+        low_freq_factor, high_freq_factor, original_max_seq_len: ``llama3`` only.
+    """
+
+    type: Literal["linear", "llama3"] = "linear"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_seq_len: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.factor <= 0 or self.high_freq_factor <= self.low_freq_factor:
+            raise ValueError("rope_scaling: need factor > 0 and high_freq_factor > low_freq_factor")
+
+
+def rotary_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> torch.Tensor:
+    """(head_dim/2,) float64 rotary frequencies, scaled as ``scaling`` says."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    if scaling is None:
+        return inv_freq
+    if scaling.type == "linear":
+        return inv_freq / scaling.factor
+    # llama3: wavelengths longer than the original context / low_freq_factor are slowed down by
+    # `factor`, those shorter than context / high_freq_factor kept, the band between interpolated.
+    wavelen = 2 * math.pi / inv_freq
+    ctx = scaling.original_max_seq_len
+    smooth = (ctx / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)
+    mixed = (1 - smooth) * inv_freq / scaling.factor + smooth * inv_freq
+    out = torch.where(wavelen > ctx / scaling.low_freq_factor, inv_freq / scaling.factor, inv_freq)
+    medium = (wavelen >= ctx / scaling.high_freq_factor) & (wavelen <= ctx / scaling.low_freq_factor)
+    return torch.where(medium, mixed, out)
 
 
 def rotary_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,15 +154,32 @@ class Attention(nn.Module):
     :func:`attention_mask`) whenever more than one query is new.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = False):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = False,
+        *,
+        n_kv_heads: int = 0,
+        rotary_dim: int = 0,
+        qkv_bias: bool | None = None,
+        out_bias: bool | None = None,
+    ):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads or n_heads  # < n_heads: grouped-query attention
+        if n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads {n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         self.head_dim = d_model // n_heads
+        self.rotary_dim = rotary_dim or self.head_dim  # < head_dim: only the first dims rotate (CodeGen)
         self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
-        self.out = nn.Linear(d_model, d_model, bias=bias)
+        # Rows of the fused projection: H query heads, then Hkv key heads, then Hkv value heads.
+        width = (n_heads + 2 * self.n_kv_heads) * self.head_dim
+        self.qkv = nn.Linear(d_model, width, bias=bias if qkv_bias is None else qkv_bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias if out_bias is None else out_bias)
 
     def forward(
         self,
@@ -126,18 +196,24 @@ class Attention(nn.Module):
         :func:`rotary_tables` (T | B T, Hd), which a stack computes once for all its layers.
         """
         B, T, D = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
-        if cos.shape[-1] != self.head_dim:
+        H, Hkv, rd = self.n_heads, self.n_kv_heads, self.rotary_dim
+        qkv = self.qkv(x).view(B, T, H + 2 * Hkv, self.head_dim)
+        if cos.shape[-1] != rd:
             cos, sin = rotary_tables(cos, sin)
         # Rotate q and k together in the projection's own layout (one pass over contiguous rows).
-        c, s = cos[..., None, None, :], sin[..., None, None, :]  # (T | B T, 1, 1, Hd)
-        qk = rotate(qkv[:, :, :2].float(), c, s).to(qkv.dtype)  # (B, T, 2, H, Hd)
-        q, k = qk.permute(2, 0, 3, 1, 4)  # 2 x (B, H, T, Hd)
-        v = qkv[:, :, 2].transpose(1, 2)  # (B, H, T, Hd)
+        c, s = cos[..., None, :], sin[..., None, :]  # (T | B T, 1, rd)
+        qk = qkv[:, :, : H + Hkv]  # (B, T, H + Hkv, Hd)
+        if rd == self.head_dim:
+            qk = rotate(qk.float(), c, s).to(qkv.dtype)
+        else:
+            qk = torch.cat((rotate(qk[..., :rd].float(), c, s).to(qkv.dtype), qk[..., rd:]), dim=-1)
+        q, k = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2)  # (B, H | Hkv, T, Hd)
+        v = qkv[:, :, H + Hkv :].transpose(1, 2)  # (B, Hkv, T, Hd)
         if kv is not None:
             if attn_mask is None and T > 1:
                 raise ValueError("attention over a KV cache with several new queries needs an explicit attn_mask")
             k, v = kv.update(k, v)  # (B, H, S, Hd) with S = cached + T
+        gqa = {"enable_gqa": True} if Hkv != H else {}  # query head h reads kv head h // (H / Hkv)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -145,6 +221,7 @@ class Attention(nn.Module):
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal and attn_mask is None and kv is None,
+            **gqa,
         )  # (B, H, T, Hd)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
@@ -168,11 +245,34 @@ class MLP(nn.Module):
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
 
+@dataclass(frozen=True)
+class BlockOptions:
+    """Switches of imported architectures; the defaults are the original nl2code block.
+
+    Attributes:
+        n_kv_heads: key/value heads (0 = n_heads; fewer = grouped-query attention).
+        rotary_dim: rotated dims per head (0 = all; CodeGen rotates the first 32 of 64).
+        norm: ``rmsnorm`` or ``layernorm``.
+        parallel_residual: ``x + attn(n(x)) + mlp(n(x))`` with one norm (GPT-J/CodeGen).
+        qkv_bias, out_bias, mlp_bias: biases on those projections (None = ``bias``).
+    """
+
+    n_kv_heads: int = 0
+    rotary_dim: int = 0
+    norm: NormKind = "rmsnorm"
+    parallel_residual: bool = False
+    qkv_bias: bool | None = None
+    out_bias: bool | None = None
+    mlp_bias: bool | None = None
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
 
     Args:
         bias: biases on the attention and MLP projections (LLaMA/CodeGen2.5 have none).
+        options: :class:`BlockOptions` of imported architectures (GQA, partial rotary, LayerNorm,
+            parallel residual, per-projection biases).
         moe: when given and ``moe.is_moe_layer(layer_index)``, the MLP is a sparse
             :class:`~nl2code.models.moe.MoE` of ``moe.n_experts`` MLPs; this needs ``with_aux``.
         layer_index: this block's depth (selects MoE layers and seeds the router noise).
@@ -193,11 +293,25 @@ class Block(nn.Module):
         moe: MoEConfig | None = None,
         layer_index: int = 0,
         with_aux: bool = False,
+        options: BlockOptions | None = None,
     ):
         super().__init__()
-        self.attn_norm = RMSNorm(d_model, norm_eps)
-        self.attn = Attention(d_model, n_heads, dropout, bias)
-        self.mlp_norm = RMSNorm(d_model, norm_eps)
+        opt = options or BlockOptions()
+        self.attn_norm = make_norm(opt.norm, d_model, norm_eps)
+        self.attn = Attention(
+            d_model,
+            n_heads,
+            dropout,
+            bias,
+            n_kv_heads=opt.n_kv_heads,
+            rotary_dim=opt.rotary_dim,
+            qkv_bias=opt.qkv_bias,
+            out_bias=opt.out_bias,
+        )
+        self.parallel = opt.parallel_residual
+        # A parallel block feeds attention and MLP the same normalised input: one norm only.
+        self.mlp_norm = None if self.parallel else make_norm(opt.norm, d_model, norm_eps)
+        mlp_bias = bias if opt.mlp_bias is None else opt.mlp_bias
         self.is_moe = moe is not None and moe.is_moe_layer(layer_index)
         if self.is_moe:
             from nl2code.models.moe import MoE
@@ -205,10 +319,10 @@ class Block(nn.Module):
             if not with_aux:
                 raise ValueError("an MoE block must be built with with_aux=True (its balancing loss is returned)")
             self.mlp = MoE.from_config(
-                moe, d_model, lambda: MLP(d_model, d_ff, mlp, bias), seed=moe.noise_seed + layer_index
+                moe, d_model, lambda: MLP(d_model, d_ff, mlp, mlp_bias), seed=moe.noise_seed + layer_index
             )
         else:
-            self.mlp = MLP(d_model, d_ff, mlp, bias)
+            self.mlp = MLP(d_model, d_ff, mlp, mlp_bias)
         self.with_aux = with_aux
         self.drop = nn.Dropout(dropout)
 
@@ -229,14 +343,21 @@ class Block(nn.Module):
         """
         # Dropout is the identity in eval or at p = 0: skip its module calls (decoding is per-call bound).
         drop = self.drop if self.training and self.drop.p > 0 else _identity
+        if self.parallel:
+            normed = self.attn_norm(x)
+            a = drop(self.attn(normed, cos, sin, attn_mask, is_causal, kv))
+            h, aux = self._mlp(normed, token_mask)
+            x = x + a + drop(h)
+            return (x, aux) if self.with_aux else x
         x = x + drop(self.attn(self.attn_norm(x), cos, sin, attn_mask, is_causal, kv))
-        aux = None
-        if self.is_moe:
-            h, aux = self.mlp(self.mlp_norm(x), mask=token_mask)
-        else:
-            h = self.mlp(self.mlp_norm(x))
+        h, aux = self._mlp(self.mlp_norm(x), token_mask)
         x = x + drop(h)
         return (x, aux) if self.with_aux else x
+
+    def _mlp(self, x: torch.Tensor, token_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.is_moe:
+            return self.mlp(x, mask=token_mask)
+        return self.mlp(x), None
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

@@ -108,8 +108,9 @@ def load_merge_config(path: str | Path) -> MergeConfig:
 def router_inputs(model: CodeGenLM, ids: Sequence[int]) -> torch.Tensor:
     """(L, T, D) what each layer's router would see for the token sequence ``ids``."""
     seen: list[torch.Tensor] = []
-    hooks = [b.mlp_norm.register_forward_hook(lambda _m, _i, out: seen.append(out[0].float()))
-             for b in model.blocks]
+    # a parallel block (CodeGen) routes its attention norm's output: it has no MLP norm
+    norms = [b.attn_norm if b.mlp_norm is None else b.mlp_norm for b in model.blocks]
+    hooks = [n.register_forward_hook(lambda _m, _i, out: seen.append(out[0].float())) for n in norms]
     try:
         model(torch.tensor([list(ids)], device=model.embed.weight.device))
     finally:

@@ -68,6 +68,14 @@ def prepare_model(model: nn.Module, cfg: RunConfig, source: str, say: Callable[[
     if cfg.init_from is not None:
         load_init_weights(model, cfg.init_from, source)
         say(f"initialised from {RunDir(cfg.init_from).weights_file}")
+    elif getattr(cfg.model, "encoder_init", None):  # CodeFusion's E from a pre-trained T5 encoder
+        from nl2code.hf.t5 import load_encoder
+
+        try:
+            load_encoder(model.t5, cfg.model.encoder_init)
+        except ValueError as e:
+            raise ConfigError(f"{source}: model.encoder_init: {e}") from None
+        say(f"encoder initialised from {cfg.model.encoder_init}")
     if cfg.adapters is not None:
         names = apply_adapters(model, cfg.adapters, derive_seed(cfg.train.seed, 0, 7), source)
         a = cfg.adapters

@@ -206,8 +206,21 @@ def describe_stages(cfg: RunConfig, stages: list[Stage]) -> str:
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, list[Stage]]:
     """Load and validate a run config (and its stages) from YAML plus dotted overrides."""
-    cfg = resolve_init_from(load(RunConfig, path, overrides), str(path))
+    cfg = resolve_encoder_init(resolve_init_from(load(RunConfig, path, overrides), str(path)), str(path))
     return cfg, resolve_stages(cfg, str(path))
+
+
+def resolve_encoder_init(cfg: RunConfig, source: str = "<config>") -> RunConfig:
+    """Fill ``model.t5_encoder`` from the checkpoint ``model.encoder_init`` names (CodeFusion)."""
+    model = cfg.model
+    if getattr(model, "encoder_init", None) is None or model.t5_encoder is not None:
+        return cfg
+    from nl2code.hf.t5 import read_config
+
+    try:
+        return replace(cfg, model=replace(model, t5_encoder=read_config(model.encoder_init)))
+    except ValueError as e:
+        raise ConfigError(f"{source}: model.encoder_init: {e}") from None
 
 
 def resolve_init_from(cfg: RunConfig, source: str = "<config>") -> RunConfig:
