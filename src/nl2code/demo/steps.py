@@ -48,18 +48,81 @@ def corpus(ctx: Context) -> dict[str, Any]:
     write_jsonl(
         ctx.out / "corpus" / "heldout.jsonl", [{"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in chosen]
     )
+    lines = nextline_rows(ctx, test)
+    write_jsonl(ctx.out / "corpus" / "nextline.jsonl", lines)
     stats = {
         "records": res.split_counts(),
         "dropped": dict(res.dropped),
         "notes": res.notes,
         "heldout": len(chosen),
         "heldout_candidates": len(test),
+        "nextline_rows": len(lines),
     }
     write_json(ctx.out / "corpus" / "stats.json", stats)
     ctx.say(
-        f"      {sum(stats['records'].values())} functions ({stats['records']}), {len(chosen)} held out for scoring"
+        f"      {sum(stats['records'].values())} functions ({stats['records']}), {len(chosen)} held out for scoring, "
+        f"{len(lines)} next-line rows"
     )
     return stats
+
+
+def nextline_rows(ctx: Context, functions: list[Any]) -> list[dict[str, str]]:
+    """The next-line task's held-out rows: lines of test-split functions, in the held-out order."""
+    from nl2code.demo.nextline import line_rows
+
+    s = ctx.settings
+    dicts = ({"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in functions)
+    return line_rows(dicts, s.nextline_per_function)[: s.nextline_rows]
+
+
+def baselines(ctx: Context) -> dict[str, Any]:
+    """The constant and retrieval answers for both held-out tasks, from the training functions only.
+
+    Next line: see :mod:`nl2code.demo.nextline`. Docstring -> function: constant = the most frequent
+    training function, retrieval = the function of the training docstring nearest by TF-IDF.
+    """
+    from collections import Counter
+
+    from nl2code.data.retrieval import TfIdf
+    from nl2code.data.sources import load_source
+    from nl2code.demo.nextline import ConstantBaseline, RetrievalBaseline, line_rows, line_scores
+    from nl2code.demo.scores import heldout_scores
+
+    train_fns = [
+        {"task_id": r.task_id, "nl": r.nl, "code": r.code}
+        for r in load_source("pysource", None, **ctx.corpus_options()).records
+        if r.split == "train"
+    ]
+    train_rows = line_rows(train_fns)
+    rows = read_jsonl(ctx.out / "corpus" / "nextline.jsonl")
+    targets = [r["target"] for r in rows]
+    heldout = read_jsonl(ctx.out / "corpus" / "heldout.jsonl")
+    refs = {r["task_id"]: r["code"] for r in heldout}
+    constant_fn = Counter(f["code"] for f in train_fns).most_common(1)[0][0]
+    index = TfIdf([f["nl"] for f in train_fns])
+    nearest = {}
+    for r in heldout:
+        scores = index.scores(r["nl"])
+        nearest[r["task_id"]] = train_fns[int(scores.argmax())]["code"] if scores.max() > 0 else constant_fn
+    systems = {
+        "constant": (ConstantBaseline(train_rows), {t: [constant_fn] for t in refs}),
+        "retrieval": (RetrievalBaseline(train_rows), {t: [c] for t, c in nearest.items()}),
+    }
+    metrics, samples = {}, []
+    for name, (lines, functions) in systems.items():
+        predictions = lines.predict(rows)
+        samples += [
+            {"system": name, "task_id": r["task_id"], "prediction": p} for r, p in zip(rows, predictions, strict=True)
+        ]
+        metrics[name] = {"nextline": line_scores(targets, predictions), "heldout": heldout_scores(refs, functions, 1)}
+    write_jsonl(ctx.out / "samples" / "baselines" / "nextline.jsonl", samples)
+    write_json(ctx.out / "eval" / "baselines" / "metrics.json", metrics)
+    for name, m in metrics.items():
+        ctx.say(
+            f"      {name}: next line exact {m['nextline']['exact_match']:.3f}, "
+            f"edit similarity {m['nextline']['edit_similarity']:.3f}; function BLEU {m['heldout']['bleu']:.1f}"
+        )
+    return {"train_lines": len(train_rows), "rows": len(rows)}
 
 
 def tokenizer(ctx: Context) -> dict[str, Any]:
@@ -271,9 +334,40 @@ def generate_one(ctx: Context, name: str, counter: Path | None = None) -> int:
         for j, c in enumerate(cands)
     ]
     write_jsonl(ctx.out / "samples" / name / "humaneval.jsonl", rows)
+    if hasattr(gen, "decode_ids"):  # an AR model continues code; the diffusion model writes whole functions
+        write_jsonl(ctx.out / "samples" / name / "nextline.jsonl", next_lines(gen, ctx))
     bar.close()
     write_json(ctx.out / "samples" / name / "done.json", {"heldout": len(heldout), "humaneval": len(problems)})
     return 0
+
+
+def next_lines(gen: Any, ctx: Context, chunk: int = 16) -> list[dict[str, Any]]:
+    """The AR model's greedy next line for every next-line row.
+
+    The prompt is the fine-tuning layout ``NL <sep> code`` with the code cut before the newline that
+    ends the last given line: the tokenizer joins a newline with the next line's indentation, so the
+    model writes that token itself. The answer is the first non-blank line after that newline.
+    """
+    from nl2code.api import GenerationConfig
+
+    tok = gen.tok
+    rows = read_jsonl(ctx.out / "corpus" / "nextline.jsonl")
+    cfg = GenerationConfig(max_new_tokens=ctx.settings.nextline_tokens, temperature=0.0, batch_size=chunk)
+    out = []
+    for i in range(0, len(rows), chunk):
+        part = rows[i : i + chunk]
+        ids = [[*tok.encode(r["nl"]), tok.sep_id, *tok.encode(r["prefix"][:-1])] for r in part]
+        for r, cands in zip(part, gen.decode_ids(ids, cfg, [tok.eos_id]), strict=True):
+            text = cands[0].text
+            out.append({"task_id": r["task_id"], "continuation": text, "prediction": line_after_newline(text)})
+    return out
+
+
+def line_after_newline(text: str) -> str:
+    """The first non-blank line after the first newline of ``text`` ("" without a newline)."""
+    from nl2code.demo.nextline import first_line
+
+    return first_line(text.split("\n", 1)[1]) if "\n" in text else ""
 
 
 def generate(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
@@ -333,8 +427,18 @@ def evaluate(ctx: Context, name: str) -> dict[str, Any]:
         he = humaneval_scores(read_jsonl(he_dir / "results.jsonl"), s.n)
         he["isolation"] = summary["isolation"]
     metrics = {"heldout": scores, "humaneval": he}
+    lines_path = ctx.out / "samples" / name / "nextline.jsonl"
+    if lines_path.is_file():
+        from nl2code.demo.nextline import line_scores
+
+        targets = {r["task_id"]: r["target"] for r in read_jsonl(ctx.out / "corpus" / "nextline.jsonl")}
+        preds = {r["task_id"]: r["prediction"] for r in read_jsonl(lines_path)}
+        metrics["nextline"] = line_scores(list(targets.values()), [preds.get(t, "") for t in targets])
     write_json(ctx.out / "eval" / name / "metrics.json", metrics)
     pass1 = "not run" if ctx.humaneval_skip else f"{he['at_k']['pass'][0]:.3f}"
+    if "nextline" in metrics:
+        nl = metrics["nextline"]
+        ctx.say(f"      {name}: next line exact {nl['exact_match']:.3f}, edit similarity {nl['edit_similarity']:.3f}")
     ctx.say(
         f"      {name}: syntax@1 {scores['at_k']['syntax_valid'][0]:.2f}, "
         f"exact@1 {scores['at_k']['exact_match'][0]:.2f}, BLEU {scores['bleu']:.1f}, "
