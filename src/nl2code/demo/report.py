@@ -86,8 +86,8 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
         }
     heldout = _read_jsonl(out / "corpus" / "heldout.jsonl")
     base_path = out / "eval" / "baselines" / "metrics.json"
-    line_samples = {name: _read_jsonl(out / "samples" / name / "nextline.jsonl") for name in models}
-    for r in _read_jsonl(out / "samples" / "baselines" / "nextline.jsonl"):
+    line_samples = {name: _read_jsonl(out / "samples" / name / "nextword.jsonl") for name in models}
+    for r in _read_jsonl(out / "samples" / "baselines" / "nextword.jsonl"):
         line_samples.setdefault(r["system"], []).append(r)
     stats_path = out / "corpus" / "stats.json"
     return {
@@ -102,8 +102,8 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
         "skipped": skipped,
         "heldout": heldout,
         "baselines": json.loads(base_path.read_text(encoding="utf-8")) if base_path.is_file() else {},
-        "nextline": _read_jsonl(out / "corpus" / "nextline.jsonl"),
-        "nextline_samples": {k: {r["task_id"]: r["prediction"] for r in v} for k, v in line_samples.items()},
+        "nextword": _read_jsonl(out / "corpus" / "nextword.jsonl"),
+        "nextword_samples": {k: {r["task_id"]: r["prediction"] for r in v} for k, v in line_samples.items()},
     }
 
 
@@ -149,8 +149,8 @@ def comparison_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the models-vs-baselines table: both held-out tasks, one row per system."""
     header = [
         "system",
-        "next line: exact match",
-        "next line: edit similarity",
+        "next word: exact match",
+        "next word: edit similarity",
         "function: exact@1",
         "function: BLEU",
         "function: CodeBLEU",
@@ -158,7 +158,7 @@ def comparison_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     systems = {**data["baselines"], **_scored(data)}
     rows = []
     for name, m in systems.items():
-        line, fn = m.get("nextline"), m["heldout"]
+        line, fn = m.get("nextword"), m["heldout"]
         rows.append([
             name, _fmt(line["exact_match"]) if line else "–", _fmt(line["edit_similarity"]) if line else "–",
             _fmt(fn["at_k"]["exact_match"][0]), _fmt(fn["bleu"], 1), _fmt(fn["codebleu"]),
@@ -179,7 +179,7 @@ def summary_table(data: dict[str, Any]) -> str:
     """The summary as a markdown table (what ``nl2code demo`` prints at the end)."""
     lines = _markdown(*summary_rows(data))
     if data.get("baselines"):
-        lines += [f"\nmodels vs baselines on the held-out sets ({len(data['nextline'])} next-line rows):\n"]
+        lines += [f"\nmodels vs baselines on the held-out sets ({len(data['nextword'])} next-word rows):\n"]
         lines += _markdown(*comparison_rows(data))
     if humaneval_not_run(data):
         lines.append(f"\nHumanEval pass@k not run: {humaneval_not_run(data)}")
@@ -335,15 +335,15 @@ def _examples(data: dict[str, Any], count: int = 6) -> str:
 
 
 def _line_examples(data: dict[str, Any], count: int = 12, context: int = 4) -> str:
-    """Next-line rows: the last lines given, the true next line, and each system's answer (✓ = exact)."""
-    from nl2code.demo.nextline import normalise
+    """Next-word rows: the last lines given, the true next word, and each system's answer (✓ = exact)."""
+    from nl2code.demo.nextword import normalise
 
-    preds = data["nextline_samples"]
+    preds = data["nextword_samples"]
     order = [k for k in preds if k in data["models"]] + [k for k in preds if k not in data["models"]]
     parts = []
-    for row in data["nextline"][:count]:
+    for row in data["nextword"][:count]:
         shown = "\n".join(row["prefix"].rstrip("\n").split("\n")[-context:])
-        cells = [f"<tr><td>true next line</td><td><code>{html.escape(row['target'])}</code></td></tr>"]
+        cells = [f"<tr><td>true next word</td><td><code>{html.escape(row['target'])}</code></td></tr>"]
         for name in order:
             p = preds[name].get(row["task_id"], "")
             mark = " ✓" if normalise(p) == normalise(row["target"]) else ""
@@ -359,20 +359,20 @@ def _comparison(data: dict[str, Any]) -> str:
     if not data.get("baselines"):
         return ""
     const = data["baselines"].get("constant", {})
-    answer = next(iter(data["nextline_samples"].get("constant", {}).values()), "")
+    answer = next(iter(data["nextword_samples"].get("constant", {}).values()), "")
     return f"""<h2>Held-out: trained models vs a constant answer and retrieval</h2>{_table(*comparison_rows(data))}
-<p class="note"><b>Next line</b> ({len(data["nextline"])} rows; CodeXGLUE's line-level completion): given a held-out
-function's description and its first lines, write the next line. Rows: up to
-{data["settings"]["nextline_per_function"]} non-blank lines after the signature of each function from modules
+<p class="note"><b>Next word</b> ({len(data["nextword"])} rows; CodeXGLUE's line-level completion): given a held-out
+function's description and its first lines, write the next word. Rows: up to
+{data["settings"]["nextword_per_function"]} non-blank lines after the signature of each function from modules
 never trained on. Exact match and edit similarity (1 - Levenshtein distance / longer length) compare the lines
 after stripping and collapsing whitespace. The AR model writes greedily after <code>NL &lt;sep&gt; code so
-far</code>; the diffusion model writes whole functions and has no next-line answer. <b>constant</b> answers
+far</code>; the diffusion model writes whole functions and has no next-word answer. <b>constant</b> answers
 every row with the most frequent line of the training functions (<code>{html.escape(answer)}</code>);
 <b>retrieval</b> answers with the line that followed the most similar training context (TF-IDF cosine over the
-description and the lines so far, {const.get("nextline", {}).get("rows", 0)} rows scored).
+description and the lines so far, {const.get("nextword", {}).get("rows", 0)} rows scored).
 <b>Function</b>: the docstring -> function task below (top candidate); constant = the most frequent training
 function, retrieval = the function of the nearest training docstring (TF-IDF).</p>
-<h3>Next-line examples (✓ = exact match)</h3>{_line_examples(data)}"""
+<h3>Next-word examples (✓ = exact match)</h3>{_line_examples(data)}"""
 
 
 CSS = """body{font:14px/1.5 system-ui,sans-serif;max-width:1200px;margin:0 auto;padding:16px 24px;color:#1d1f21}

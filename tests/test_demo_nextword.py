@@ -1,16 +1,16 @@
-"""The demo's next-line task: rows, metric and baselines on tiny fixtures (exact numbers)."""
+"""The demo's next-word task: rows, metric and baselines on tiny fixtures (exact numbers)."""
 
 from __future__ import annotations
 
 import pytest
 
-from nl2code.demo.nextline import (
+from nl2code.demo.nextword import (
     ConstantBaseline,
     RetrievalBaseline,
     edit_similarity,
     first_line,
-    line_rows,
-    line_scores,
+    word_rows,
+    completion_scores,
 )
 from nl2code.demo.steps import line_after_newline
 
@@ -25,29 +25,30 @@ TRAIN = [
 ]
 
 
-def test_line_rows_skip_the_signature_and_blank_lines():
-    rows = line_rows(TRAIN)
+def test_word_rows_skip_the_signature_and_blank_lines():
+    rows = word_rows(TRAIN)
     assert [r["task_id"] for r in rows] == ["a:1", "a:2", "b:1", "b:3", "c:1", "c:2"]
     assert rows[3]["prefix"] == "def double(x):\n    y = x * 2\n\n" and rows[3]["target"] == "return y"
     assert rows[0]["nl"] == "Add one."
     # per_function spreads the kept lines over the function
     long = {"task_id": "l", "nl": "", "code": "\n".join(["def f():"] + [f"    x{i} = {i}" for i in range(6)])}
-    assert [r["task_id"] for r in line_rows([long], per_function=3)] == ["l:1", "l:3", "l:5"]
+    assert [r["task_id"] for r in word_rows([long], per_function=3)] == ["l:1", "l:3", "l:5"]
 
 
-def test_line_scores_and_edit_similarity():
+def test_completion_scores_and_edit_similarity():
     assert edit_similarity("return  y ", "return y") == 1.0
     assert edit_similarity("return x", "return y") == pytest.approx(1 - 1 / 8)
     assert edit_similarity("", "") == 1.0 and edit_similarity("", "abcd") == 0.0
-    s = line_scores(["return y", "pass", "x = 1"], ["return y", "pas", ""])
+    s = completion_scores(["return y", "pass", "x = 1"], ["return y", "pas", ""])
     assert s["rows"] == 3 and s["exact_match"] == pytest.approx(1 / 3)
+    assert isinstance(completion_scores(["a"], ["b"])["exact_match"], float)
     assert s["edit_similarity"] == pytest.approx((1 + 0.75 + 0) / 3)
     with pytest.raises(ValueError):
-        line_scores(["a"], [])
+        completion_scores(["a"], [])
 
 
 def test_constant_and_retrieval_baselines():
-    rows = line_rows(TRAIN)
+    rows = word_rows(TRAIN)
     const = ConstantBaseline(rows)
     assert const.answer == "return y"  # twice in train; every other line once
     held = [
@@ -62,8 +63,8 @@ def test_constant_and_retrieval_baselines():
     # h:3 shares no word: the constant answer.
     assert retrieved == ["return f.read()", "y = x + 1", "return y"]
     targets = [r["target"] for r in held]
-    assert line_scores(targets, retrieved)["exact_match"] == pytest.approx(1 / 3)
-    assert line_scores(targets, const.predict(held))["exact_match"] == 0.0
+    assert completion_scores(targets, retrieved)["exact_match"] == pytest.approx(1 / 3)
+    assert completion_scores(targets, const.predict(held))["exact_match"] == 0.0
 
 
 def test_model_answer_is_the_line_after_the_newline():
