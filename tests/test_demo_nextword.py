@@ -7,42 +7,39 @@ import pytest
 from nl2code.demo.nextword import (
     ConstantBaseline,
     RetrievalBaseline,
-    edit_similarity,
-    first_line,
-    word_rows,
     completion_scores,
+    edit_similarity,
+    first_word,
+    word_offsets,
+    word_rows,
 )
-from nl2code.demo.steps import line_after_newline
 
 TRAIN = [
     {"task_id": "a", "nl": "Add one.", "code": "def inc(x):\n    y = x + 1\n    return y"},
-    {"task_id": "b", "nl": "Double it.", "code": "def double(x):\n    y = x * 2\n\n    return y"},
-    {
-        "task_id": "c",
-        "nl": "Open a file.",
-        "code": "def load(path):\n    with open(path) as f:\n        return f.read()",
-    },
+    {"task_id": "b", "nl": "Double it.", "code": "def double(x):\n    return x * 2"},
 ]
 
 
-def test_word_rows_skip_the_signature_and_blank_lines():
+def test_word_rows_are_the_names_after_the_signature():
+    assert word_offsets(TRAIN[0]["code"]) == [(16, "y"), (20, "x"), (30, "return"), (37, "y")]
     rows = word_rows(TRAIN)
-    assert [r["task_id"] for r in rows] == ["a:1", "a:2", "b:1", "b:3", "c:1", "c:2"]
-    assert rows[3]["prefix"] == "def double(x):\n    y = x * 2\n\n" and rows[3]["target"] == "return y"
+    assert [(r["task_id"], r["target"]) for r in rows] == [
+        ("a@16", "y"), ("a@20", "x"), ("a@30", "return"), ("a@37", "y"), ("b@19", "return"), ("b@26", "x"),
+    ]  # fmt: skip
+    # the whitespace before the word is the model's to write (the tokenizer joins it to the word)
+    assert rows[1]["prefix"] == "def inc(x):\n    y =" and rows[2]["prefix"] == "def inc(x):\n    y = x + 1"
     assert rows[0]["nl"] == "Add one."
-    # per_function spreads the kept lines over the function
-    long = {"task_id": "l", "nl": "", "code": "\n".join(["def f():"] + [f"    x{i} = {i}" for i in range(6)])}
-    assert [r["task_id"] for r in word_rows([long], per_function=3)] == ["l:1", "l:3", "l:5"]
+    assert [r["target"] for r in word_rows(TRAIN, per_function=2)] == ["y", "return", "return", "x"]
+    assert word_offsets("def f(:\n    '''") == []  # does not tokenize: no rows
 
 
-def test_completion_scores_and_edit_similarity():
-    assert edit_similarity("return  y ", "return y") == 1.0
-    assert edit_similarity("return x", "return y") == pytest.approx(1 - 1 / 8)
+def test_scores_and_edit_similarity():
+    assert edit_similarity(" return ", "return") == 1.0
+    assert edit_similarity("self", "sell") == pytest.approx(0.75)
     assert edit_similarity("", "") == 1.0 and edit_similarity("", "abcd") == 0.0
-    s = completion_scores(["return y", "pass", "x = 1"], ["return y", "pas", ""])
-    assert s["rows"] == 3 and s["exact_match"] == pytest.approx(1 / 3)
+    s = completion_scores(["self", "return", "x"], ["self", "retur", ""])
+    assert s == {"rows": 3, "exact_match": pytest.approx(1 / 3), "edit_similarity": pytest.approx((1 + 5 / 6) / 3)}
     assert isinstance(completion_scores(["a"], ["b"])["exact_match"], float)
-    assert s["edit_similarity"] == pytest.approx((1 + 0.75 + 0) / 3)
     with pytest.raises(ValueError):
         completion_scores(["a"], [])
 
@@ -50,25 +47,24 @@ def test_completion_scores_and_edit_similarity():
 def test_constant_and_retrieval_baselines():
     rows = word_rows(TRAIN)
     const = ConstantBaseline(rows)
-    assert const.answer == "return y"  # twice in train; every other line once
+    assert const.answer == "y"  # y, x and return twice each: the first seen wins
     held = [
-        {"task_id": "h:1", "nl": "Read a file.", "prefix": "def read(path):\n    with open(path) as f:\n",
-         "target": "return f.read()"},
-        {"task_id": "h:2", "nl": "Triple.", "prefix": "def triple(z):\n", "target": "w = z * 3"},
-        {"task_id": "h:3", "nl": "???", "prefix": "+\n", "target": "pass"},  # no shared word
-    ]  # fmt: skip
-    assert const.predict(held) == ["return y"] * 3
+        {"task_id": "h@1", "nl": "Add two.", "prefix": "def add2(x):\n    y = x + 2\n   ", "target": "return"},
+        {"task_id": "h@2", "nl": "Double it.", "prefix": "def twice(x):\n   ", "target": "return"},
+        {"task_id": "h@3", "nl": "?", "prefix": "+", "target": "pass"},  # no shared word
+    ]
+    assert const.predict(held) == ["y"] * 3
     retrieved = RetrievalBaseline(rows).predict(held)
-    # h:1 -> c's context (open, path, with); h:2 shares only "def" with every row: the first wins;
-    # h:3 shares no word: the constant answer.
-    assert retrieved == ["return f.read()", "y = x + 1", "return y"]
+    # Words of two or more characters count: h@1 shares "add" with a's rows, nearest the shortest
+    # context (a@37: add, one, return; it was followed by y); h@2 shares b's description, b@19 has
+    # the fewer words (double, it, def); h@3 shares nothing: the constant answer.
+    assert retrieved == ["y", "return", "y"]
     targets = [r["target"] for r in held]
     assert completion_scores(targets, retrieved)["exact_match"] == pytest.approx(1 / 3)
     assert completion_scores(targets, const.predict(held))["exact_match"] == 0.0
 
 
-def test_model_answer_is_the_line_after_the_newline():
-    assert line_after_newline("\n    return y\n    x") == "return y"
-    assert line_after_newline(" + 1\n\n    pass") == "pass"  # the rest of the given line is ignored
-    assert line_after_newline("return y") == ""  # never left the given line
-    assert first_line("\n\n  a = 1  \nb") == "a = 1"
+def test_the_model_answer_is_the_word_its_continuation_starts_with():
+    assert first_word("\n    return y") == "return"
+    assert first_word(" self._w, x") == "self"
+    assert first_word("(x)") == "" and first_word("") == ""
