@@ -226,6 +226,13 @@ def _check_report(out: Path) -> str:
     table = (out / "report" / "summary.md").read_text(encoding="utf-8")
     assert "| codegen |" in table
     metrics = json.loads((out / "eval" / "codegen" / "metrics.json").read_text())
+    # The models-vs-baselines table: the same next-word rows for the AR model and both baselines.
+    for system in ("constant", "retrieval", "codegen"):
+        assert re.search(rf"^\| {system} \| \d\.\d{{3}} \| \d\.\d{{3}} \|", table, re.M), table
+    rows = len((out / "corpus" / "nextword.jsonl").read_text().splitlines())
+    baselines = json.loads((out / "eval" / "baselines" / "metrics.json").read_text())
+    assert rows > 0 and metrics["nextword"]["rows"] == rows == baselines["retrieval"]["nextword"]["rows"]
+    assert "vs a constant answer and retrieval" in page and "true next word" in page
     from nl2code.eval import sandbox
 
     if sandbox.isolation_problem():  # no bubblewrap here: HumanEval is not executed, and that is said
@@ -253,6 +260,7 @@ def test_quick_demo_runs_and_resumes(tmp_path, capsys):
     assert {
         "corpus.json",
         "tokenizer.json",
+        "baselines.json",
         "train-codegen.json",
         "generate-codegen.json",
         "evaluate-codegen.json",
@@ -304,4 +312,10 @@ def test_full_demo_under_ten_minutes(tmp_path):
     table = _check_report(out)
     assert "| codefusion |" in table, table
     print(f"full demo: {elapsed:.0f} s\n{table}")
+    # The acceptance: the trained AR model beats both baselines on the next-word rows.
+    baselines = json.loads((out / "eval" / "baselines" / "metrics.json").read_text())
+    model = json.loads((out / "eval" / "codegen" / "metrics.json").read_text())["nextword"]
+    for name in ("constant", "retrieval"):
+        for metric in ("exact_match", "edit_similarity"):
+            assert model[metric] > baselines[name]["nextword"][metric], (name, metric, table)
     assert elapsed < 600, f"the demo took {elapsed:.0f} s (budget 600 s on 2 cores)"

@@ -116,8 +116,12 @@ def run_children(jobs: list[ChildJob], what: str, say: Callable[[str], None], po
 
     ctx = mp.get_context("spawn")  # no fork: torch and tokenizers threads do not survive it
     tty = sys.stderr.isatty()
-    bars = {j.name: tqdm(total=j.total, desc=f"{what} {j.name}", position=i, unit="", disable=not tty, leave=True,
-                         dynamic_ncols=True) for i, j in enumerate(jobs)}
+    bars = {
+        j.name: tqdm(
+            total=j.total, desc=f"{what} {j.name}", position=i, unit="", disable=not tty, leave=True, dynamic_ncols=True
+        )
+        for i, j in enumerate(jobs)
+    }
     for j in jobs:
         say(f"      {what} {j.name} in a child process; log: {j.log}")
         j.proc = ctx.Process(target=_child, args=(j.target, j.args, str(j.log)), name=f"{what}-{j.name}")
@@ -137,8 +141,10 @@ def run_children(jobs: list[ChildJob], what: str, say: Callable[[str], None], po
                     j.seconds = time.monotonic() - j.start
                     if j.proc.exitcode != 0:
                         _stop_others(jobs)
-                        raise DemoError(f"{what} {j.name} failed (exit {j.proc.exitcode}); end of {j.log}:\n"
-                                        f"{_tail(j.log)}\nfix the cause and run the demo again to resume")
+                        raise DemoError(
+                            f"{what} {j.name} failed (exit {j.proc.exitcode}); end of {j.log}:\n"
+                            f"{_tail(j.log)}\nfix the cause and run the demo again to resume"
+                        )
             if not tty and time.monotonic() - last_line > 20:
                 last_line = time.monotonic()
                 say("      " + " | ".join(f"{what} {j.name} {j.progress()[0]}/{j.total}" for j in jobs))

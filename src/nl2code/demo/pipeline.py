@@ -200,6 +200,7 @@ def _run(
     steps = [
         Step("corpus", "mine the NL->code corpus from the Python standard library", lambda: S.corpus(ctx)),
         Step("tokenizer", "train the BPE tokenizer", lambda: S.tokenizer(ctx)),
+        Step("baselines", "score the constant and retrieval baselines", lambda: S.baselines(ctx)),
     ]
     together = " side by side" if jobs > 1 and len(models) > 1 else ""
     # Named by the model set, so a model added later (say, once its generator exists) gets trained

@@ -85,6 +85,10 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
             "samples": _read_jsonl(out / "samples" / name / "heldout.jsonl"),
         }
     heldout = _read_jsonl(out / "corpus" / "heldout.jsonl")
+    base_path = out / "eval" / "baselines" / "metrics.json"
+    line_samples = {name: _read_jsonl(out / "samples" / name / "nextword.jsonl") for name in models}
+    for r in _read_jsonl(out / "samples" / "baselines" / "nextword.jsonl"):
+        line_samples.setdefault(r["system"], []).append(r)
     stats_path = out / "corpus" / "stats.json"
     return {
         "out": str(out),
@@ -97,6 +101,9 @@ def collect(out: Path, models: list[str], skipped: dict[str, str], settings: Dem
         "models": per_model,
         "skipped": skipped,
         "heldout": heldout,
+        "baselines": json.loads(base_path.read_text(encoding="utf-8")) if base_path.is_file() else {},
+        "nextword": _read_jsonl(out / "corpus" / "nextword.jsonl"),
+        "nextword_samples": {k: {r["task_id"]: r["prediction"] for r in v} for k, v in line_samples.items()},
     }
 
 
@@ -138,6 +145,31 @@ def summary_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def comparison_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the models-vs-baselines table: both held-out tasks, one row per system."""
+    header = [
+        "system",
+        "next word: exact match",
+        "next word: edit similarity",
+        "function: exact@1",
+        "function: BLEU",
+        "function: CodeBLEU",
+    ]
+    systems = {**data["baselines"], **_scored(data)}
+    rows = []
+    for name, m in systems.items():
+        line, fn = m.get("nextword"), m["heldout"]
+        rows.append([
+            name, _fmt(line["exact_match"]) if line else "–", _fmt(line["edit_similarity"]) if line else "–",
+            _fmt(fn["at_k"]["exact_match"][0]), _fmt(fn["bleu"], 1), _fmt(fn["codebleu"]),
+        ])  # fmt: skip
+    return header, rows
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def humaneval_not_run(data: dict[str, Any]) -> str:
     """Why HumanEval's programs were not executed (the sandbox lacked the required isolation), or ""."""
     return next((m["humaneval"]["skipped"] for m in _scored(data).values() if m["humaneval"].get("skipped")), "")
@@ -145,9 +177,10 @@ def humaneval_not_run(data: dict[str, Any]) -> str:
 
 def summary_table(data: dict[str, Any]) -> str:
     """The summary as a markdown table (what ``nl2code demo`` prints at the end)."""
-    header, rows = summary_rows(data)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = _markdown(*summary_rows(data))
+    if data.get("baselines"):
+        lines += [f"\nmodels vs baselines on the held-out sets ({len(data['nextword'])} next-word rows):\n"]
+        lines += _markdown(*comparison_rows(data))
     if humaneval_not_run(data):
         lines.append(f"\nHumanEval pass@k not run: {humaneval_not_run(data)}")
     for name, why in data["skipped"].items():
@@ -301,13 +334,55 @@ def _examples(data: dict[str, Any], count: int = 6) -> str:
     return "".join(parts)
 
 
+def _line_examples(data: dict[str, Any], count: int = 12, context: int = 4) -> str:
+    """Next-word rows: the last lines given, the true next word, and each system's answer (✓ = exact)."""
+    from nl2code.demo.nextword import normalise
+
+    preds = data["nextword_samples"]
+    order = [k for k in preds if k in data["models"]] + [k for k in preds if k not in data["models"]]
+    parts = []
+    for row in data["nextword"][:count]:
+        shown = "\n".join(row["prefix"].rstrip("\n").split("\n")[-context:])
+        cells = [f"<tr><td>true next word</td><td><code>{html.escape(row['target'])}</code></td></tr>"]
+        for name in order:
+            p = preds[name].get(row["task_id"], "")
+            mark = " ✓" if normalise(p) == normalise(row["target"]) else ""
+            cells.append(f"<tr><td>{html.escape(name)}{mark}</td><td><code>{html.escape(p)}</code></td></tr>")
+        parts.append(
+            f"<section class='ex'><p><b>{html.escape(row['nl'])}</b> <small>{html.escape(row['task_id'])}</small>"
+            f"</p><pre>… {html.escape(shown)}</pre><table class='lines'>{''.join(cells)}</table></section>"
+        )
+    return "".join(parts)
+
+
+def _comparison(data: dict[str, Any]) -> str:
+    if not data.get("baselines"):
+        return ""
+    const = data["baselines"].get("constant", {})
+    answer = next(iter(data["nextword_samples"].get("constant", {}).values()), "")
+    return f"""<h2>Held-out: trained models vs a constant answer and retrieval</h2>{_table(*comparison_rows(data))}
+<p class="note"><b>Next word</b> ({len(data["nextword"])} rows; CodeXGLUE's line-level completion): given a held-out
+function's description and its first lines, write the next word. Rows: up to
+{data["settings"]["nextword_per_function"]} non-blank lines after the signature of each function from modules
+never trained on. Exact match and edit similarity (1 - Levenshtein distance / longer length) compare the lines
+after stripping and collapsing whitespace. The AR model writes greedily after <code>NL &lt;sep&gt; code so
+far</code>; the diffusion model writes whole functions and has no next-word answer. <b>constant</b> answers
+every row with the most frequent line of the training functions (<code>{html.escape(answer)}</code>);
+<b>retrieval</b> answers with the line that followed the most similar training context (TF-IDF cosine over the
+description and the lines so far, {const.get("nextword", {}).get("rows", 0)} rows scored).
+<b>Function</b>: the docstring -> function task below (top candidate); constant = the most frequent training
+function, retrieval = the function of the nearest training docstring (TF-IDF).</p>
+<h3>Next-word examples (✓ = exact match)</h3>{_line_examples(data)}"""
+
+
 CSS = """body{font:14px/1.5 system-ui,sans-serif;max-width:1200px;margin:0 auto;padding:16px 24px;color:#1d1f21}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}th{background:#f3f4f6}img{max-width:100%}
 figure{margin:8px 0 20px}figcaption{color:#6b7280;font-size:12px}pre{background:#f8f8f8;padding:8px;overflow:auto;
 font-size:12px;margin:0}.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:10px}
 .ex{border-top:1px solid #eee;padding-top:6px}h4{margin:4px 0;font-size:12px;color:#374151}.note{color:#6b7280}
-.warn{background:#fef3c7;border:1px solid #f59e0b;padding:6px 10px}"""
+.warn{background:#fef3c7;border:1px solid #f59e0b;padding:6px 10px}
+table.lines td{text-align:left;font-size:12px}"""
 
 
 def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
@@ -358,6 +433,7 @@ def write_report(report_dir: Path, data: dict[str, Any]) -> Path:
 <code>{html.escape(data["out"])}</code></p>
 <h2>Summary</h2>{_table(header, rows)}
 {notice}
+{_comparison(data)}
 {f"<p><b>Skipped models</b></p><ul>{skipped}</ul>" if skipped else ""}
 <p class="note">Held-out: {len(data["heldout"])} documented functions from standard-library modules the models never
 trained on (split by module), at most {s["heldout_max_lines"]} code lines; prompt = the docstring's first

@@ -21,8 +21,10 @@ from nl2code.eval.metrics.syntax import python_valid
 
 def sentence_bleu(reference: str, prediction: str) -> float:
     """Smoothed (add-one) sentence BLEU-4 x100 under CoNaLa's tokenizer; defined for short snippets."""
-    return 100.0 * compute_bleu([[tokenize_for_bleu_eval(reference)]], [tokenize_for_bleu_eval(prediction)],
-                                smooth=True).bleu
+    return (
+        100.0
+        * compute_bleu([[tokenize_for_bleu_eval(reference)]], [tokenize_for_bleu_eval(prediction)], smooth=True).bleu
+    )
 
 
 def heldout_scores(refs: dict[str, str], samples: dict[str, list[str]], n: int) -> dict[str, Any]:
@@ -43,8 +45,11 @@ def heldout_scores(refs: dict[str, str], samples: dict[str, list[str]], n: int) 
     refs_list = [refs[t] for t in ids]
     cb = codebleu(refs_list, firsts, lang="python")
     per = [diversity(c) for c in cands.values() if len(c) >= 2]
-    div = {key: mean(d[key] for d in per if d[key] is not None) for key in (per[0] if per else {})
-           if any(d[key] is not None for d in per)}
+    div = {
+        key: mean(d[key] for d in per if d[key] is not None)
+        for key in (per[0] if per else {})
+        if any(d[key] is not None for d in per)
+    }
     total = sum(len(c) for c in cands.values())
     return {
         "problems": len(ids),
@@ -52,8 +57,12 @@ def heldout_scores(refs: dict[str, str], samples: dict[str, list[str]], n: int) 
         "syntax_valid": sum(sum(v) for v in valid.values()) / total if total else 0.0,
         "bleu": conala_bleu(refs_list, firsts),
         "codebleu": cb.codebleu,
-        "codebleu_parts": {"ngram": cb.ngram_match, "weighted_ngram": cb.weighted_ngram_match,
-                           "syntax": cb.syntax_match, "dataflow": cb.dataflow_match},
+        "codebleu_parts": {
+            "ngram": cb.ngram_match,
+            "weighted_ngram": cb.weighted_ngram_match,
+            "syntax": cb.syntax_match,
+            "dataflow": cb.dataflow_match,
+        },
         "codebleu_dataflow_floor": cb.dataflow_floor,
         "diversity": div,
         "at_k": {

@@ -19,6 +19,10 @@ class DemoSettings:
         heldout: held-out functions to generate for and score.
         heldout_max_lines: only held-out functions of at most this many code lines are used (both
             models have a fixed context; long references cannot be produced by either).
+        nextword_rows: rows of the next-word task (at most ``nextword_per_function`` words from each
+            test-split function of at most ``heldout_max_lines`` lines, in the held-out order).
+        nextword_per_function: words scored per function in the next-word task.
+        nextword_tokens: the AR model's token budget for one next word.
         n: candidates per prompt.
         ks: the k of top-k metrics and pass@k.
         temperature: sampling temperature of the AR model (diffusion draws fresh noise per candidate).
@@ -36,6 +40,9 @@ class DemoSettings:
     max_functions: int | None = None
     heldout: int = 100
     heldout_max_lines: int = 12
+    nextword_rows: int = 400
+    nextword_per_function: int = 4
+    nextword_tokens: int = 6
     n: int = 5
     ks: tuple[int, ...] = (1, 3, 5)
     temperature: float = 0.6
@@ -54,6 +61,7 @@ class DemoSettings:
         return cls(
             max_functions=1500,
             heldout=12,
+            nextword_rows=40,
             n=3,
             ks=(1, 3),
             max_new_tokens=48,

@@ -48,18 +48,87 @@ def corpus(ctx: Context) -> dict[str, Any]:
     write_jsonl(
         ctx.out / "corpus" / "heldout.jsonl", [{"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in chosen]
     )
+    lines = nextword_rows(ctx, test)
+    write_jsonl(ctx.out / "corpus" / "nextword.jsonl", lines)
     stats = {
         "records": res.split_counts(),
         "dropped": dict(res.dropped),
         "notes": res.notes,
         "heldout": len(chosen),
         "heldout_candidates": len(test),
+        "nextword_rows": len(lines),
     }
     write_json(ctx.out / "corpus" / "stats.json", stats)
     ctx.say(
-        f"      {sum(stats['records'].values())} functions ({stats['records']}), {len(chosen)} held out for scoring"
+        f"      {sum(stats['records'].values())} functions ({stats['records']}), {len(chosen)} held out for scoring, "
+        f"{len(lines)} next-word rows"
     )
     return stats
+
+
+def nextword_rows(ctx: Context, functions: list[Any]) -> list[dict[str, str]]:
+    """The next-word task's held-out rows: lines of test-split functions, in the held-out order."""
+    from nl2code.demo.nextword import word_rows
+
+    s = ctx.settings
+    dicts = ({"task_id": r.task_id, "nl": r.nl, "code": r.code} for r in functions)
+    return word_rows(dicts, s.nextword_per_function)[: s.nextword_rows]
+
+
+TRAIN_WORDS_PER_FUNCTION = 40  # training rows per function the baselines learn from (time, not accuracy)
+
+
+def baselines(ctx: Context) -> dict[str, Any]:
+    """The constant and retrieval answers for both held-out tasks, from the training functions only.
+
+    Next word: see :mod:`nl2code.demo.nextword`. Docstring -> function: constant = the most frequent
+    training function, retrieval = the function of the training docstring nearest by TF-IDF.
+    """
+    from collections import Counter
+
+    from nl2code.data.retrieval import TfIdf
+    from nl2code.data.sources import load_source
+    from nl2code.demo.nextword import ConstantBaseline, RetrievalBaseline, completion_scores, word_rows
+    from nl2code.demo.scores import heldout_scores
+
+    train_fns = [
+        {"task_id": r.task_id, "nl": r.nl, "code": r.code}
+        for r in load_source("pysource", None, **ctx.corpus_options()).records
+        if r.split == "train"
+    ]
+    train_rows = word_rows(train_fns, TRAIN_WORDS_PER_FUNCTION)
+    rows = read_jsonl(ctx.out / "corpus" / "nextword.jsonl")
+    targets = [r["target"] for r in rows]
+    heldout = read_jsonl(ctx.out / "corpus" / "heldout.jsonl")
+    refs = {r["task_id"]: r["code"] for r in heldout}
+    constant_fn = Counter(f["code"] for f in train_fns).most_common(1)[0][0]
+    index = TfIdf([f["nl"] for f in train_fns])
+    nearest = {}
+    for r in heldout:
+        scores = index.scores(r["nl"])
+        nearest[r["task_id"]] = train_fns[int(scores.argmax())]["code"] if scores.max() > 0 else constant_fn
+    systems = {
+        "constant": (ConstantBaseline(train_rows), {t: [constant_fn] for t in refs}),
+        "retrieval": (RetrievalBaseline(train_rows), {t: [c] for t, c in nearest.items()}),
+    }
+    metrics, samples = {}, []
+    for name, (lines, functions) in systems.items():
+        predictions = lines.predict(rows)
+        samples += [
+            {"system": name, "task_id": r["task_id"], "prediction": p} for r, p in zip(rows, predictions, strict=True)
+        ]
+        metrics[name] = {
+            "nextword": completion_scores(targets, predictions),
+            "heldout": heldout_scores(refs, functions, 1),
+        }
+    write_jsonl(ctx.out / "samples" / "baselines" / "nextword.jsonl", samples)
+    write_json(ctx.out / "eval" / "baselines" / "metrics.json", metrics)
+    for name, m in metrics.items():
+        ctx.say(
+            f"      {name}: next word exact {m['nextword']['exact_match']:.3f}, "
+            f"edit similarity {m['nextword']['edit_similarity']:.3f}; function BLEU {m['heldout']['bleu']:.1f}"
+        )
+    return {"train_lines": len(train_rows), "rows": len(rows)}
 
 
 def tokenizer(ctx: Context) -> dict[str, Any]:
@@ -271,9 +340,30 @@ def generate_one(ctx: Context, name: str, counter: Path | None = None) -> int:
         for j, c in enumerate(cands)
     ]
     write_jsonl(ctx.out / "samples" / name / "humaneval.jsonl", rows)
+    if hasattr(gen, "decode_ids"):  # an AR model continues code; the diffusion model writes whole functions
+        write_jsonl(ctx.out / "samples" / name / "nextword.jsonl", next_words(gen, ctx))
     bar.close()
     write_json(ctx.out / "samples" / name / "done.json", {"heldout": len(heldout), "humaneval": len(problems)})
     return 0
+
+
+def next_words(gen: Any, ctx: Context, chunk: int = 16) -> list[dict[str, Any]]:
+    """The AR model's greedy next word for every next-word row, after ``NL <sep> code so far`` (the
+    fine-tuning layout); the answer is the word its continuation starts with."""
+    from nl2code.api import GenerationConfig
+    from nl2code.demo.nextword import first_word
+
+    tok = gen.tok
+    rows = read_jsonl(ctx.out / "corpus" / "nextword.jsonl")
+    cfg = GenerationConfig(max_new_tokens=ctx.settings.nextword_tokens, temperature=0.0, batch_size=chunk)
+    out = []
+    for i in range(0, len(rows), chunk):
+        part = rows[i : i + chunk]
+        ids = [[*tok.encode(r["nl"]), tok.sep_id, *tok.encode(r["prefix"])] for r in part]
+        for r, cands in zip(part, gen.decode_ids(ids, cfg, [tok.eos_id]), strict=True):
+            text = cands[0].text
+            out.append({"task_id": r["task_id"], "continuation": text, "prediction": first_word(text)})
+    return out
 
 
 def generate(ctx: Context, names: list[str], jobs: int) -> dict[str, Any]:
@@ -333,8 +423,18 @@ def evaluate(ctx: Context, name: str) -> dict[str, Any]:
         he = humaneval_scores(read_jsonl(he_dir / "results.jsonl"), s.n)
         he["isolation"] = summary["isolation"]
     metrics = {"heldout": scores, "humaneval": he}
+    lines_path = ctx.out / "samples" / name / "nextword.jsonl"
+    if lines_path.is_file():
+        from nl2code.demo.nextword import completion_scores
+
+        targets = {r["task_id"]: r["target"] for r in read_jsonl(ctx.out / "corpus" / "nextword.jsonl")}
+        preds = {r["task_id"]: r["prediction"] for r in read_jsonl(lines_path)}
+        metrics["nextword"] = completion_scores(list(targets.values()), [preds.get(t, "") for t in targets])
     write_json(ctx.out / "eval" / name / "metrics.json", metrics)
     pass1 = "not run" if ctx.humaneval_skip else f"{he['at_k']['pass'][0]:.3f}"
+    if "nextword" in metrics:
+        nl = metrics["nextword"]
+        ctx.say(f"      {name}: next word exact {nl['exact_match']:.3f}, edit similarity {nl['edit_similarity']:.3f}")
     ctx.say(
         f"      {name}: syntax@1 {scores['at_k']['syntax_valid'][0]:.2f}, "
         f"exact@1 {scores['at_k']['exact_match'][0]:.2f}, BLEU {scores['bleu']:.1f}, "
