@@ -19,7 +19,7 @@ would be faster; this is for small models and for tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -205,24 +205,14 @@ def tied_parameters(model: nn.Module) -> set[int]:
     return {pid for pid, count in seen.items() if count > 1}
 
 
-def quantize_linears(
-    model: nn.Module,
-    targets: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-    block_size: int = 64,
-    double_quant: bool = False,
-) -> list[str]:
-    """Replace ``nn.Linear`` layers of ``model`` in place by frozen :class:`NF4Linear`.
+def quantizable(model: nn.Module, targets: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[str]:
+    """Names of the ``nn.Linear`` layers :func:`quantize_linears` replaces (works on the meta device).
 
-    Args:
-        targets: module-name regexes (see :func:`matches`); None = every Linear.
-        exclude: regexes of modules to leave in full precision.
-        block_size, double_quant: see :func:`quantize_nf4`.
-    Returns: the names replaced. Linears whose weight is tied to another parameter (e.g.
-    ``lm_head`` tied to the embedding) are skipped: quantising one would untie them.
+    Linears whose weight is tied to another parameter (e.g. ``lm_head`` tied to the embedding)
+    are skipped: quantising one would untie them.
     """
     tied = tied_parameters(model)
-    names = [
+    return [
         name
         for name, m in model.named_modules()
         if isinstance(m, nn.Linear)
@@ -230,9 +220,39 @@ def quantize_linears(
         and not matches(name, exclude)
         and id(m.weight) not in tied
     ]
+
+
+# (module name) -> (weight, bias or None) of that Linear, e.g. read from a checkpoint file
+LinearReader = Callable[[str], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def quantize_linears(
+    model: nn.Module,
+    targets: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    block_size: int = 64,
+    double_quant: bool = False,
+    read: LinearReader | None = None,
+) -> list[str]:
+    """Replace ``nn.Linear`` layers of ``model`` in place by frozen :class:`NF4Linear`.
+
+    Args:
+        targets: module-name regexes (see :func:`matches`); None = every Linear.
+        exclude: regexes of modules to leave in full precision.
+        block_size, double_quant: see :func:`quantize_nf4`.
+        read: where each layer's weight and bias come from (default: the module's own). With it
+            ``model`` may live on the meta device: one layer's full-precision weight exists at a time.
+    Returns: the names replaced (see :func:`quantizable`).
+    """
+    names = quantizable(model, targets, exclude)
     for name in names:
-        linear = model.get_submodule(name)
-        replace_module(model, name, NF4Linear.from_linear(linear, block_size, double_quant))
+        if read is None:
+            linear = model.get_submodule(name)
+            weight, bias = linear.weight, linear.bias
+        else:
+            weight, bias = read(name)
+        replace_module(model, name, NF4Linear(quantize_nf4(weight, block_size, double_quant), bias))
+        del weight, bias
     return names
 
 
@@ -244,6 +264,8 @@ __all__ = [
     "matches",
     "nf4_error_bound",
     "nf4_levels",
+    "LinearReader",
+    "quantizable",
     "quantize_linears",
     "quantize_nf4",
     "replace_module",
