@@ -31,8 +31,12 @@ VARIANTS = {
     "untied_biases": {"tie_embeddings": False, "bias": True, "head_bias": True},
     "moe_gqa": {"tie_embeddings": False, "n_kv_heads": 2, "moe": MoEConfig(n_experts=2, top_k=1)},
 }
-ADAPTERS = {"r": 4, "alpha": 8.0, "targets": ["qkv", "mlp\\.(gate|up|down)", "experts\\.\\d+\\.up"],
-            "quantize_base": "nf4"}
+ADAPTERS = {
+    "r": 4,
+    "alpha": 8.0,
+    "targets": ["qkv", "mlp\\.(gate|up|down)", "experts\\.\\d+\\.up"],
+    "quantize_base": "nf4",
+}
 
 
 def write_base(run: Path, model_cfg: CodeGenConfig, dtype: torch.dtype) -> Path:
@@ -99,11 +103,27 @@ def test_qlora_training_is_the_same_streamed_or_not(tmp_path, tokenizer_dir, mon
     model_cfg = CodeGenConfig(**(TINY | {"vocab_size": vocab}), **VARIANTS["untied_biases"])
     base = write_base(tmp_path / "base", model_cfg, torch.bfloat16)
     shutil.copytree(tokenizer_dir, base / "tokenizer")
-    data = {"source": "pysource", "options": {"max_functions": 200}, "split": "train", "eval_split": "test",
-            "max_len": 64}
-    train = {"max_steps": 3, "batch_size": 4, "warmup_steps": 1, "lr": 0.01, "log_every": 3, "eval_every": 3,
-             "eval_batches": 1, "sample_every": 0, "ckpt_every": 3, "tensorboard": False, "device": "cpu",
-             "precision": "fp32"}
+    data = {
+        "source": "pysource",
+        "options": {"max_functions": 200},
+        "split": "train",
+        "eval_split": "test",
+        "max_len": 64,
+    }
+    train = {
+        "max_steps": 3,
+        "batch_size": 4,
+        "warmup_steps": 1,
+        "lr": 0.01,
+        "log_every": 3,
+        "eval_every": 3,
+        "eval_batches": 1,
+        "sample_every": 0,
+        "ckpt_every": 3,
+        "tensorboard": False,
+        "device": "cpu",
+        "precision": "fp32",
+    }
     config = tmp_path / "qlora.yaml"
     config.write_text(yaml.safe_dump({"init_from": str(base), "adapters": ADAPTERS, "data": data, "train": train}))
 
@@ -119,3 +139,20 @@ def test_qlora_training_is_the_same_streamed_or_not(tmp_path, tokenizer_dir, mon
     for name in ("checkpoints/step_00000003/model.safetensors", "adapter.safetensors", "model.safetensors"):
         a, b = load_file(str(full / name)), load_file(str(streamed / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_nf4_linear_recomputes_its_weight_in_backward_with_the_same_gradients(autocast):
+    linear = torch.nn.Linear(64, 48)
+    layer = NF4Linear.from_linear(linear)
+    x = torch.randn(3, 5, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = layer(x)
+        ref = torch.nn.functional.linear(x2, layer.dequantized_weight(x2.dtype), layer.bias)
+        saved = [t.numel() for t in y.grad_fn.saved_tensors] if hasattr(y.grad_fn, "saved_tensors") else []
+    assert y.dtype == ref.dtype and torch.equal(y, ref)
+    assert 48 * 64 not in saved  # the dequantised weight is not kept for backward
+    y.float().square().sum().backward()
+    ref.float().square().sum().backward()
+    assert x.grad.dtype == x2.grad.dtype and torch.equal(x.grad, x2.grad)

@@ -130,6 +130,23 @@ def nf4_error_bound(q: NF4Tensor) -> torch.Tensor:
     return per_block.reshape(-1)[: q.shape.numel()].view(q.shape)
 
 
+class _NF4Matmul(torch.autograd.Function):
+    """``x @ W.T + b`` (``b`` frozen) that dequantises ``W`` again in backward instead of saving it: autograd would
+    otherwise keep every layer's full-precision weight alive until backward (the whole model)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: NF4Linear) -> torch.Tensor:  # noqa: ANN001
+        ctx.layer, ctx.x_dtype = layer, x.dtype
+        bias = None if layer.bias is None else layer.bias.to(x.dtype)
+        return F.linear(x, layer.dequantized_weight(x.dtype), bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # noqa: ANN001
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        return (grad @ ctx.layer.dequantized_weight(grad.dtype)).to(ctx.x_dtype), None
+
+
 class NF4Linear(nn.Module):
     """A frozen ``nn.Linear`` whose weight is held as NF4 and dequantised in each ``forward``.
 
@@ -175,8 +192,7 @@ class NF4Linear(nn.Module):
         return dequantize_nf4(self.quantized(), dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantized_weight(x.dtype), bias)
+        return _NF4Matmul.apply(x, self)
 
     def extra_repr(self) -> str:
         dq = ", double_quant" if self.absmax is None else ""
