@@ -156,3 +156,14 @@ def test_nf4_linear_recomputes_its_weight_in_backward_with_the_same_gradients(au
     y.float().square().sum().backward()
     ref.float().square().sum().backward()
     assert x.grad.dtype == x2.grad.dtype and torch.equal(x.grad, x2.grad)
+
+
+def test_quantising_in_slices_gives_the_codes_of_one_pass(monkeypatch):
+    from nl2code.models import quant
+
+    w = torch.randn(3000, 1001, generator=torch.Generator().manual_seed(0))  # a partial last block
+    sliced = quant.quantize_nf4(w, double_quant=True)
+    monkeypatch.setattr(quant, "_CHUNK", 1 << 30)
+    whole = quant.quantize_nf4(w, double_quant=True)
+    for field in ("codes", "absmax_q", "absmax_scale", "absmax_offset"):
+        assert torch.equal(getattr(sliced, field), getattr(whole, field)), field

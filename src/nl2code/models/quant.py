@@ -75,6 +75,9 @@ class NF4Tensor:
         return self.absmax_q.float() * scale + self.absmax_offset
 
 
+_CHUNK = 1 << 20  # weights quantised per slice: bounds the float32/int64 temporaries of a big tensor
+
+
 def _blocks(w: torch.Tensor, block_size: int) -> torch.Tensor:
     """Flatten and zero-pad ``w`` to (n_blocks, block_size) float32."""
     flat = w.detach().reshape(-1).float()
@@ -96,13 +99,20 @@ def quantize_nf4(
         raise ValueError(f"block_size must be an even number >= 2, got {block_size}")
     if not w.is_floating_point():
         raise TypeError(f"can only quantise floating tensors, got {w.dtype}")
-    blocks = _blocks(w, block_size)  # (n_blocks, block_size)
-    absmax = blocks.abs().amax(dim=1)  # (n_blocks,)
-    scaled = blocks / torch.where(absmax > 0, absmax, 1.0)[:, None]  # in [-1, 1]; all-zero blocks stay 0
+    flat = w.detach().reshape(-1)
+    n_blocks = -(-flat.numel() // block_size)
+    packed = torch.empty(n_blocks * block_size // 2, dtype=torch.uint8, device=w.device)
+    absmax = torch.empty(n_blocks, dtype=torch.float32, device=w.device)
     levels = nf4_levels(w.device)
-    # nearest level = number of midpoints below the value
-    codes = torch.bucketize(scaled, (levels[1:] + levels[:-1]) / 2).to(torch.uint8).view(-1)
-    packed = (codes[0::2] << 4) | codes[1::2]
+    mids = (levels[1:] + levels[:-1]) / 2
+    step = max(1, _CHUNK // block_size)  # blocks are independent: quantise a bounded slice at a time
+    for b in range(0, n_blocks, step):
+        blocks = _blocks(flat[b * block_size : (b + step) * block_size], block_size)  # (n, block_size)
+        amax = blocks.abs().amax(dim=1)
+        scaled = blocks / torch.where(amax > 0, amax, 1.0)[:, None]  # in [-1, 1]; all-zero blocks stay 0
+        codes = torch.bucketize(scaled, mids).to(torch.uint8).view(-1)  # nearest level = midpoints below
+        absmax[b : b + len(amax)] = amax
+        packed[b * block_size // 2 : (b + len(amax)) * block_size // 2] = (codes[0::2] << 4) | codes[1::2]
     q = NF4Tensor(packed, absmax, w.shape, w.dtype, block_size)
     if double_quant:
         offset = absmax.mean()
