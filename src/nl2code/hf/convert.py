@@ -11,6 +11,7 @@ mapping, sharded when asked, with ``config.json``, ``generation_config.json``, t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ from nl2code.hf.llama import UnsupportedCheckpoint
 from nl2code.hf.mapping import fill, split
 from nl2code.hf.safetensors_io import CheckpointFiles, write_checkpoint
 from nl2code.models.codegen import CodeGenConfig, CodeGenLM, rotary_of
+from nl2code.models.quant import LinearReader
 
 FAMILIES: dict[str, ModuleType] = {
     "llama": llama_family,
@@ -108,25 +110,63 @@ def import_model(hf_dir: str | Path, dtype: str = "auto", max_seq_len: int = DEF
     return Imported(model.eval(), config, config["model_type"], stored, nbytes)
 
 
-def load_weights(cfg: CodeGenConfig, path: str | Path) -> CodeGenLM:
-    """A run's ``model.safetensors`` (our names) as a CodeGenLM, streamed, in the stored dtype."""
+def load_weights(
+    cfg: CodeGenConfig,
+    path: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    quantize: Callable[[CodeGenLM, LinearReader], list[str]] | None = None,
+) -> CodeGenLM:
+    """A run's ``model.safetensors`` (our names) as a CodeGenLM, streamed, without random init.
+
+    Args:
+        dtype: of the model's tensors (default: the stored dtype).
+        quantize: called with the model still on the meta device and a reader of each Linear's
+            weight and bias (in ``dtype``); it replaces the Linears it quantises (e.g.
+            :func:`nl2code.models.quant.quantize_linears`) and returns their names. Only the other
+            tensors are then allocated, so the full-precision model never exists in memory.
+    """
     path = Path(path)
     with CheckpointFiles(path.parent, file=path) as files:
-        model = materialize(cfg, files.dtype())
-        params = {name: p.detach() for name, p in model.named_parameters()}
+        dtype = dtype or files.dtype()
         names = set(files.tensors)
         if cfg.tie_embeddings:  # safetensors keeps one name of a tied pair, not always the embedding's
             if "embed.weight" not in names and "lm_head.weight" in names:
                 files.tensors["embed.weight"] = files.tensors["lm_head.weight"]
                 names.add("embed.weight")
             names.discard("lm_head.weight")
-        if names != set(params):
-            missing, extra = sorted(set(params) - names), sorted(names - set(params))
+        if quantize is None:
+            model, read = materialize(cfg, dtype), set()
+        else:
+            with torch.device("meta"):
+                model = CodeGenLM(cfg).to(dtype)
+
+            def linear(name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+                bias = f"{name}.bias"
+                weight = files.read(f"{name}.weight", dtype=dtype)
+                return weight, files.read(bias, dtype=dtype) if bias in names else None
+
+            quantized = quantize(model, linear)
+            read = {f"{n}.{k}" for n in quantized for k in ("weight", "bias")} & names
+            model = _allocate(model, cfg)
+        params = {name: p.detach() for name, p in model.named_parameters()}
+        if names != set(params) | read:
+            expected = set(params) | read
+            missing, extra = sorted(expected - names), sorted(names - expected)
             raise ValueError(f"{path}: missing {missing[:3]} / unexpected {extra[:3]} tensors")
         with torch.no_grad():
             for name, p in params.items():
                 files.read_into(name, p.view(-1))
     return model.eval()
+
+
+def _allocate(model: CodeGenLM, cfg: CodeGenConfig) -> CodeGenLM:
+    """Give the tensors still on the meta device CPU memory (uninitialised); keep the others."""
+    model._apply(lambda t: torch.empty_like(t, device="cpu") if t.is_meta else t)
+    model.rotary = rotary_of(cfg)  # derived fp32 buffers: rebuild, never read
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.embed.weight
+    return model
 
 
 # -- export ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ would be faster; this is for small models and for tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +75,9 @@ class NF4Tensor:
         return self.absmax_q.float() * scale + self.absmax_offset
 
 
+_CHUNK = 1 << 20  # weights quantised per slice: bounds the float32/int64 temporaries of a big tensor
+
+
 def _blocks(w: torch.Tensor, block_size: int) -> torch.Tensor:
     """Flatten and zero-pad ``w`` to (n_blocks, block_size) float32."""
     flat = w.detach().reshape(-1).float()
@@ -96,13 +99,20 @@ def quantize_nf4(
         raise ValueError(f"block_size must be an even number >= 2, got {block_size}")
     if not w.is_floating_point():
         raise TypeError(f"can only quantise floating tensors, got {w.dtype}")
-    blocks = _blocks(w, block_size)  # (n_blocks, block_size)
-    absmax = blocks.abs().amax(dim=1)  # (n_blocks,)
-    scaled = blocks / torch.where(absmax > 0, absmax, 1.0)[:, None]  # in [-1, 1]; all-zero blocks stay 0
+    flat = w.detach().reshape(-1)
+    n_blocks = -(-flat.numel() // block_size)
+    packed = torch.empty(n_blocks * block_size // 2, dtype=torch.uint8, device=w.device)
+    absmax = torch.empty(n_blocks, dtype=torch.float32, device=w.device)
     levels = nf4_levels(w.device)
-    # nearest level = number of midpoints below the value
-    codes = torch.bucketize(scaled, (levels[1:] + levels[:-1]) / 2).to(torch.uint8).view(-1)
-    packed = (codes[0::2] << 4) | codes[1::2]
+    mids = (levels[1:] + levels[:-1]) / 2
+    step = max(1, _CHUNK // block_size)  # blocks are independent: quantise a bounded slice at a time
+    for b in range(0, n_blocks, step):
+        blocks = _blocks(flat[b * block_size : (b + step) * block_size], block_size)  # (n, block_size)
+        amax = blocks.abs().amax(dim=1)
+        scaled = blocks / torch.where(amax > 0, amax, 1.0)[:, None]  # in [-1, 1]; all-zero blocks stay 0
+        codes = torch.bucketize(scaled, mids).to(torch.uint8).view(-1)  # nearest level = midpoints below
+        absmax[b : b + len(amax)] = amax
+        packed[b * block_size // 2 : (b + len(amax)) * block_size // 2] = (codes[0::2] << 4) | codes[1::2]
     q = NF4Tensor(packed, absmax, w.shape, w.dtype, block_size)
     if double_quant:
         offset = absmax.mean()
@@ -128,6 +138,23 @@ def nf4_error_bound(q: NF4Tensor) -> torch.Tensor:
     half_gap = (levels[1:] - levels[:-1]).max() / 2
     per_block = (q.block_absmax() * half_gap)[:, None].expand(-1, q.block_size)
     return per_block.reshape(-1)[: q.shape.numel()].view(q.shape)
+
+
+class _NF4Matmul(torch.autograd.Function):
+    """``x @ W.T + b`` (``b`` frozen) that dequantises ``W`` again in backward instead of saving it: autograd would
+    otherwise keep every layer's full-precision weight alive until backward (the whole model)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: NF4Linear) -> torch.Tensor:  # noqa: ANN001
+        ctx.layer, ctx.x_dtype = layer, x.dtype
+        bias = None if layer.bias is None else layer.bias.to(x.dtype)
+        return F.linear(x, layer.dequantized_weight(x.dtype), bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # noqa: ANN001
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        return (grad @ ctx.layer.dequantized_weight(grad.dtype)).to(ctx.x_dtype), None
 
 
 class NF4Linear(nn.Module):
@@ -175,8 +202,7 @@ class NF4Linear(nn.Module):
         return dequantize_nf4(self.quantized(), dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantized_weight(x.dtype), bias)
+        return _NF4Matmul.apply(x, self)
 
     def extra_repr(self) -> str:
         dq = ", double_quant" if self.absmax is None else ""
@@ -205,24 +231,14 @@ def tied_parameters(model: nn.Module) -> set[int]:
     return {pid for pid, count in seen.items() if count > 1}
 
 
-def quantize_linears(
-    model: nn.Module,
-    targets: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-    block_size: int = 64,
-    double_quant: bool = False,
-) -> list[str]:
-    """Replace ``nn.Linear`` layers of ``model`` in place by frozen :class:`NF4Linear`.
+def quantizable(model: nn.Module, targets: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[str]:
+    """Names of the ``nn.Linear`` layers :func:`quantize_linears` replaces (works on the meta device).
 
-    Args:
-        targets: module-name regexes (see :func:`matches`); None = every Linear.
-        exclude: regexes of modules to leave in full precision.
-        block_size, double_quant: see :func:`quantize_nf4`.
-    Returns: the names replaced. Linears whose weight is tied to another parameter (e.g.
-    ``lm_head`` tied to the embedding) are skipped: quantising one would untie them.
+    Linears whose weight is tied to another parameter (e.g. ``lm_head`` tied to the embedding)
+    are skipped: quantising one would untie them.
     """
     tied = tied_parameters(model)
-    names = [
+    return [
         name
         for name, m in model.named_modules()
         if isinstance(m, nn.Linear)
@@ -230,9 +246,39 @@ def quantize_linears(
         and not matches(name, exclude)
         and id(m.weight) not in tied
     ]
+
+
+# (module name) -> (weight, bias or None) of that Linear, e.g. read from a checkpoint file
+LinearReader = Callable[[str], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def quantize_linears(
+    model: nn.Module,
+    targets: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    block_size: int = 64,
+    double_quant: bool = False,
+    read: LinearReader | None = None,
+) -> list[str]:
+    """Replace ``nn.Linear`` layers of ``model`` in place by frozen :class:`NF4Linear`.
+
+    Args:
+        targets: module-name regexes (see :func:`matches`); None = every Linear.
+        exclude: regexes of modules to leave in full precision.
+        block_size, double_quant: see :func:`quantize_nf4`.
+        read: where each layer's weight and bias come from (default: the module's own). With it
+            ``model`` may live on the meta device: one layer's full-precision weight exists at a time.
+    Returns: the names replaced (see :func:`quantizable`).
+    """
+    names = quantizable(model, targets, exclude)
     for name in names:
-        linear = model.get_submodule(name)
-        replace_module(model, name, NF4Linear.from_linear(linear, block_size, double_quant))
+        if read is None:
+            linear = model.get_submodule(name)
+            weight, bias = linear.weight, linear.bias
+        else:
+            weight, bias = read(name)
+        replace_module(model, name, NF4Linear(quantize_nf4(weight, block_size, double_quant), bias))
+        del weight, bias
     return names
 
 
@@ -244,6 +290,8 @@ __all__ = [
     "matches",
     "nf4_error_bound",
     "nf4_levels",
+    "LinearReader",
+    "quantizable",
     "quantize_linears",
     "quantize_nf4",
     "replace_module",

@@ -2,6 +2,8 @@
 
 * :func:`prepare_model`: load ``init_from``'s final weights; with ``adapters``, hold the frozen
   base Linears in NF4 when asked (QLoRA-style) and wrap the target Linears in LoRA adapters.
+  An NF4 base from ``init_from`` is read one Linear at a time straight into NF4
+  (:func:`streams_init`), so the full-precision model never exists in memory.
 * :func:`set_trainable`: per stage, choose what trains: everything, the adapters only, or the
   MoE routers only (router fine-tuning of a merged MoE), and count it.
 * :func:`finalize`: after training, turn the run's weights into a plain dense model
@@ -27,13 +29,14 @@ from torch import nn
 
 from nl2code.config import ConfigError, to_dict
 from nl2code.models.lora import ParamCount, apply_lora, count_parameters, lora_state_dict, merge_and_unload
-from nl2code.models.quant import NF4Linear, quantize_linears, replace_module
+from nl2code.models.quant import LinearReader, NF4Linear, quantize_linears, replace_module
 from nl2code.rundir import ADAPTER_FILE, ADAPTER_INFO, RunDir
 from nl2code.train.config import AdapterConfig, RunConfig
 from nl2code.utils.io import atomic_path, atomic_write
 from nl2code.utils.seed import derive_seed
 
 ROUTER_PATTERN = ".router."  # MoE router parameters: blocks.N.mlp.router.{gate,noise}.weight
+QUANT_EXCLUDE = [r"router\.(gate|noise)"]  # never quantised: tiny, and may be trained
 
 
 def load_init_weights(model: nn.Module, run_dir: str | Path, source: str = "<config>") -> None:
@@ -46,15 +49,49 @@ def load_init_weights(model: nn.Module, run_dir: str | Path, source: str = "<con
         raise ConfigError(f"{source}: init_from: {run.weights_file} does not fit the configured model ({first})") from e
 
 
-def apply_adapters(model: nn.Module, cfg: AdapterConfig, seed: int, source: str = "<config>") -> list[str]:
-    """Quantise the base (when asked) and wrap the target Linears in LoRA; returns the wrapped names.
+def streams_init(cfg: RunConfig) -> bool:
+    """Whether :func:`prepare_model` reads ``init_from`` straight into an NF4 model: the caller then
+    builds the model on the meta device (``torch.device("meta")``), never in full precision."""
+    return (
+        cfg.init_from is not None
+        and cfg.adapters is not None
+        and cfg.adapters.quantize_base == "nf4"
+        and getattr(type(cfg.model), "kind", None) == "codegen"
+    )
+
+
+def _quantize(cfg: AdapterConfig, read: LinearReader | None = None) -> Callable[[nn.Module], list[str]]:
+    return lambda model: quantize_linears(model, exclude=QUANT_EXCLUDE, block_size=cfg.block_size,
+                                          double_quant=cfg.double_quant, read=read)
+
+
+def load_init_quantized(model: nn.Module, cfg: RunConfig, source: str = "<config>") -> nn.Module:
+    """``init_from``'s weights as an NF4 model, one Linear at a time (``model``: the meta-device
+    model, for its config). Gives the same tensors as :func:`load_init_weights` then quantising."""
+    from nl2code.hf.convert import load_weights
+
+    assert cfg.adapters is not None
+    run = RunDir(cfg.init_from)
+    param = next(model.parameters())
+    try:
+        return load_weights(model.cfg, run.weights_file, dtype=param.dtype,
+                            quantize=lambda m, read: _quantize(cfg.adapters, read)(m))
+    except (RuntimeError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{source}: init_from: {run.weights_file} does not fit the configured model ({first})") from e
+
+
+def apply_adapters(
+    model: nn.Module, cfg: AdapterConfig, seed: int, source: str = "<config>", quantize: bool = True
+) -> list[str]:
+    """Quantise the base (when asked and ``quantize``) and wrap the target Linears in LoRA; returns
+    the wrapped names.
 
     Routers are never quantised (they are tiny, and may be trained). A fixed ``seed`` gives the
     same adapter init on every rank and after a resume.
     """
-    if cfg.quantize_base == "nf4":
-        quantize_linears(model, exclude=[r"router\.(gate|noise)"], block_size=cfg.block_size,
-                         double_quant=cfg.double_quant)
+    if cfg.quantize_base == "nf4" and quantize:
+        _quantize(cfg)(model)
     gen = torch.Generator().manual_seed(seed)
     try:
         return apply_lora(model, cfg.targets, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, rslora=cfg.rslora,
@@ -64,8 +101,13 @@ def apply_adapters(model: nn.Module, cfg: AdapterConfig, seed: int, source: str 
 
 
 def prepare_model(model: nn.Module, cfg: RunConfig, source: str, say: Callable[[str], None]) -> nn.Module:
-    """``init_from`` weights, then adapters; ``model`` is changed in place and returned."""
-    if cfg.init_from is not None:
+    """``init_from`` weights, then adapters; returns the model (``model`` itself, changed in place,
+    unless it is on the meta device: see :func:`streams_init`, then a new one)."""
+    streamed = streams_init(cfg) and next(model.parameters()).is_meta
+    if streamed:
+        model = load_init_quantized(model, cfg, source)
+        say(f"initialised from {RunDir(cfg.init_from).weights_file} (streamed into NF4)")
+    elif cfg.init_from is not None:
         load_init_weights(model, cfg.init_from, source)
         say(f"initialised from {RunDir(cfg.init_from).weights_file}")
     elif getattr(cfg.model, "encoder_init", None):  # CodeFusion's E from a pre-trained T5 encoder
@@ -77,7 +119,7 @@ def prepare_model(model: nn.Module, cfg: RunConfig, source: str, say: Callable[[
             raise ConfigError(f"{source}: model.encoder_init: {e}") from None
         say(f"encoder initialised from {cfg.model.encoder_init}")
     if cfg.adapters is not None:
-        names = apply_adapters(model, cfg.adapters, derive_seed(cfg.train.seed, 0, 7), source)
+        names = apply_adapters(model, cfg.adapters, derive_seed(cfg.train.seed, 0, 7), source, quantize=not streamed)
         a = cfg.adapters
         base = "NF4" if a.quantize_base == "nf4" else "full-precision"
         say(f"adapters: LoRA r={a.r} alpha={a.alpha:g} on {len(names)} layers ({base} frozen base)")
@@ -152,7 +194,9 @@ __all__ = [
     "apply_adapters",
     "dequantize_linears",
     "finalize",
+    "load_init_quantized",
     "load_init_weights",
     "prepare_model",
+    "streams_init",
     "set_trainable",
 ]

@@ -186,9 +186,13 @@ def _run(
 
     # Every rank builds identical initial weights from the seed (DDP also broadcasts rank 0's).
     init = torch.Generator().manual_seed(derive_seed(cfg.train.seed, 0))
-    model = build_model(model_cfg, generator=init)
+    if adapters.streams_init(resolved):  # an NF4 base from init_from: never built in full precision
+        with torch.device("meta"):
+            model = build_model(model_cfg)
+    else:
+        model = build_model(model_cfg, generator=init)
     n_params = sum(p.numel() for p in model.parameters())
-    model = adapters.prepare_model(model, cfg, source, say)  # init_from weights, LoRA/NF4
+    model = adapters.prepare_model(model, resolved, source, say)  # init_from weights, LoRA/NF4
     dtype = resolve_precision(cfg.train.precision, device)
     say(
         f"model {model_cfg.kind}: {n_params / 1e6:.2f}M parameters; device {device}, "
