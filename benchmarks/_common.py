@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -317,3 +318,12 @@ def write_results(name: str, data: dict[str, Any], markdown: str, out: Path = RE
     path.write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
     return path
+
+
+def child_json(cmd: list[str], cwd: Path = REPO) -> dict[str, Any]:
+    """Run ``cmd`` (a benchmark's child process) and parse the JSON object on its last stdout line;
+    exits with the child's stderr tail when it fails."""
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False)
+    if res.returncode:
+        raise SystemExit(f"child {cmd[2:4]} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, header_md, interleaved, load_average, machine_info, md_table, peak_rss_mb, write_results
+from _common import (
+    child_json,
+    header_md,
+    interleaved,
+    load_average,
+    machine_info,
+    md_table,
+    peak_rss_mb,
+    write_results,
+)
 
 SHAPE = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
          "num_attention_heads": 32, "num_key_value_heads": 4}  # fmt: skip
@@ -155,11 +163,7 @@ def child(mode: str, src: str, run: str, threads: int, new_tokens: int) -> dict[
 
 
 def run_child(mode: str, src: Path, run: Path, threads: int, new_tokens: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", mode, str(src), str(run), str(threads), str(new_tokens)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
-    if res.returncode:
-        raise SystemExit(f"child {mode} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return child_json([sys.executable, __file__, "--child", mode, str(src), str(run), str(threads), str(new_tokens)])
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, header_md, load_average, machine_info, md_table, peak_rss_mb, write_results
+from _common import child_json, header_md, load_average, machine_info, md_table, peak_rss_mb, write_results
 from hf_import import SEED, SHAPE, write_synthetic
 
 MODES = ("full", "streamed")
@@ -90,10 +89,7 @@ def child(mode: str, run: str, out: str, threads: int, steps: int) -> dict[str, 
 
 
 def run_child(args: list[str]) -> dict[str, Any]:
-    res = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=REPO, check=False)
-    if res.returncode:
-        raise SystemExit(f"child {args[:2]} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return child_json([sys.executable, __file__, *args])
 
 
 def main() -> None:
