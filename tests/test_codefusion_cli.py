@@ -67,12 +67,14 @@ def test_code_cpd_groups_mark_identifiers_not_eos(tok):
 # -- generation API on a tiny untrained run ---------------------------------------------------------
 
 
-def make_run(root: Path, tok: CodeTokenizer, task: str = "finetune", decoder_layers: int = 1) -> Path:
+def make_run(
+    root: Path, tok: CodeTokenizer, task: str = "finetune", decoder_layers: int = 1, timesteps: int = 20
+) -> Path:
     tok.save(root / "tokenizer")
     cfg = from_dict(RunConfig, {
         "model": {"kind": "codefusion", "vocab_size": tok.vocab_size, "d_model": 32, "n_heads": 4,
                   "encoder_layers": 1, "denoiser_layers": 1, "decoder_layers": decoder_layers, "embed_dim": 8,
-                  "code_length": 16, "max_nl_length": 16, "num_timesteps": 20},
+                  "code_length": 16, "max_nl_length": 16, "num_timesteps": timesteps},
         "objective": {"kind": "codefusion", "task": task},
         "data": {"format": "code_nl", "max_len": 16},
     })
@@ -120,8 +122,19 @@ def test_generate_cli_json_and_steps(tiny_run, capsys):
     assert isinstance(first, list) and len(first) == 3 and all(isinstance(s, str) for s in first)
     assert cli.main([*argv, "--steps", "4"]) == 0
     assert json.loads(capsys.readouterr().out) == first
-    assert cli.main(argv) == 0  # all 20 training steps
+    assert cli.main(argv) == 0  # the default: 20 steps, all of this run's T
     assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+@pytest.mark.parametrize("timesteps, expected", [(8, 8), (40, 20)])
+def test_steps_default_to_20_at_most_the_training_T(tmp_path, tok, capsys, timesteps, expected):
+    run = make_run(tmp_path / "r", tok, timesteps=timesteps)
+    assert load_generator(run).default_steps() == expected
+    argv = ["generate", "--run", str(run), "-n", "2", "--seed", "1", "--json", "list all .txt files"]
+    assert cli.main(argv) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert cli.main([*argv, "--steps", str(expected)]) == 0
+    assert json.loads(capsys.readouterr().out) == default
 
 
 # -- the smoke config, trained through the CLI ------------------------------------------------------

@@ -84,7 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dec.add_argument(
         "--seed", type=int, default=0, help="seed of all sampling noise and of the --limit sample (default 0)"
     )
-    dec.add_argument("--steps", type=int, help="diffusion: denoising steps (default: the training T)")
+    dec.add_argument(
+        "--steps", type=int, help="diffusion: denoising steps, strided over the training T (default 20, at most T)"
+    )
     add_rounding(dec)
     dec.add_argument(
         "--temperature",
@@ -208,6 +210,13 @@ def _generation_config(args: argparse.Namespace) -> Any:
         )
     except ValueError as e:
         raise CLIError(str(e)) from None
+
+
+def default_steps(gen: Any, steps: int | None) -> int | None:
+    """``--steps`` when given; else a diffusion model's default (20 strided steps, at most its T)."""
+    if steps is not None or getattr(gen, "kind", "") != "codefusion":
+        return steps
+    return gen.default_steps()
 
 
 def check_settings(gen: Any, cfg: Any) -> None:
@@ -351,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
         gen = load_generator(args.run, resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
+    cfg = dataclasses.replace(cfg, steps=default_steps(gen, cfg.steps))
     check_settings(gen, cfg)
     if args.benchmark == "mtpb":
         return _mtpb(args, gen, cfg)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from nl2code.cli import CLIError
-from nl2code.commands.generate import _generation_config, add_rounding, check_settings, set_threads
+from nl2code.commands.generate import _generation_config, add_rounding, check_settings, default_steps, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-n", type=int, default=1, help="candidates (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="diffusion: denoising steps")
+    p.add_argument("--steps", type=int, help="diffusion: denoising steps (default 20, at most the training T)")
     add_rounding(p)
     p.add_argument(
         "--temperature", type=float, default=0.0, help="0 = greedy, or beam search when -n > 1 (default); > 0 samples"
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         gen = load_generator(args.run, resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
+    cfg = dataclasses.replace(cfg, steps=default_steps(gen, cfg.steps))
     check_settings(gen, cfg)
     try:
         if args.mode != "auto":

@@ -63,8 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="diffusion models: denoising steps per request (default: the training T; fewer are "
-        "faster); ignored by AR models",
+        help="diffusion models: denoising steps per request, strided over the training T (default 20, at "
+        "most T); ignored by AR models",
     )
     p.add_argument("--model-name", default=None, help="name in responses (default: the run directory's name)")
     p.add_argument("--max-batch", type=int, default=32, help="most prompts per model call (default 32)")
@@ -103,7 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"{missing}: pip install 'nl2code[serve]'") from None
 
     from nl2code.api import GenerationConfig, RunError, load_generator
-    from nl2code.commands.generate import check_settings
+    from nl2code.commands.generate import check_settings, default_steps
     from nl2code.serve import Limits, create_app
     from nl2code.utils.device import resolve_device, set_threads
 
@@ -122,6 +122,7 @@ def run_serve(args: argparse.Namespace) -> int:
         generator = load_generator(args.run, device=resolve_device(args.device))
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
+    args.steps = default_steps(generator, args.steps)
     check_settings(generator, GenerationConfig(steps=args.steps))  # not request by request, after binding
     name = args.model_name or Path(args.run).resolve().name
     app = create_app(

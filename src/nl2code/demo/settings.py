@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nl2code.cli import CLIError
+from nl2code.generation.diffusion import DEFAULT_STEPS
 
 MODELS = ("codegen", "codefusion")
 
@@ -48,7 +49,7 @@ class DemoSettings:
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 128
-    diffusion_steps: int = 10
+    diffusion_steps: int = DEFAULT_STEPS  # the CLI's default too
     humaneval_problems: int | None = None
     vocab_size: int = 2048
     steps_scale: float = 1.0

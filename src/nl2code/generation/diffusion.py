@@ -11,6 +11,11 @@ from nl2code.generation.types import Candidate, GenerationConfig, LoadedRun
 from nl2code.sampling.autoregressive import cut_at_stop
 from nl2code.sampling.diffusion import DiffusionSampler, DiffusionSamples, Rounding, default_rounding
 
+# The steps a user gets when they name none (CLI, server, demo). Eta-0 sampling with 20 strided steps
+# scored at or above 50 steps and above the single-step prediction on Bash (benchmarks/results/
+# gpu_bash_cf75m.md, bash_matched_cf_cpu.md); the paper's T = 1,200 costs 60 times as long.
+DEFAULT_STEPS = 20
+
 
 class DiffusionGenerator:
     """The ``codefusion`` backend of :func:`nl2code.api.load_generator`.
@@ -60,6 +65,10 @@ class DiffusionGenerator:
         """Raise ValueError, before any work, for settings this model cannot take (steps above T, a
         rounding it lacks); see :func:`nl2code.generation.types.check_config`."""
         self.sampler(cfg)
+
+    def default_steps(self) -> int:
+        """:data:`DEFAULT_STEPS`, or the training T when that is smaller."""
+        return min(DEFAULT_STEPS, self.model.cfg.num_timesteps)
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.run.device).manual_seed(seed)
