@@ -80,21 +80,13 @@ SYSTEMS = {  # name -> (committed recipe, how --scale/--tiny change it)
     "ar": ("configs/codegen/bash_cpu.yaml", _ar),
     "ar_rag": ("configs/codegen/bash_cpu_rag.yaml", _ar),
 }
-GROUPED_TEST_FRACTION = 0.2
 
 
 def grouped_split(out: Path) -> Path:
     """All Bash pairs re-split by a hash of the command string (JSONL rows for ``data.source: jsonl``)."""
-    import hashlib
+    from codefusion_results import grouped_bash
 
-    from nl2code.data.sources import load_source
-
-    rows = []
-    for r in load_source("codefusion-bash", str(BENCH)).records:
-        h = int.from_bytes(hashlib.blake2b(r.code.strip().encode(), digest_size=8).digest(), "big") / 2**64
-        split = "test" if h < GROUPED_TEST_FRACTION else "train"
-        rows.append({"task_id": r.task_id, "nl": r.nl, "code": r.code, "language": "bash", "split": split})
-    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    grouped_bash(BENCH, out)
     return out
 
 
@@ -154,17 +146,8 @@ def train(config: Path, run_dir: Path, log: Path, threads: int) -> dict[str, Any
             rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
         if rc:
             raise RuntimeError(f"training failed ({rc}): {shlex.join(cmd)}; see {log}")
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    last = [r for r in rows if "elapsed_s" in r][-1]
-    return {
-        "command": shlex.join(cmd),
-        "wall_s": round(time.monotonic() - start, 1) if fresh else None,
-        "loop_s": round(last["elapsed_s"], 1),
-        "steps": last["step"],
-        "last_loss": round(last["loss"], 4),
-        "tok_per_s": round(last["tok_per_s"]),
-        "reused": not fresh,
-    }
+    wall = round(time.monotonic() - start, 1) if fresh else None
+    return {**finished(run_dir), "command": shlex.join(cmd), "wall_s": wall, "reused": not fresh}
 
 
 def finished(run_dir: Path) -> dict[str, Any]:
@@ -178,49 +161,41 @@ def finished(run_dir: Path) -> dict[str, Any]:
     return info
 
 
-def candidates(run_dir: Path, problems: dict, args: argparse.Namespace, steps: int | None) -> dict[str, list[str]]:
-    """5 candidates per problem: eta-0 diffusion sampling with ``steps`` (CodeFusion), else 5-beam search."""
+def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
+    """Parameters, and 5 candidates per problem judged: eta-0 diffusion sampling with each of ``--steps``
+    (CodeFusion), else 5-beam search; the run is loaded once."""
+    from ar_bash import judge
+
     from nl2code.api import GenerationConfig, load_run
 
     run = load_run(run_dir, args.device)
     run.model.eval()
-    if steps is not None:
+    diffusion = name.startswith("codefusion")
+    if diffusion:
         from nl2code.generation.diffusion import DiffusionGenerator
 
         gen: Any = DiffusionGenerator(run)
-        cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch)
     else:
         from nl2code.generation.autoregressive import ARGenerator
 
         gen = ARGenerator(run)
-        cfg = GenerationConfig(n=5, temperature=0.0, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
     ids = list(problems)
-    cands = gen.generate([problems[i].nl for i in ids], cfg)
-    return {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
-
-
-def param_count(run_dir: Path) -> int:
-    from nl2code.api import load_run
-
-    return sum(p.numel() for p in load_run(run_dir).model.parameters())
-
-
-def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
-    from ar_bash import judge
-
     evals: dict[str, Any] = {}
-    steps_list = [int(x) for x in args.steps.split(",")] if name.startswith("codefusion") else [None]
-    for steps in steps_list:
+    for steps in [int(x) for x in args.steps.split(",")] if diffusion else [None]:
+        if diffusion:
+            cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch)
+        else:
+            cfg = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
         t0 = time.monotonic()
-        samples = candidates(run_dir, problems, args, steps)
+        cands = gen.generate([problems[i].nl for i in ids], cfg)
+        samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
         label = f"{steps} steps" if steps else "5-beam"
         evals[label] = {**judge(problems, samples), "sample_s": round(time.monotonic() - t0, 1)}
         print(f"{name} {label}: " + json.dumps({k: round(100 * v, 1) for k, v in evals[label].items() if "@" in k}))
     examples = [
-        {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]}
-        for t in list(problems)[:3]
+        {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]} for t in ids[:3]
     ]
-    return {"evals": evals, "examples": examples}
+    return {"parameters": sum(p.numel() for p in run.model.parameters()), "evals": evals, "examples": examples}
 
 
 def report(result: dict[str, Any], out: Path, name: str) -> None:
@@ -351,11 +326,7 @@ def main() -> None:
                 trained = dict(zip(names, pool.map(one, names), strict=True))
         for name in names:
             run_dir = Path(given[name]) if given else work / f"{name}-{split}"
-            entry = {
-                "train": trained[name],
-                "parameters": param_count(run_dir),
-                **evaluate(name, run_dir, problems, args),
-            }
+            entry = {"train": trained[name], **evaluate(name, run_dir, problems, args)}
             part["systems"][name] = entry
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)

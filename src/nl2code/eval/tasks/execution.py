@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def judge_checks(
     return TaskResult(rows, metrics, extra)
 
 
-class ExecutionTask:
+class ExecutionTask(ABC):
     """Base of the tasks judged by running each candidate against the problem's tests (HumanEval, MBPP).
 
     A subclass names itself, loads its problems and builds the :class:`~nl2code.eval.judge.JudgeJob`
@@ -176,8 +177,9 @@ class ExecutionTask:
     name = "execution"
     executes_code = True
 
+    @abstractmethod
     def judge_job(self, problem: Record, completion: str) -> judge.JudgeJob:
-        raise NotImplementedError
+        """The judge job that runs ``completion`` against ``problem``'s tests."""
 
     def judge(self, problems: dict[str, Record], samples: dict[str, list[str]], ctx: EvalContext) -> TaskResult:
         return judge_checks(self.name, problems, samples, ctx, self.judge_job)
