@@ -178,6 +178,15 @@ class RunDir:
         save_weights(model, self.weights_file)
         return self.weights_file
 
+    def write_weights(self, entries: list, metadata: dict[str, str]) -> Path:
+        """Write the weights from lazy ``(name, make)`` entries (nl2code.hf.safetensors_io.Entry), one
+        tensor in memory at a time, atomically and durably."""
+        from nl2code.hf.safetensors_io import write_file
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_file(self.weights_file, entries, metadata)
+        return self.weights_file
+
     def verify_weights(self) -> None:
         verify_weights(self.weights_file)
 

@@ -6,11 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from nl2code.models import quant
 from nl2code.models.codegen import CodeGenConfig, CodeGenLM
 from nl2code.models.lora import apply_lora, count_parameters
 from nl2code.models.quant import (
     NF4Linear,
     dequantize_nf4,
+    dequantize_range,
     matches,
     nf4_error_bound,
     nf4_levels,
@@ -134,3 +136,36 @@ def test_qlora_trains_adapters_over_frozen_nf4_base() -> None:
     assert all(p.grad is not None for p in model.parameters())  # only adapter params exist
     with pytest.raises(TypeError, match="NF4"):
         model[0].merge()
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_dequantize_range_equals_slices_of_the_whole(double_quant: bool) -> None:
+    w = torch.randn(37, 50, generator=torch.Generator().manual_seed(3))  # 1,850: the last block is partial
+    q = quantize_nf4(w, block_size=64, double_quant=double_quant, dq_block_size=4)
+    whole = dequantize_nf4(q)
+    for start, stop in [(0, 1850), (0, 1), (63, 65), (100, 1849), (640, 1280), (1849, 1850)]:
+        assert torch.equal(dequantize_range(q, start, stop), whole.view(-1)[start:stop]), (start, stop)
+    layer = NF4Linear(q)
+    assert torch.equal(layer.dequantized_rows(5, 9, torch.bfloat16), whole[5:9].to(torch.bfloat16))
+
+
+def test_big_layers_multiply_a_slice_of_rows_at_a_time(monkeypatch) -> None:
+    torch.manual_seed(0)
+    layer = NF4Linear.from_linear(nn.Linear(64, 40))
+    x = torch.randn(3, 5, 64, requires_grad=True)
+    y_whole = layer(x)
+    (g_whole,) = torch.autograd.grad(y_whole.square().sum(), x)
+    calls = []
+    rows = layer.dequantized_rows
+
+    def counted(r0: int, r1: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        calls.append((r0, r1))
+        return rows(r0, r1, dtype)
+
+    monkeypatch.setattr(layer, "dequantized_rows", counted)
+    monkeypatch.setattr(quant, "_MATMUL_CHUNK", 64 * 16)  # 16 rows per slice: 3 slices, the last short
+    y = layer(x)
+    (g,) = torch.autograd.grad(y.square().sum(), x)
+    assert calls == [(0, 16), (16, 32), (32, 40)] * 2  # forward, then backward
+    torch.testing.assert_close(y, y_whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(g, g_whole, atol=1e-5, rtol=1e-6)

@@ -9,30 +9,46 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file, load_model
+from safetensors.torch import load_file, load_model, save_model
 
 from nl2code import cli
 from nl2code import config as config_io
 from nl2code.api import load_run
 from nl2code.data.tokenizer import CodeTokenizer
-from nl2code.models import CodeGenConfig, CodeGenLM
+from nl2code.models import CodeGenConfig, CodeGenLM, quant
+from nl2code.models.lora import merge_and_unload
 from nl2code.models.quant import quantize_nf4
 from nl2code.objectives.autoregressive import CausalLMConfig
+from nl2code.rundir import RunDir
+from nl2code.train import adapters as adapters_mod
 from nl2code.train.adapters import apply_adapters
 from nl2code.train.checkpoint import save_weights
 from nl2code.train.config import AdapterConfig, RunConfig
 
-DATA = {"source": "pysource", "options": {"max_functions": 300}, "split": "train", "eval_split": "test",
-        "max_len": 64}
-TRAIN = {"max_steps": 6, "batch_size": 8, "warmup_steps": 1, "lr": 0.01, "weight_decay": 0.1, "log_every": 3,
-         "eval_every": 3, "eval_batches": 1, "sample_every": 0, "ckpt_every": 3, "tensorboard": False,
-         "device": "cpu", "precision": "fp32"}
+DATA = {"source": "pysource", "options": {"max_functions": 300}, "split": "train", "eval_split": "test", "max_len": 64}
+TRAIN = {
+    "max_steps": 6,
+    "batch_size": 8,
+    "warmup_steps": 1,
+    "lr": 0.01,
+    "weight_decay": 0.1,
+    "log_every": 3,
+    "eval_every": 3,
+    "eval_batches": 1,
+    "sample_every": 0,
+    "ckpt_every": 3,
+    "tensorboard": False,
+    "device": "cpu",
+    "precision": "fp32",
+}
 
 
 def make_base(run_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
     vocab = CodeTokenizer.load(tokenizer_dir).vocab_size
-    cfg = RunConfig(model=CodeGenConfig(vocab_size=vocab, d_model=32, n_layers=2, n_heads=4, mlp="swiglu",
-                                        max_seq_len=64), objective=CausalLMConfig())
+    cfg = RunConfig(
+        model=CodeGenConfig(vocab_size=vocab, d_model=32, n_layers=2, n_heads=4, mlp="swiglu", max_seq_len=64),
+        objective=CausalLMConfig(),
+    )
     shutil.copytree(tokenizer_dir, run_dir / "tokenizer")
     config_io.save(cfg, run_dir / "config.yaml")
     save_weights(CodeGenLM(cfg.model, generator=torch.Generator().manual_seed(seed)), run_dir / "model.safetensors")
@@ -103,8 +119,12 @@ def test_adapter_run_trains_only_adapters_and_saves_the_merged_model(base, tmp_p
 
 
 def test_router_only_training_changes_only_the_routers(base, tmp_path, capsys):
-    merge = {"base_model": str(base), "gate_mode": "random", "experts_per_token": 1,
-             "experts": [{"source_model": str(base)}, {"source_model": str(base)}]}
+    merge = {
+        "base_model": str(base),
+        "gate_mode": "random",
+        "experts_per_token": 1,
+        "experts": [{"source_model": str(base)}, {"source_model": str(base)}],
+    }
     (tmp_path / "merge.yaml").write_text(yaml.safe_dump(merge))
     moe_dir = tmp_path / "moe"
     assert cli.main(["merge-moe", str(tmp_path / "merge.yaml"), "--out", str(moe_dir)]) == 0
@@ -141,3 +161,43 @@ def test_help_documents_adapter_and_trainable_keys(capsys):
     out = capsys.readouterr().out
     for key in ("adapters.r ", "adapters.quantize_base", "train.trainable", "init_from"):
         assert key in out, key
+
+
+@pytest.mark.parametrize(("dtype", "rows"), [(torch.float32, None), (torch.float32, 8), (torch.bfloat16, None)])
+def test_finalize_streams_the_merge_and_writes_what_merging_in_place_wrote(tmp_path, dtype, rows, monkeypatch):
+    if rows:  # merge 8 rows at a time, as a 7B layer is merged 4M weights at a time
+        monkeypatch.setattr(quant, "_MATMUL_CHUNK", 32 * rows)
+    cfg = CodeGenConfig(vocab_size=96, d_model=32, n_layers=2, n_heads=4, mlp="swiglu", max_seq_len=32)
+    model = CodeGenLM(cfg, generator=torch.Generator().manual_seed(0)).to(dtype)
+    adapters = AdapterConfig(r=4, alpha=8.0, targets=["qkv", "mlp\\.(gate|up)"], quantize_base="nf4")
+    apply_adapters(model, adapters, seed=0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".lora_b"):
+                p.normal_(generator=torch.Generator().manual_seed(len(name)))
+    made = []
+    merged_weight = adapters_mod._merged_weight
+    monkeypatch.setattr(adapters_mod, "_merged_weight", lambda m: made.append(m) or merged_weight(m))
+    entries, metadata = adapters_mod.merged_entries(model)
+    run = RunDir(tmp_path / "run")
+    run.write_weights(entries, metadata)
+    # 6 adapted + 4 NF4-only Linears (attn.out, mlp.down), each computed once, when its bytes are written
+    assert len(made) == len({id(m) for m in made}) == 10
+
+    streamed = load_file(str(run.weights_file))
+    model.float()  # the in-place merge it replaces (a second, dense model), in fp32 as the streamed one merges
+    adapters_mod.dequantize_linears(model)
+    merge_and_unload(model)
+    save_model(model, str(tmp_path / "inplace.safetensors"), metadata={"format": "pt"})
+    inplace = load_file(str(tmp_path / "inplace.safetensors"))
+    assert streamed.keys() == inplace.keys() and "lm_head.weight" not in streamed  # tied: written once
+    assert metadata == {"format": "pt", "lm_head.weight": "embed.weight"}
+    for key, value in inplace.items():
+        if streamed[key].dtype == value.dtype:
+            assert torch.equal(streamed[key], value), key
+        else:  # streamed keeps the model's bf16 (merged in fp32, rounded once)
+            assert dtype == torch.bfloat16 and streamed[key].dtype == dtype, key
+            assert torch.equal(streamed[key], value.to(dtype)), key
+    dense = CodeGenLM(cfg).to(dtype)
+    load_model(dense, str(run.weights_file))
+    torch.testing.assert_close(logits(dense), logits(model.to(dtype)), atol=0, rtol=0)

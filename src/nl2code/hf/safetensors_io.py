@@ -197,15 +197,31 @@ class CheckpointFiles:
 
 # -- writing -------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Planned:
+    """A tensor whose shape and dtype are known before it is computed, so writing the header does
+    not compute it (a merged 7B layer is computed once, when its bytes are written)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    make: Callable[[], torch.Tensor]
+
+    def __call__(self) -> torch.Tensor:
+        return self.make()
+
+
 # A tensor to write: its name and a function producing it (called when its bytes are written, so
 # converted copies exist one at a time).
 Entry = tuple[str, Callable[[], torch.Tensor]]
 
 
-def _spec(name: str, t: torch.Tensor) -> tuple[str, str, tuple[int, ...], int]:
+def _spec(name: str, make: Callable[[], torch.Tensor]) -> tuple[str, str, tuple[int, ...], int]:
+    t = make if isinstance(make, Planned) else make()
     if t.dtype not in _NAMES:
         raise ValueError(f"{name}: dtype {t.dtype} cannot be written to safetensors")
-    return name, _NAMES[t.dtype], tuple(t.shape), t.numel() * t.element_size()
+    nbytes = math.prod(t.shape) * torch.empty((), dtype=t.dtype).element_size()
+    return name, _NAMES[t.dtype], tuple(t.shape), nbytes
 
 
 def write_file(path: Path, entries: Iterable[Entry], metadata: dict[str, str] | None = None) -> int:
@@ -213,7 +229,7 @@ def write_file(path: Path, entries: Iterable[Entry], metadata: dict[str, str] | 
     entries = list(entries)
     specs, offset, header = [], 0, {}
     for name, make in entries:
-        specs.append(_spec(name, make()))  # shapes first: the header precedes the data
+        specs.append(_spec(name, make))  # shapes first: the header precedes the data
     for name, dtype, shape, nbytes in specs:
         header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
@@ -225,10 +241,10 @@ def write_file(path: Path, entries: Iterable[Entry], metadata: dict[str, str] | 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
-        for (name, make), (_, _, shape, nbytes) in zip(entries, specs, strict=True):
+        for (name, make), (_, dtype, shape, nbytes) in zip(entries, specs, strict=True):
             t = make().detach().to("cpu").contiguous()
-            if tuple(t.shape) != shape:
-                raise ValueError(f"{name}: produced shape {tuple(t.shape)} after {shape}")
+            if tuple(t.shape) != shape or _NAMES.get(t.dtype) != dtype:
+                raise ValueError(f"{name}: produced {t.dtype} {tuple(t.shape)} after {dtype} {shape}")
             if nbytes:
                 f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
         f.flush()
@@ -245,7 +261,7 @@ def write_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entries = list(entries)
-    sizes = [_spec(name, make())[3] for name, make in entries]
+    sizes = [_spec(name, make)[3] for name, make in entries]
     shards: list[list[Entry]] = [[]]
     used = 0
     for entry, size in zip(entries, sizes, strict=True):

@@ -124,11 +124,38 @@ def quantize_nf4(
     return q
 
 
+def _absmax_range(q: NF4Tensor, b0: int, b1: int) -> torch.Tensor:
+    """float32 scales of blocks ``b0:b1`` (the same values as ``q.block_absmax()[b0:b1]``)."""
+    if q.absmax is not None:
+        return q.absmax[b0:b1]
+    assert q.absmax_q is not None and q.absmax_scale is not None and q.absmax_offset is not None
+    group = torch.arange(b0, b1, device=q.absmax_q.device) // q.dq_block_size
+    return q.absmax_q[b0:b1].float() * q.absmax_scale[group] + q.absmax_offset
+
+
+def dequantize_range(q: NF4Tensor, start: int, stop: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Elements ``start:stop`` of the flattened tensor, 1-D, in ``dtype`` (default: the original).
+
+    Works a bounded slice of blocks at a time: the int64 code indices and float32 products of a
+    whole big matrix (an LM head) would cost ~3x its fp32 size in temporaries.
+    """
+    bs, levels = q.block_size, nf4_levels(q.codes.device)
+    out = torch.empty(stop - start, dtype=dtype or q.dtype, device=q.codes.device)
+    step = max(1, _CHUNK // bs)
+    first, end = start // bs, -(-stop // bs)
+    for b in range(first, end, step):
+        e = min(b + step, end)
+        packed = q.codes[b * bs // 2 : e * bs // 2]
+        codes = torch.stack((packed >> 4, packed & 0x0F), dim=-1).view(-1).long()
+        values = (levels[codes].view(-1, bs) * _absmax_range(q, b, e)[:, None]).view(-1)
+        lo, hi = max(start, b * bs), min(stop, e * bs)
+        out[lo - start : hi - start] = values[lo - b * bs : hi - b * bs]
+    return out
+
+
 def dequantize_nf4(q: NF4Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Rebuild the tensor: ``level[code] * absmax`` per block, in ``dtype`` (default: the original)."""
-    codes = torch.stack((q.codes >> 4, q.codes & 0x0F), dim=-1).view(-1).long()
-    values = nf4_levels(q.codes.device)[codes].view(-1, q.block_size) * q.block_absmax()[:, None]
-    return values.view(-1)[: q.shape.numel()].view(q.shape).to(dtype or q.dtype)
+    return dequantize_range(q, 0, q.shape.numel(), dtype).view(q.shape)
 
 
 def nf4_error_bound(q: NF4Tensor) -> torch.Tensor:
@@ -140,21 +167,46 @@ def nf4_error_bound(q: NF4Tensor) -> torch.Tensor:
     return per_block.reshape(-1)[: q.shape.numel()].view(q.shape)
 
 
+_MATMUL_CHUNK = 1 << 22  # weights dequantised at once by a big layer's forward/backward (16 MiB in fp32)
+
+
+def row_slices(out_features: int, in_features: int) -> list[tuple[int, int]]:
+    """Row ranges of an (out, in) weight holding at most ``_MATMUL_CHUNK`` weights each (at least one row)."""
+    rows = max(1, _MATMUL_CHUNK // in_features)
+    return [(r, min(r + rows, out_features)) for r in range(0, out_features, rows)]
+
+
 class _NF4Matmul(torch.autograd.Function):
     """``x @ W.T + b`` (``b`` frozen) that dequantises ``W`` again in backward instead of saving it: autograd would
-    otherwise keep every layer's full-precision weight alive until backward (the whole model)."""
+    otherwise keep every layer's full-precision weight alive until backward (the whole model). A layer bigger
+    than ``_MATMUL_CHUNK`` weights (an LM head, a 7B MLP) is dequantised and multiplied a slice of rows at a time,
+    so its full-precision weight never exists either."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, layer: NF4Linear) -> torch.Tensor:  # noqa: ANN001
         ctx.layer, ctx.x_dtype = layer, x.dtype
         bias = None if layer.bias is None else layer.bias.to(x.dtype)
-        return F.linear(x, layer.dequantized_weight(x.dtype), bias)
+        slices = row_slices(layer.out_features, layer.in_features)
+        if len(slices) == 1:
+            return F.linear(x, layer.dequantized_weight(x.dtype), bias)
+        out = x.new_empty(*x.shape[:-1], layer.out_features)
+        for r0, r1 in slices:
+            b = None if bias is None else bias[r0:r1]
+            out[..., r0:r1] = F.linear(x, layer.dequantized_rows(r0, r1, x.dtype), b)
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # noqa: ANN001
         if not ctx.needs_input_grad[0]:
             return None, None
-        return (grad @ ctx.layer.dequantized_weight(grad.dtype)).to(ctx.x_dtype), None
+        layer = ctx.layer
+        slices = row_slices(layer.out_features, layer.in_features)
+        if len(slices) == 1:
+            return (grad @ layer.dequantized_weight(grad.dtype)).to(ctx.x_dtype), None
+        dx = grad.new_zeros(*grad.shape[:-1], layer.in_features)
+        for r0, r1 in slices:
+            dx += grad[..., r0:r1] @ layer.dequantized_rows(r0, r1, grad.dtype)
+        return dx.to(ctx.x_dtype), None
 
 
 class NF4Linear(nn.Module):
@@ -200,6 +252,11 @@ class NF4Linear(nn.Module):
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """(out_features, in_features) weight in ``dtype`` (default: the original dtype)."""
         return dequantize_nf4(self.quantized(), dtype)
+
+    def dequantized_rows(self, r0: int, r1: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Rows ``r0:r1`` of :meth:`dequantized_weight` (equal values), without the other rows."""
+        flat = dequantize_range(self.quantized(), r0 * self.in_features, r1 * self.in_features, dtype)
+        return flat.view(r1 - r0, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _NF4Matmul.apply(x, self)
@@ -287,6 +344,7 @@ __all__ = [
     "NF4Tensor",
     "NF4_LEVELS",
     "dequantize_nf4",
+    "dequantize_range",
     "matches",
     "nf4_error_bound",
     "nf4_levels",
@@ -295,5 +353,6 @@ __all__ = [
     "quantize_linears",
     "quantize_nf4",
     "replace_module",
+    "row_slices",
     "tied_parameters",
 ]

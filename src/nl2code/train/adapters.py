@@ -7,7 +7,7 @@
 * :func:`set_trainable`: per stage, choose what trains: everything, the adapters only, or the
   MoE routers only (router fine-tuning of a merged MoE), and count it.
 * :func:`finalize`: after training, turn the run's weights into a plain dense model
-  (NF4 bases dequantised, adapters merged: ``W + (alpha / r) B A``) so
+  (NF4 bases dequantised, adapters merged: ``W + (alpha / r) B A``, streamed one layer at a time) so
   ``generate``, ``eval`` and ``merge-moe`` read it like any other run, and keep the adapters
   beside it (``adapter.safetensors``, ``adapter.json``).
 
@@ -28,8 +28,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nl2code.config import ConfigError, to_dict
-from nl2code.models.lora import ParamCount, apply_lora, count_parameters, lora_state_dict, merge_and_unload
-from nl2code.models.quant import LinearReader, NF4Linear, quantize_linears, replace_module
+from nl2code.hf.safetensors_io import Entry, Planned
+from nl2code.models.lora import LoRALinear, ParamCount, apply_lora, count_parameters, lora_state_dict
+from nl2code.models.quant import LinearReader, NF4Linear, quantize_linears, replace_module, row_slices
 from nl2code.rundir import ADAPTER_FILE, ADAPTER_INFO, RunDir
 from nl2code.train.config import AdapterConfig, RunConfig
 from nl2code.utils.io import atomic_path, atomic_write
@@ -61,8 +62,9 @@ def streams_init(cfg: RunConfig) -> bool:
 
 
 def _quantize(cfg: AdapterConfig, read: LinearReader | None = None) -> Callable[[nn.Module], list[str]]:
-    return lambda model: quantize_linears(model, exclude=QUANT_EXCLUDE, block_size=cfg.block_size,
-                                          double_quant=cfg.double_quant, read=read)
+    return lambda model: quantize_linears(
+        model, exclude=QUANT_EXCLUDE, block_size=cfg.block_size, double_quant=cfg.double_quant, read=read
+    )
 
 
 def load_init_quantized(model: nn.Module, cfg: RunConfig, source: str = "<config>") -> nn.Module:
@@ -74,8 +76,9 @@ def load_init_quantized(model: nn.Module, cfg: RunConfig, source: str = "<config
     run = RunDir(cfg.init_from)
     param = next(model.parameters())
     try:
-        return load_weights(model.cfg, run.weights_file, dtype=param.dtype,
-                            quantize=lambda m, read: _quantize(cfg.adapters, read)(m))
+        return load_weights(
+            model.cfg, run.weights_file, dtype=param.dtype, quantize=lambda m, read: _quantize(cfg.adapters, read)(m)
+        )
     except (RuntimeError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{source}: init_from: {run.weights_file} does not fit the configured model ({first})") from e
@@ -94,8 +97,16 @@ def apply_adapters(
         _quantize(cfg)(model)
     gen = torch.Generator().manual_seed(seed)
     try:
-        return apply_lora(model, cfg.targets, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, rslora=cfg.rslora,
-                          freeze=True, generator=gen)
+        return apply_lora(
+            model,
+            cfg.targets,
+            r=cfg.r,
+            alpha=cfg.alpha,
+            dropout=cfg.dropout,
+            rslora=cfg.rslora,
+            freeze=True,
+            generator=gen,
+        )
     except ValueError as e:
         raise ConfigError(f"{source}: adapters.targets: {e}") from None
 
@@ -183,9 +194,58 @@ def finalize(model: nn.Module, cfg: RunConfig, run_dir: RunDir | Path, trainable
         "percent": round(counts.percent, 4),
     }
     atomic_write(run.adapter_info_file, json.dumps(info, indent=1) + "\n")
-    dequantize_linears(model)
-    merge_and_unload(model)
-    run.save_weights(model)
+    entries, metadata = merged_entries(model)
+    run.write_weights(entries, metadata)
+
+
+def _merged_weight(layer: nn.Module) -> torch.Tensor:
+    """The dense weight of a :class:`LoRALinear` (update added) or an :class:`NF4Linear` (dequantised), in the base
+    weight's dtype; computed in float32 a slice of rows at a time, so only the result is full size."""
+    base = layer.base if isinstance(layer, LoRALinear) else layer
+    dtype = base.weight_dtype if isinstance(base, NF4Linear) else base.weight.dtype
+    out = torch.empty(layer.out_features, layer.in_features, dtype=dtype)
+    adapted = isinstance(layer, LoRALinear) and not layer.merged
+    for r0, r1 in row_slices(layer.out_features, layer.in_features):
+        if isinstance(base, NF4Linear):
+            rows = base.dequantized_rows(r0, r1, torch.float32)
+        else:
+            rows = base.weight.detach()[r0:r1].float()
+        if adapted:
+            rows += (layer.lora_b.detach()[r0:r1].float() @ layer.lora_a.detach().float()) * layer.scale
+        out[r0:r1] = rows
+    return out
+
+
+def merged_entries(model: nn.Module) -> tuple[list[Entry], dict[str, str]]:
+    """The merged dense model's tensors for a streamed write, and the file's metadata.
+
+    Each adapted or NF4 layer's dense weight is computed only when its bytes are written, so a 7B
+    QLoRA run never holds a second, full-precision model (merging in place did). The names are the
+    dense model's (``x.base.weight`` becomes ``x.weight``); tied tensors are written once, under the
+    name ``safetensors.torch.save_model`` keeps (the first in sorted order), the others named in the
+    metadata as it does, so ``RunDir.load_weights`` reads the file like any other run's.
+    """
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+    layers |= {n: m for n, m in model.named_modules() if isinstance(m, NF4Linear) and n.rsplit(".", 1)[0] not in layers}
+    entries: list[Entry] = []
+    for name, layer in layers.items():
+        shape = (layer.out_features, layer.in_features)
+        base = layer.base if isinstance(layer, LoRALinear) else layer
+        dtype = base.weight_dtype if isinstance(base, NF4Linear) else base.weight.dtype
+        entries.append((f"{name}.weight", Planned(shape, dtype, lambda m=layer: _merged_weight(m))))
+        if base.bias is not None:
+            entries.append((f"{name}.bias", lambda b=base.bias: b.detach()))
+    inside = tuple(f"{name}." for name in layers)
+    shared: dict[int, list[str]] = {}
+    plain = {k: v for k, v in model.state_dict().items() if not k.startswith(inside)}
+    for key, t in plain.items():
+        shared.setdefault(t.untyped_storage().data_ptr(), []).append(key)
+    metadata = {"format": "pt"}
+    for names in shared.values():
+        keep, *dropped = sorted(names)
+        entries.append((keep, lambda t=plain[keep]: t))
+        metadata |= dict.fromkeys(dropped, keep)
+    return entries, metadata
 
 
 __all__ = [
@@ -195,6 +255,7 @@ __all__ = [
     "dequantize_linears",
     "finalize",
     "load_init_quantized",
+    "merged_entries",
     "load_init_weights",
     "prepare_model",
     "streams_init",
