@@ -1,19 +1,24 @@
-"""CodeFusion and the AR baseline on Bash at a matched wall-clock budget, beside the baselines (issue #18).
+"""CodeFusion and the AR baseline on Bash (or CF rules) at a matched wall-clock budget, beside the baselines (#18).
 
-    python benchmarks/bash_matched.py [--systems codefusion,codefusion_rag,ar,ar_rag] [--minutes 25]
+    python benchmarks/bash_matched.py [--language bash|cf] [--systems codefusion,codefusion_rag,ar,ar_rag]
+        [--minutes 25]
         [--scale recipe|paper] [--split paper,grouped] [--limit 500] [--seed 0] [--steps 1,20]
         [--device cpu|cuda] [--parallel 2] [--threads 1] [--out DIR] [--tiny]
 
 Per system and split: train its committed config for ``--minutes`` of training loop
 (``train.max_minutes``: the cosine follows the clock, so each model gets the same minutes whatever its
 speed), then 5 candidates per utterance on a seeded random sample of the test part (never a prefix),
-judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5), beside the constant answer
-and TF-IDF retrieval of the same train part on the same rows. CodeFusion samples with each of
+judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5; ``--language cf``: the
+``codefusion-cf`` task's execution match and exact match @1/3/5), beside the constant answer (Bash:
+``find . -name x``; CF: the most frequent train rule) and TF-IDF retrieval of the same train part on
+the same rows. CodeFusion samples with each of
 ``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search.
 
 Systems (configs): ``codefusion`` = configs/codefusion/bash_ft.yaml (the paper's model and loss, fine-
 tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_cpu.yaml (pairs only),
-``ar_rag`` = bash_cpu_rag.yaml; ``*_rag`` are retrieval-augmented, not the paper's setting.
+``ar_rag`` = bash_cpu_rag.yaml; ``*_rag`` are retrieval-augmented, not the paper's setting. CF rules:
+``codefusion`` = configs/codefusion/cf_ft.yaml, ``ar`` = configs/codegen/cf_cpu.yaml, paper split only
+(the grouped split is written as JSONL, which drops the tables execution match needs).
 ``--scale paper`` trains the paper's size instead (CodeFusion: the ``codefusion-75m`` shape, d_model
 512, layers 6/10/6, diffusion width 128; AR: 10 layers x 768, about the same parameters; lr 5e-4),
 for a GPU. Splits: ``paper`` = the benchmark's train/test; ``grouped`` = every pair re-split by a hash
@@ -23,7 +28,7 @@ On a 2-core CPU, ``--parallel 2 --threads 1`` trains two systems at once, one co
 same contention). Multi-GPU: the configs written to the work directory train under ``torchrun
 --nproc_per_node N -m nl2code train CONFIG --run-dir DIR``. Data: ``$NL2CODE_DATA`` (default
 ``../shared/data``). A run directory that already holds a finished run of the same config is reused.
-Writes ``OUT/NAME.{md,json}`` (``--name``, default bash_matched) after every system.
+Writes ``OUT/NAME.{md,json}`` (``--name``, default LANGUAGE_matched) after every system.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, header_md, machine_info, md_table, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = DATA / "codefusion" / "benchmarks" / "BashBenchmarks.json"
+BENCHES = DATA / "codefusion" / "benchmarks"
 KS = [1, 3, 5]
-PAPER = {"cms@1": 66.7, "cms@5": 72.0}  # codefusion.md: 75M CodeFusion, pre-trained CodeT5 encoder, 4xV100
 
 
 def _cf(cfg: dict, args: argparse.Namespace) -> None:
@@ -74,31 +80,68 @@ def _ar(cfg: dict, args: argparse.Namespace) -> None:
     cfg["model"].update(shape)
 
 
-SYSTEMS = {  # name -> (committed recipe, how --scale/--tiny change it)
-    "codefusion": ("configs/codefusion/bash_ft.yaml", _cf),
-    "codefusion_rag": ("configs/codefusion/bash_rag.yaml", _cf),
-    "ar": ("configs/codegen/bash_cpu.yaml", _ar),
-    "ar_rag": ("configs/codegen/bash_cpu_rag.yaml", _ar),
-}
+@dataclass(frozen=True)
+class Language:
+    """One benchmark of the paper: its file, task (also the data source), scored metrics and recipes."""
+
+    bench: Path
+    task: str
+    metrics: tuple[str, ...]  # reported @1/3/5
+    paper: dict[str, float]  # codefusion.md: 75M CodeFusion, pre-trained CodeT5 encoder, 4xV100
+    systems: dict[str, str]  # name -> committed recipe
+    splits: tuple[str, ...]
 
 
-def grouped_split(out: Path) -> Path:
+LANGUAGES = {
+    "bash": Language(
+        BENCHES / "BashBenchmarks.json", "codefusion-bash", ("cms", "template_match"),
+        {"cms@1": 66.7, "cms@5": 72.0},
+        {"codefusion": "configs/codefusion/bash_ft.yaml", "codefusion_rag": "configs/codefusion/bash_rag.yaml",
+         "ar": "configs/codegen/bash_cpu.yaml", "ar_rag": "configs/codegen/bash_cpu_rag.yaml"},
+        ("paper", "grouped"),
+    ),
+    "cf": Language(
+        BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
+        {"execution_match@1": 72.8, "execution_match@5": 78.5},
+        {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
+        ("paper",),
+    ),
+}  # fmt: skip
+
+
+def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:
+    """The language's metrics @1/3/5 (and syntax validity where the task reports it) of ``samples``."""
+    from nl2code.eval.tasks import EvalContext, get_task
+
+    res = get_task(lang.task).judge(problems, samples, EvalContext(ks=KS, workers=1, progress=False))
+    keep = [f"{m}@{k}" for m in lang.metrics for k in KS] + ["syntax_valid"]
+    return {m: res.metrics[m] for m in keep if m in res.metrics}
+
+
+def constant_answer(lang: Language, train: list[Any]) -> str:
+    """Bash: the issue's constant command; otherwise the most frequent train program."""
+    from bash_baselines import CONSTANT
+
+    return CONSTANT if lang.task == "codefusion-bash" else Counter(r.code for r in train).most_common(1)[0][0]
+
+
+def grouped_split(lang: Language, out: Path) -> Path:
     """All Bash pairs re-split by a hash of the command string (JSONL rows for ``data.source: jsonl``)."""
     from codefusion_results import grouped_bash
 
-    grouped_bash(BENCH, out)
+    grouped_bash(lang.bench, out)
     return out
 
 
-def split_data(split: str, work: Path) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     """(data section for the configs, test problems, train records) of ``split``."""
     from nl2code.data.sources import load_source
 
     if split == "paper":
-        recs = load_source("codefusion-bash", str(BENCH)).records
-        data = {"source": "codefusion-bash", "path": str(BENCH)}
+        recs = load_source(lang.task, str(lang.bench)).records
+        data = {"source": lang.task, "path": str(lang.bench)}
     else:
-        path = grouped_split(work / "bash_grouped.jsonl")
+        path = grouped_split(lang, work / "bash_grouped.jsonl")
         recs = load_source("jsonl", str(path)).records
         data = {"source": "jsonl", "path": str(path)}
     problems = {r.task_id: r for r in recs if r.split == "test"}
@@ -106,9 +149,8 @@ def split_data(split: str, work: Path) -> tuple[dict[str, Any], dict[str, Any], 
 
 
 def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path: Path) -> Path:
-    base, scale = SYSTEMS[name]
-    cfg = yaml.safe_load((REPO / base).read_text())
-    scale(cfg, args)
+    cfg = yaml.safe_load((REPO / LANGUAGES[args.language].systems[name]).read_text())
+    (_cf if name.startswith("codefusion") else _ar)(cfg, args)
     cfg["data"].update(data)
     cfg["train"].update(
         seed=args.seed,
@@ -164,8 +206,6 @@ def finished(run_dir: Path) -> dict[str, Any]:
 def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
     """Parameters, and 5 candidates per problem judged: eta-0 diffusion sampling with each of ``--steps``
     (CodeFusion), else 5-beam search; the run is loaded once."""
-    from ar_bash import judge
-
     from nl2code.api import GenerationConfig, load_run
 
     run = load_run(run_dir, args.device)
@@ -190,7 +230,8 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
         cands = gen.generate([problems[i].nl for i in ids], cfg)
         samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
         label = f"{steps} steps" if steps else "5-beam"
-        evals[label] = {**judge(problems, samples), "sample_s": round(time.monotonic() - t0, 1)}
+        scores = judge(LANGUAGES[args.language], problems, samples)
+        evals[label] = {**scores, "sample_s": round(time.monotonic() - t0, 1)}
         print(f"{name} {label}: " + json.dumps({k: round(100 * v, 1) for k, v in evals[label].items() if "@" in k}))
     examples = [
         {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]} for t in ids[:3]
@@ -199,27 +240,28 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
 
 
 def report(result: dict[str, Any], out: Path, name: str) -> None:
-    keys = [*(f"cms@{k}" for k in KS), *(f"template_match@{k}" for k in KS)]
+    lang = LANGUAGES[result["language"]]
+    keys = [f"{m}@{k}" for m in lang.metrics for k in KS]
 
     def pct(m: dict[str, Any]) -> list[Any]:
         return [round(100 * m[k], 1) if k in m else "" for k in keys]
 
     m = result["machine"]
     lines = [
-        header_md("CodeFusion vs AR on Bash at a matched budget (#18)", result["command"], m),
+        header_md(f"CodeFusion vs AR on {result['language']} at a matched budget (#18)", result["command"], m),
         f"Device: {m['cuda'] or 'CPU'}; scale {result['scale']}; each model trained for {result['minutes']} min "
         f"of its loop (`train.max_minutes`), precision {result['precision']}, seed {result['seed']}; "
         f"wall time of the whole script so far {result.get('wall_s')} s.",
         "",
     ]
     for split, part in result["splits"].items():
-        rows = [["paper: CodeFusion 75M, CodeT5 encoder (CMS)", "", PAPER["cms@1"], "", PAPER["cms@5"], "", "", ""]]
+        rows = [["paper: CodeFusion 75M, CodeT5 encoder", "", *(lang.paper.get(k, "") for k in keys)]]
         rows += [[f"baseline: {b}", "", *pct(v)] for b, v in part["baselines"].items()]
         for sname, entry in part["systems"].items():
             rows += [[sname, label, *pct(v)] for label, v in entry["evals"].items()]
         lines += [
             f"## Split: {split} ({part['rows']} test rows, a seeded random sample of {part['test_rows']}; "
-            f"{part['train_rows']} train rows)",
+            f"{part['train_rows']} train rows; constant answer `{part['constant']}`)",
             "",
             md_table(["system", "sampling", *keys], rows),
             "",
@@ -247,10 +289,12 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
+    p.add_argument("--language", choices=list(LANGUAGES), default="bash", help="which CodeFusion benchmark")
+    p.add_argument("--systems", default=None, help="comma list (default: all of the language's): "
+                   + "; ".join(f"{k}: {', '.join(v.systems)}" for k, v in LANGUAGES.items()))
     p.add_argument("--minutes", type=float, default=25.0, help="training loop budget per system")
     p.add_argument("--scale", choices=["recipe", "paper"], default="recipe", help="committed recipe or paper size")
-    p.add_argument("--split", default="paper,grouped", help="comma list of paper, grouped")
+    p.add_argument("--split", default=None, help="comma list of paper, grouped (default: the language's)")
     p.add_argument("--max-steps", type=int, default=100_000, help="upper bound on steps (the budget decides)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=500, help="seeded random test rows (0 = the whole split)")
@@ -263,7 +307,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads per training (0 = PyTorch's default)")
     p.add_argument("--work-dir", default="/tmp/bash_matched")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    p.add_argument("--name", default="bash_matched", help="results file name")
+    p.add_argument("--name", default=None, help="results file name (default LANGUAGE_matched)")
     p.add_argument("--tiny", action="store_true", help="tiny models: check the script on a CPU in a minute")
     p.add_argument(
         "--runs",
@@ -272,13 +316,19 @@ def main() -> None:
         "instead of training --systems",
     )
     args = p.parse_args()
+    lang = LANGUAGES[args.language]
+    args.name = args.name or f"{args.language}_matched"
+    args.split = args.split or ",".join(lang.splits)
+    if not set(args.split.split(",")) <= set(lang.splits):
+        p.error(f"--split: {args.language} has the splits {', '.join(lang.splits)}")
+    if args.systems and not set(args.systems.split(",")) <= set(lang.systems):
+        p.error(f"--systems: {args.language} has {', '.join(lang.systems)}")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads * args.parallel)
 
-    from ar_bash import judge
-    from bash_baselines import CONSTANT, retrieval_samples
+    from bash_baselines import retrieval_samples
 
     from nl2code.utils.seed import seeded_subset
 
@@ -289,26 +339,29 @@ def main() -> None:
         "command": "python benchmarks/bash_matched.py " + shlex.join(sys.argv[1:]),
         "machine": machine_info(),
         "seed": args.seed,
+        "language": args.language,
         "scale": "tiny" if args.tiny else args.scale,
         "minutes": args.minutes,
         "precision": args.precision,
         "splits": {},
     }
     given = dict(x.split("=", 1) for x in args.runs.split(",")) if args.runs else {}
-    names = list(given) if given else args.systems.split(",")
+    names = list(given) if given else (args.systems or ",".join(lang.systems)).split(",")
     if given and args.split != "paper":
         sys.exit("--runs: finished runs are evaluated on the split they were trained on; pass --split paper")
     for split in args.split.split(","):
-        data, all_problems, train_recs = split_data(split, work)
+        data, all_problems, train_recs = split_data(lang, split, work)
+        constant = constant_answer(lang, train_recs)
         keys = seeded_subset(list(all_problems), args.limit or None, args.seed)
         problems = {k: all_problems[k] for k in keys}
         part: dict[str, Any] = {
             "rows": len(problems),
             "test_rows": len(all_problems),
             "train_rows": len(train_recs),
+            "constant": constant,
             "baselines": {
-                "constant": judge(problems, {t: [CONSTANT] for t in problems}),
-                "tfidf": judge(problems, retrieval_samples(train_recs, problems, max(KS))),
+                "constant": judge(lang, problems, {t: [constant] for t in problems}),
+                "tfidf": judge(lang, problems, retrieval_samples(train_recs, problems, max(KS))),
             },
             "systems": {},
         }

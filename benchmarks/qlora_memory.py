@@ -146,7 +146,8 @@ def main() -> None:
         f"{nf4_mb:,.0f} MiB for {n / 1e9:.2f}B parameters",
         "finalize: the merged dense weights (NF4 dequantised + LoRA update, in the run's dtype) are written one "
         "layer at a time (`adapters.merged_entries`); `end peak` is the child's peak over the whole run, finalize "
-        "included; before this change finalize built a dense fp32 model, 4 bytes per parameter (4.4 GB at 1.1B, 27 GB at 7B)",
+        "included; before this change finalize built a dense fp32 model, 4 bytes per parameter (4.4 GB at 1.1B, "
+        "27 GB at 7B)",
         "NF4 layers above 4M weights (the LM head, a 7B MLP) are dequantised and multiplied 4M weights at a time in "
         "forward and backward (`quant._MATMUL_CHUNK`)",
         f"wall time {data['wall_seconds']} s; a 2-core machine shared with other jobs (load averages in the header)",

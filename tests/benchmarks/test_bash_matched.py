@@ -16,7 +16,9 @@ import bash_matched as bm  # noqa: E402
 
 
 def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
-    rows = [json.loads(x) for x in bm.grouped_split(tmp_path / "g.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in bm.grouped_split(bm.LANGUAGES["bash"], tmp_path / "g.jsonl").read_text().splitlines()
+    ]
     train = {r["code"].strip() for r in rows if r["split"] == "train"}
     test = [r for r in rows if r["split"] == "test"]
     assert len(rows) == 12_607 and 0.15 < len(test) / len(rows) < 0.25
@@ -26,7 +28,7 @@ def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
 def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
     args = argparse.Namespace(
         tiny=False, scale="paper", seed=3, max_steps=500, minutes=2.5, batch_size=16, device="cpu",
-        precision="fp32", threads=1,
+        precision="fp32", threads=1, language="bash",
     )  # fmt: skip
     data = {"source": "jsonl", "path": "/x/g.jsonl"}
     cf = yaml.safe_load(bm.write_config("codefusion_rag", data, args, tmp_path / "cf.yaml").read_text())
@@ -37,3 +39,21 @@ def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
     ar = yaml.safe_load(bm.write_config("ar", data, args, tmp_path / "ar.yaml").read_text())
     recipe = yaml.safe_load((bm.REPO / "configs/codegen/bash_cpu.yaml").read_text())
     assert ar["model"] == recipe["model"] and ar["train"]["max_minutes"] == 2.5
+
+    args.language = "cf"
+    cf_ar = yaml.safe_load(
+        bm.write_config("ar", {"source": "codefusion-cf"}, args, tmp_path / "cf_ar.yaml").read_text()
+    )
+    assert cf_ar["data"]["source"] == "codefusion-cf" and cf_ar["tokenizer"]["vocab_size"] == 2048
+
+
+def test_cf_rules_baselines_are_scored_by_execution(shared_data, tmp_path):
+    lang = bm.LANGUAGES["cf"]
+    _, problems, train = bm.split_data(lang, "paper", tmp_path)
+    assert len(problems) == 178 and len(train) == 712
+    constant = bm.constant_answer(lang, train)
+    assert constant == "ColorScale()"  # 105 of the 712 train rules
+    gold = bm.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
+    const = bm.judge(lang, problems, {t: [constant] for t in problems})
+    assert gold["execution_match@1"] == 1.0 and gold["exact_match@1"] == 1.0
+    assert 0.0 < const["execution_match@1"] < 0.3 and const["execution_match@1"] == const["execution_match@5"]
