@@ -18,7 +18,9 @@ Systems (configs): ``codefusion`` = configs/codefusion/bash_ft.yaml (the paper's
 tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_cpu.yaml (pairs only),
 ``ar_rag`` = bash_cpu_rag.yaml; ``*_rag`` are retrieval-augmented, not the paper's setting. CF rules:
 ``codefusion`` = configs/codefusion/cf_ft.yaml, ``ar`` = configs/codegen/cf_cpu.yaml, paper split only
-(the grouped split is written as JSONL, which drops the tables execution match needs).
+(the grouped split is written as JSONL, which drops the tables execution match needs). Python
+(``--language python``, CoNaLa): python_ft.yaml / python_cpu.yaml, exact match @1/3/5, syntax
+validity, BLEU and CodeBLEU of the first candidates; the constant is the most frequent train snippet.
 ``--scale paper`` trains the paper's size instead (CodeFusion: the ``codefusion-75m`` shape, d_model
 512, layers 6/10/6, diffusion width 128; AR: 10 layers x 768, about the same parameters; lr 5e-4),
 for a GPU. Splits: ``paper`` = the benchmark's train/test; ``grouped`` = every pair re-split by a hash
@@ -90,6 +92,7 @@ class Language:
     paper: dict[str, float]  # codefusion.md: 75M CodeFusion, pre-trained CodeT5 encoder, 4xV100
     systems: dict[str, str]  # name -> committed recipe
     splits: tuple[str, ...]
+    extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all for syntax)
 
 
 LANGUAGES = {
@@ -106,7 +109,13 @@ LANGUAGES = {
         {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
         ("paper",),
     ),
+    "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
+        BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
+        {"codefusion": "configs/codefusion/python_ft.yaml", "ar": "configs/codegen/python_cpu.yaml"},
+        ("paper",), ("syntax_valid", "bleu", "codebleu"),
+    ),
 }  # fmt: skip
+UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fraction shown as a percentage
 
 
 def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:
@@ -114,12 +123,12 @@ def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]
     from nl2code.eval.tasks import EvalContext, get_task
 
     res = get_task(lang.task).judge(problems, samples, EvalContext(ks=KS, workers=1, progress=False))
-    keep = [f"{m}@{k}" for m in lang.metrics for k in KS] + ["syntax_valid"]
+    keep = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
     return {m: res.metrics[m] for m in keep if m in res.metrics}
 
 
 def constant_answer(lang: Language, train: list[Any]) -> str:
-    """Bash: the issue's constant command; otherwise the most frequent train program."""
+    """Bash: the issue's constant command; otherwise the most frequent train program (CF, Python)."""
     from bash_baselines import CONSTANT
 
     return CONSTANT if lang.task == "codefusion-bash" else Counter(r.code for r in train).most_common(1)[0][0]
@@ -158,7 +167,6 @@ def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path
         max_minutes=args.minutes,
         batch_size=args.batch_size,
         device=args.device,
-        precision=args.precision,
         cpu_threads=args.threads,
         eval_every=0,
         sample_every=0,
@@ -168,6 +176,10 @@ def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path
         progress="lines",
         log_every=50,
     )
+    if args.curve:  # a checkpoint every --curve steps, all kept, for the learning curve
+        cfg["train"].update(ckpt_every=args.curve, keep_last=100_000)
+    if args.precision != "recipe":
+        cfg["train"]["precision"] = args.precision
     text = yaml.safe_dump(cfg, sort_keys=False)
     if not (path.is_file() and path.read_text() == text):
         path.write_text(text)
@@ -203,48 +215,113 @@ def finished(run_dir: Path) -> dict[str, Any]:
     return info
 
 
+def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The system's generator and its sampling settings by label: eta-0 diffusion sampling with each of
+    ``--steps`` (CodeFusion), else 5-beam search."""
+    from nl2code.api import GenerationConfig
+
+    if name.startswith("codefusion"):
+        from nl2code.generation.diffusion import DiffusionGenerator
+
+        steps = [int(x) for x in args.steps.split(",")]
+        cfgs = {f"{n} steps": GenerationConfig(n=5, seed=args.seed, steps=n, batch_size=args.gen_batch) for n in steps}
+        return DiffusionGenerator(run), cfgs
+    from nl2code.generation.autoregressive import ARGenerator
+
+    beam = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
+    return ARGenerator(run), {"5-beam": beam}
+
+
+def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace) -> tuple[dict, dict]:
+    """(scores with the sampling seconds, candidates by task id) of 5 candidates per problem."""
+    ids = list(problems)
+    t0 = time.monotonic()
+    cands = gen.generate([problems[i].nl for i in ids], cfg)
+    samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
+    scores = judge(LANGUAGES[args.language], problems, samples)
+    return {**scores, "sample_s": round(time.monotonic() - t0, 1)}, samples
+
+
 def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
-    """Parameters, and 5 candidates per problem judged: eta-0 diffusion sampling with each of ``--steps``
-    (CodeFusion), else 5-beam search; the run is loaded once."""
-    from nl2code.api import GenerationConfig, load_run
+    """Parameters, and 5 candidates per problem judged with each sampling setting; the run is loaded once."""
+    from nl2code.api import load_run
 
     run = load_run(run_dir, args.device)
     run.model.eval()
-    diffusion = name.startswith("codefusion")
-    if diffusion:
-        from nl2code.generation.diffusion import DiffusionGenerator
-
-        gen: Any = DiffusionGenerator(run)
-    else:
-        from nl2code.generation.autoregressive import ARGenerator
-
-        gen = ARGenerator(run)
-    ids = list(problems)
+    gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
-    for steps in [int(x) for x in args.steps.split(",")] if diffusion else [None]:
-        if diffusion:
-            cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch)
-        else:
-            cfg = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
-        t0 = time.monotonic()
-        cands = gen.generate([problems[i].nl for i in ids], cfg)
-        samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
-        label = f"{steps} steps" if steps else "5-beam"
-        scores = judge(LANGUAGES[args.language], problems, samples)
-        evals[label] = {**scores, "sample_s": round(time.monotonic() - t0, 1)}
-        print(f"{name} {label}: " + json.dumps({k: round(100 * v, 1) for k, v in evals[label].items() if "@" in k}))
+    for label, cfg in cfgs.items():
+        evals[label], samples = sample_judge(gen, cfg, problems, args)
+        print(f"{name} {label}: " + json.dumps({k: round(v, 3) for k, v in evals[label].items()}))
+    ids = list(problems)
     examples = [
         {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]} for t in ids[:3]
     ]
     return {"parameters": sum(p.numel() for p in run.model.parameters()), "evals": evals, "examples": examples}
 
 
+def learning_curve(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The metrics against training minutes within one run: every checkpoint ``--curve N`` kept (one every N
+    steps, the last at the end) judged with the last sampling setting. The cosine follows the whole budget,
+    so an early point is a model mid-schedule, not one trained for fewer minutes."""
+    import torch
+    from safetensors.torch import load_model
+
+    from nl2code.api import load_run
+    from nl2code.train.checkpoint import MODEL_FILE, STATE_FILE, list_checkpoints
+
+    run = load_run(run_dir, args.device)
+    run.model.eval()
+    gen, cfgs = sampler(run, name, args)
+    label, cfg = list(cfgs.items())[-1]
+    points = []
+    for step, ckpt in list_checkpoints(run_dir / "checkpoints"):
+        elapsed = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]
+        load_model(run.model, str(ckpt / MODEL_FILE), device=str(args.device))
+        scores, _ = sample_judge(gen, cfg, problems, args)
+        minutes = round(elapsed / 60, 2)
+        points.append({"step": step, "minutes": minutes, "sampling": label, **scores})
+        print(f"{name} curve step {step} ({minutes} min): " + json.dumps({k: round(v, 3) for k, v in scores.items()}))
+    return points
+
+
+def plot_curves(result: dict[str, Any], split: str, path: Path) -> bool:
+    """Metric@1 and @5 against training minutes per system, the baselines as horizontal lines."""
+    part, lang = result["splits"][split], LANGUAGES[result["language"]]
+    curves = {n: e["curve"] for n, e in part["systems"].items() if e.get("curve")}
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = lang.metrics[0]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (sname, pts) in enumerate(curves.items()):
+        x = [p["minutes"] for p in pts]
+        for k, style in ((1, "-o"), (5, "--s")):
+            ax.plot(x, [100 * p[f"{metric}@{k}"] for p in pts], style, color=f"C{i}", label=f"{sname} @{k}")
+    for j, (base, scores) in enumerate(part["baselines"].items()):
+        for k, style in ((1, "-"), (5, "--")):
+            ax.axhline(100 * scores[f"{metric}@{k}"], linestyle=style, color=f"C{len(curves) + j}", linewidth=1,
+                       label=f"{base} @{k}")  # fmt: skip
+    ax.set_xlabel("training minutes (checkpoints of one run)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"{result['language']}, {split} split, {part['rows']} test rows")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def report(result: dict[str, Any], out: Path, name: str) -> None:
     lang = LANGUAGES[result["language"]]
-    keys = [f"{m}@{k}" for m in lang.metrics for k in KS]
+    keys = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
 
     def pct(m: dict[str, Any]) -> list[Any]:
-        return [round(100 * m[k], 1) if k in m else "" for k in keys]
+        return [round(m[k] * (1 if k in UNSCALED else 100), 1) if k in m else "" for k in keys]
 
     m = result["machine"]
     lines = [
@@ -255,7 +332,8 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
         "",
     ]
     for split, part in result["splits"].items():
-        rows = [["paper: CodeFusion 75M, CodeT5 encoder", "", *(lang.paper.get(k, "") for k in keys)]]
+        paper = ["paper: CodeFusion 75M, CodeT5 encoder", "", *(lang.paper.get(k, "") for k in keys)]
+        rows = [paper] if lang.paper else []
         rows += [[f"baseline: {b}", "", *pct(v)] for b, v in part["baselines"].items()]
         for sname, entry in part["systems"].items():
             rows += [[sname, label, *pct(v)] for label, v in entry["evals"].items()]
@@ -279,6 +357,23 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
             ),  # fmt: skip
             "",
         ]
+        curve_rows = [
+            [n, p["step"], p["minutes"], p["sampling"], *pct(p)]
+            for n, e in part["systems"].items()
+            for p in e.get("curve", [])
+        ]
+        if curve_rows:
+            png = f"{name}_curve_{split}.png"
+            out.mkdir(parents=True, exist_ok=True)
+            plotted = plot_curves(result, split, out / png)
+            lines += [
+                "Learning curve (checkpoints of each run; the cosine follows the whole budget, so early points are "
+                "mid-schedule):",
+                "",
+                md_table(["system", "step", "minutes", "sampling", *keys], curve_rows),
+                "",
+                *([f"![learning curve]({png})", ""] if plotted else []),
+            ]
         for sname, entry in part["systems"].items():
             for ex in entry["examples"]:
                 top = ", ".join(f"`{c[:100]}`" for c in ex["top3"])
@@ -290,8 +385,12 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--language", choices=list(LANGUAGES), default="bash", help="which CodeFusion benchmark")
-    p.add_argument("--systems", default=None, help="comma list (default: all of the language's): "
-                   + "; ".join(f"{k}: {', '.join(v.systems)}" for k, v in LANGUAGES.items()))
+    p.add_argument(
+        "--systems",
+        default=None,
+        help="comma list (default: all of the language's): "
+        + "; ".join(f"{k}: {', '.join(v.systems)}" for k, v in LANGUAGES.items()),
+    )
     p.add_argument("--minutes", type=float, default=25.0, help="training loop budget per system")
     p.add_argument("--scale", choices=["recipe", "paper"], default="recipe", help="committed recipe or paper size")
     p.add_argument("--split", default=None, help="comma list of paper, grouped (default: the language's)")
@@ -302,12 +401,23 @@ def main() -> None:
     p.add_argument("--steps", default="1,20", help="CodeFusion sampling steps to evaluate (1 = one x0 prediction)")
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="auto", help="auto (fp32 on CPU, bf16 on CUDA) | fp32 | bf16")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (fp32 on CPU, bf16 on CUDA) | fp32 | bf16 | recipe (each config's own)",
+    )
     p.add_argument("--parallel", type=int, default=1, help="systems trained at once")
     p.add_argument("--threads", type=int, default=0, help="CPU threads per training (0 = PyTorch's default)")
     p.add_argument("--work-dir", default="/tmp/bash_matched")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--name", default=None, help="results file name (default LANGUAGE_matched)")
+    p.add_argument(
+        "--curve",
+        type=int,
+        default=0,
+        help="keep a checkpoint every N steps and judge each: "
+        "the metric against training minutes (table and plot); 0 = off",
+    )
     p.add_argument("--tiny", action="store_true", help="tiny models: check the script on a CPU in a minute")
     p.add_argument(
         "--runs",
@@ -380,6 +490,8 @@ def main() -> None:
         for name in names:
             run_dir = Path(given[name]) if given else work / f"{name}-{split}"
             entry = {"train": trained[name], **evaluate(name, run_dir, problems, args)}
+            if args.curve:
+                entry["curve"] = learning_curve(name, run_dir, problems, args)
             part["systems"][name] = entry
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)

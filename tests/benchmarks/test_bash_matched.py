@@ -28,7 +28,7 @@ def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
 def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
     args = argparse.Namespace(
         tiny=False, scale="paper", seed=3, max_steps=500, minutes=2.5, batch_size=16, device="cpu",
-        precision="fp32", threads=1, language="bash",
+        precision="fp32", threads=1, language="bash", curve=0,
     )  # fmt: skip
     data = {"source": "jsonl", "path": "/x/g.jsonl"}
     cf = yaml.safe_load(bm.write_config("codefusion_rag", data, args, tmp_path / "cf.yaml").read_text())
@@ -40,6 +40,10 @@ def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
     recipe = yaml.safe_load((bm.REPO / "configs/codegen/bash_cpu.yaml").read_text())
     assert ar["model"] == recipe["model"] and ar["train"]["max_minutes"] == 2.5
 
+    assert ar["train"]["ckpt_every"] == 0 and ar["train"]["keep_last"] == 1
+    args.curve = 250  # the learning curve keeps every checkpoint
+    ar = yaml.safe_load(bm.write_config("ar", data, args, tmp_path / "ar.yaml").read_text())
+    assert ar["train"]["ckpt_every"] == 250 and ar["train"]["keep_last"] >= 1000
     args.language = "cf"
     cf_ar = yaml.safe_load(
         bm.write_config("ar", {"source": "codefusion-cf"}, args, tmp_path / "cf_ar.yaml").read_text()
@@ -57,3 +61,12 @@ def test_cf_rules_baselines_are_scored_by_execution(shared_data, tmp_path):
     const = bm.judge(lang, problems, {t: [constant] for t in problems})
     assert gold["execution_match@1"] == 1.0 and gold["exact_match@1"] == 1.0
     assert 0.0 < const["execution_match@1"] < 0.3 and const["execution_match@1"] == const["execution_match@5"]
+
+
+def test_python_baselines_report_syntax_bleu_and_codebleu(shared_data, tmp_path):
+    lang = bm.LANGUAGES["python"]
+    _, problems, train = bm.split_data(lang, "paper", tmp_path)
+    assert len(problems) == 500 and len(train) == 2379
+    gold = bm.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
+    assert gold["exact_match@1"] == 1.0 and gold["bleu"] > 99 and gold["codebleu"] > 0.9
+    assert set(gold) == {"exact_match@1", "exact_match@3", "exact_match@5", "syntax_valid", "bleu", "codebleu"}
