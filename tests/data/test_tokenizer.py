@@ -93,3 +93,17 @@ def test_roundtrip_every_example_of_every_source(shared_data):
     bad = [s for s, d in zip(unique, decoded) if s != d]
     assert not bad, f"{len(bad)} strings do not round-trip, e.g. {bad[0]!r}"
     assert len(unique) > 100_000
+
+
+def test_split_spaces_gives_a_word_one_token_after_a_space_or_a_bracket(tmp_path):
+    texts = ["color the cells which contain FB", "TextContains(FB)", "cells greater than 85", "GreaterThan(85)"] * 5
+    plain = CodeTokenizer.train(texts, vocab_size=400, min_frequency=1)
+    split = CodeTokenizer.train(texts, vocab_size=400, min_frequency=1, split_spaces=True)
+    for word in ("FB", "85"):
+        after_space, after_bracket = split.encode(f" {word}")[-1], split.encode(f"({word}")[-1]
+        assert after_space == after_bracket and split.decode([after_space]) == word
+        assert plain.encode(f" {word}")[-1] != plain.encode(f"({word}")[-1]  # why the option exists
+    sample = "if x  == 1:\n\tprint( 'a b' )\n"
+    assert split.decode(split.encode(sample)) == sample
+    split.save(tmp_path / "t")
+    assert CodeTokenizer.load(tmp_path / "t").encode(sample) == split.encode(sample)

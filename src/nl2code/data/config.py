@@ -50,6 +50,11 @@ class TokenizerConfig:
     path: str | None = _f(None, "saved tokenizer directory; null = train one on the training data")
     vocab_size: int = _f(8192, "vocabulary size when training a tokenizer")
     min_frequency: int = _f(2, "minimum pair frequency when training a tokenizer")
+    split_spaces: bool = _f(
+        False,
+        "whitespace characters are tokens of their own: a word is one token after a space or a bracket "
+        "(lets a model copy values from the utterance)",
+    )
 
 
 __all__ = ["DataConfig", "TokenizerConfig"]

@@ -61,10 +61,10 @@ class TfIdf:
             np.add.at(out, ix, q * vs)
         return out
 
-    def nearest(self, query: str) -> list[int]:
+    def nearest(self, query: str, scores: np.ndarray | None = None) -> list[int]:
         """Document indices by decreasing cosine (ties: lower index first); only documents sharing a
-        word with the query."""
-        scores = self.scores(query)
+        word with the query. ``scores``: :meth:`scores` of ``query`` when already computed."""
+        scores = self.scores(query) if scores is None else scores
         order = np.lexsort((np.arange(self.n), -scores))
         return [int(i) for i in order if scores[i] > 0]
 
@@ -79,7 +79,7 @@ class Retriever:
         self._row_of: dict[tuple[str, str], int] = {}
         for i, key in enumerate(zip(self.nls, self.codes)):
             self._row_of.setdefault(key, i)
-        self._cache: dict[tuple[str, int, int], list[str]] = {}
+        self._cache: dict[tuple[str, int, int], list[tuple[str, float]]] = {}
 
     def row_of(self, nl: str, code: str) -> int:
         """Index of the (first) row with exactly this utterance and command, or -1."""
@@ -88,16 +88,21 @@ class Retriever:
     def neighbours(self, nl: str, k: int, exclude: int = -1) -> list[str]:
         """Up to ``k`` distinct commands of the rows nearest to ``nl``, nearest first, skipping row
         ``exclude`` (a training row's own index: leave-one-out)."""
+        return [code for code, _ in self.neighbours_scored(nl, k, exclude)]
+
+    def neighbours_scored(self, nl: str, k: int, exclude: int = -1) -> list[tuple[str, float]]:
+        """:meth:`neighbours` with the cosine of each command's (nearest) utterance with ``nl``."""
         key = (nl, k, exclude)
         if key not in self._cache:
-            picked: list[str] = []
-            for i in self.index.nearest(nl):
+            scores = self.index.scores(nl)
+            picked: dict[str, float] = {}
+            for i in self.index.nearest(nl, scores):
                 if i == exclude or self.codes[i] in picked:
                     continue
-                picked.append(self.codes[i])
+                picked[self.codes[i]] = float(scores[i])
                 if len(picked) == k:
                     break
-            self._cache[key] = picked
+            self._cache[key] = list(picked.items())
         return self._cache[key]
 
 

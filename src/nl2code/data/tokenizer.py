@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from nl2code.utils.io import atomic_path, atomic_write
 
@@ -57,13 +57,24 @@ class CodeTokenizer:
         min_frequency: int = 2,
         num_sentinels: int = DEFAULT_SENTINELS,
         show_progress: bool = False,
+        split_spaces: bool = False,
     ) -> CodeTokenizer:
-        """Train byte-level BPE on ``texts`` (an iterable of strings, read once)."""
+        """Train byte-level BPE on ``texts`` (an iterable of strings, read once).
+
+        ``split_spaces``: every whitespace character is a token of its own, so a word is the same token
+        after a space (in an utterance) and after punctuation (``TextContains(FB)``): a model can then copy
+        a value from the utterance into the code by attending to it. Sequences get longer.
+        """
         specials = special_tokens(num_sentinels)
         if vocab_size < 256 + len(specials):
             raise ValueError(f"vocab_size must be at least {256 + len(specials)} (bytes + specials)")
         tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        if split_spaces:
+            spaces = pre_tokenizers.Split(Regex(r"\s"), behavior="isolated")
+            tok.pre_tokenizer = pre_tokenizers.Sequence([spaces, byte_level])
+        else:
+            tok.pre_tokenizer = byte_level
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,

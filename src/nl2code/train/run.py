@@ -113,7 +113,10 @@ def _tokenizer(
             say(f"training a {cfg.tokenizer.vocab_size}-token BPE tokenizer on {len(texts)} texts")
             run_dir.save_tokenizer(
                 CodeTokenizer.train(
-                    texts, vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency
+                    texts,
+                    vocab_size=cfg.tokenizer.vocab_size,
+                    min_frequency=cfg.tokenizer.min_frequency,
+                    split_spaces=cfg.tokenizer.split_spaces,
                 )
             )
     dist.barrier()

@@ -1,0 +1,93 @@
+"""Retrieve-then-rerank for NL -> code (issue #18; beyond the paper and its anchors: report it apart).
+
+The candidates for an utterance are the distinct programs of the ``k`` training rows nearest to it by
+TF-IDF (:class:`nl2code.data.retrieval.Retriever`, the retrieval baseline's index) plus, optionally,
+the model's own beams. Each is scored by
+
+    score = mean token log-probability of the program (and its end) after the prompt
+            + weight * TF-IDF cosine of the utterance with the program's training utterance
+
+(cosine 0 for a program only the model proposed). ``weight`` = 0 ranks by the model alone; a large
+weight gives back the retrieval order. It is chosen on held-out training pairs
+(:func:`choose_weight`), never on the test rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from nl2code.data.retrieval import Retriever
+from nl2code.generation.autoregressive import ARGenerator
+
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 1e3)  # the grid choose_weight searches (1e3: the retrieval order)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate program with the two terms of its score."""
+
+    text: str
+    logprob: float  # mean per token, the end token included
+    similarity: float  # TF-IDF cosine of its training utterance with the query (0: proposed by the model)
+
+    def score(self, weight: float) -> float:
+        return self.logprob + weight * self.similarity
+
+
+@torch.no_grad()
+def completion_logprobs(gen: ARGenerator, prompt: str, completions: Sequence[str], batch_size: int = 32) -> list[float]:
+    """Mean log-probability per token of each completion, its end token included, after ``prompt``
+    encoded as :meth:`ARGenerator.generate` encodes it. Sequences are right-padded: a causal model's
+    positions never see the padding after them."""
+    context = gen.encode_prompt(prompt)
+    end = gen.stop_ids[0]
+    bodies = [[*gen.tok.encode(c), end] for c in completions]
+    limit = gen.model.cfg.max_seq_len
+    device = next(gen.model.parameters()).device
+    out: list[float] = []
+    for b in range(0, len(bodies), batch_size):
+        chunk = [[*context, *body][-limit:] for body in bodies[b : b + batch_size]]
+        width = max(map(len, chunk))
+        x = torch.full((len(chunk), width), gen.tok.pad_id, dtype=torch.long, device=device)
+        for i, ids in enumerate(chunk):
+            x[i, : len(ids)] = torch.tensor(ids, device=device)
+        logp = torch.log_softmax(gen.model(x).logits.float(), dim=-1)
+        for i, (ids, body) in enumerate(zip(chunk, bodies[b : b + batch_size], strict=True)):
+            n = min(len(body), len(ids) - 1)  # tokens of the body that have context
+            pos = torch.arange(len(ids) - n, len(ids), device=device)
+            out.append(float(logp[i, pos - 1, x[i, pos]].mean()))
+    return out
+
+
+def candidates(
+    gen: ARGenerator, retriever: Retriever, nl: str, k: int, proposed: Sequence[str] = (), batch_size: int = 32
+) -> list[Scored]:
+    """The ``k`` retrieved programs and the ``proposed`` ones (deduplicated), each scored by the model."""
+    sims = dict(retriever.neighbours_scored(nl, k))
+    texts = list(sims) + [p for p in dict.fromkeys(proposed) if p not in sims and p.strip()]
+    logps = completion_logprobs(gen, nl, texts, batch_size)
+    return [Scored(t, lp, sims.get(t, 0.0)) for t, lp in zip(texts, logps, strict=True)]
+
+
+def ranked(scored: Sequence[Scored], weight: float) -> list[str]:
+    """Programs best first (ties keep the candidates' order: retrieved ones nearest first)."""
+    order = sorted(range(len(scored)), key=lambda i: -scored[i].score(weight))
+    return [scored[i].text for i in order]
+
+
+def choose_weight(
+    pools: dict[str, list[Scored]],
+    metric: Callable[[dict[str, list[str]]], float],
+    weights: Sequence[float] = WEIGHTS,
+) -> tuple[float, dict[float, float]]:
+    """The weight of ``weights`` whose rankings of the held-out ``pools`` score best by ``metric``
+    (ties: the smaller weight), and every weight's value."""
+    values = {w: metric({tid: ranked(pool, w) for tid, pool in pools.items()}) for w in weights}
+    best = max(weights, key=lambda w: (values[w], -w))
+    return best, values
+
+
+__all__ = ["Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "ranked"]

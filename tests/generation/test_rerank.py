@@ -1,0 +1,81 @@
+"""Retrieve-then-rerank: the batched scores equal one-at-a-time scores, and the weight interpolates
+between the model's order and the retrieval order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nl2code.data.records import Record
+from nl2code.data.retrieval import Retriever
+from nl2code.data.tokenizer import CodeTokenizer
+from nl2code.generation import rerank as rr
+from nl2code.models.codegen import CodeGenConfig, CodeGenLM
+
+ROWS = [
+    ("delete the file notes", "rm notes"),
+    ("show the file notes", "cat notes"),
+    ("count lines in the file data", "wc -l data"),
+    ("make a directory called build", "mkdir -p build"),
+    ("show the directory build", "ls build"),
+]
+
+
+class Gen:
+    """What rerank reads of an ARGenerator: the model, tokenizer, stop ids and the NL prompt layout."""
+
+    def __init__(self, model: CodeGenLM, tok: CodeTokenizer):
+        self.model, self.tok, self.stop_ids = model, tok, [tok.eos_id]
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return [*self.tok.encode(prompt), self.tok.sep_id]
+
+
+@pytest.fixture(scope="module")
+def gen() -> Gen:
+    tok = CodeTokenizer.train([t for row in ROWS for t in row], vocab_size=300)
+    cfg = CodeGenConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=48, mlp="swiglu")
+    return Gen(CodeGenLM(cfg, generator=torch.Generator().manual_seed(0)).eval(), tok)
+
+
+@pytest.fixture(scope="module")
+def retriever() -> Retriever:
+    return Retriever([Record(f"t/{i}", "train", nl, code, "bash") for i, (nl, code) in enumerate(ROWS)])
+
+
+def test_batched_scores_equal_one_at_a_time_and_by_hand(gen):
+    texts = ["rm notes", "cat notes | wc -l", "ls", "mkdir -p build && ls build"]
+    batched = rr.completion_logprobs(gen, "show the file notes", texts, batch_size=4)
+    single = rr.completion_logprobs(gen, "show the file notes", texts, batch_size=1)
+    torch.testing.assert_close(torch.tensor(batched), torch.tensor(single), atol=1e-5, rtol=0)
+    ids = [*gen.encode_prompt("show the file notes"), *gen.tok.encode("ls"), gen.tok.eos_id]
+    with torch.no_grad():
+        logp = torch.log_softmax(gen.model(torch.tensor([ids])).logits[0], -1)
+    body = len(gen.tok.encode("ls")) + 1
+    by_hand = torch.stack([logp[i - 1, ids[i]] for i in range(len(ids) - body, len(ids))]).mean()
+    assert batched[2] == pytest.approx(float(by_hand), abs=1e-5)
+
+
+def test_weight_moves_from_the_model_order_to_the_retrieval_order(gen, retriever):
+    pool = rr.candidates(gen, retriever, "show the notes file", k=3, proposed=["cat notes", "head notes", " "])
+    retrieved = retriever.neighbours_scored("show the notes file", 3)
+    assert [s.text for s in pool] == [c for c, _ in retrieved] + ["head notes"]  # deduplicated, blank dropped
+    assert [s.similarity for s in pool] == [sim for _, sim in retrieved] + [0.0]
+    assert retrieved[0][1] > retrieved[-1][1] > 0
+    by_model = sorted(pool, key=lambda s: -s.logprob)
+    assert rr.ranked(pool, 0.0) == [s.text for s in by_model]
+    assert rr.ranked(pool, 1e3)[:3] == [c for c, _ in retrieved]
+
+
+def test_choose_weight_takes_the_best_and_the_smallest_on_ties():
+    pools = {
+        "a": [rr.Scored("right", -2.0, 0.9), rr.Scored("wrong", -1.0, 0.1)],
+        "b": [rr.Scored("right", -1.0, 0.2), rr.Scored("wrong", -3.0, 0.8)],
+    }
+
+    def hits(samples: dict[str, list[str]]) -> float:
+        return sum(s[0] == "right" for s in samples.values()) / len(samples)
+
+    weight, values = rr.choose_weight(pools, hits, weights=(0.0, 1.0, 2.0, 4.0, 1e3))
+    # a needs weight > 1.25 (0.8 w > 1), b needs weight < 3.33 (0.6 w < 2)
+    assert values == {0.0: 0.5, 1.0: 0.5, 2.0: 1.0, 4.0: 0.5, 1e3: 0.5} and weight == 2.0
