@@ -25,30 +25,17 @@ from nl2code.train.adapters import apply_adapters
 from nl2code.train.checkpoint import save_weights
 from nl2code.train.config import AdapterConfig, RunConfig
 
-DATA = {"source": "pysource", "options": {"max_functions": 300}, "split": "train", "eval_split": "test", "max_len": 64}
-TRAIN = {
-    "max_steps": 6,
-    "batch_size": 8,
-    "warmup_steps": 1,
-    "lr": 0.01,
-    "weight_decay": 0.1,
-    "log_every": 3,
-    "eval_every": 3,
-    "eval_batches": 1,
-    "sample_every": 0,
-    "ckpt_every": 3,
-    "tensorboard": False,
-    "device": "cpu",
-    "precision": "fp32",
-}
+DATA = {"source": "pysource", "options": {"max_functions": 300}, "split": "train", "eval_split": "test",
+        "max_len": 64}
+TRAIN = {"max_steps": 6, "batch_size": 8, "warmup_steps": 1, "lr": 0.01, "weight_decay": 0.1, "log_every": 3,
+         "eval_every": 3, "eval_batches": 1, "sample_every": 0, "ckpt_every": 3, "tensorboard": False,
+         "device": "cpu", "precision": "fp32"}
 
 
 def make_base(run_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
     vocab = CodeTokenizer.load(tokenizer_dir).vocab_size
-    cfg = RunConfig(
-        model=CodeGenConfig(vocab_size=vocab, d_model=32, n_layers=2, n_heads=4, mlp="swiglu", max_seq_len=64),
-        objective=CausalLMConfig(),
-    )
+    cfg = RunConfig(model=CodeGenConfig(vocab_size=vocab, d_model=32, n_layers=2, n_heads=4, mlp="swiglu",
+                                        max_seq_len=64), objective=CausalLMConfig())
     shutil.copytree(tokenizer_dir, run_dir / "tokenizer")
     config_io.save(cfg, run_dir / "config.yaml")
     save_weights(CodeGenLM(cfg.model, generator=torch.Generator().manual_seed(seed)), run_dir / "model.safetensors")
@@ -119,12 +106,8 @@ def test_adapter_run_trains_only_adapters_and_saves_the_merged_model(base, tmp_p
 
 
 def test_router_only_training_changes_only_the_routers(base, tmp_path, capsys):
-    merge = {
-        "base_model": str(base),
-        "gate_mode": "random",
-        "experts_per_token": 1,
-        "experts": [{"source_model": str(base)}, {"source_model": str(base)}],
-    }
+    merge = {"base_model": str(base), "gate_mode": "random", "experts_per_token": 1,
+             "experts": [{"source_model": str(base)}, {"source_model": str(base)}]}
     (tmp_path / "merge.yaml").write_text(yaml.safe_dump(merge))
     moe_dir = tmp_path / "moe"
     assert cli.main(["merge-moe", str(tmp_path / "merge.yaml"), "--out", str(moe_dir)]) == 0
