@@ -42,7 +42,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    import bash_matched as bm
+    import matched_langs as ml
     from bash_baselines import retrieval_samples
 
     from nl2code.api import GenerationConfig, load_run
@@ -53,8 +53,8 @@ def main() -> None:
     from nl2code.utils.seed import seeded_subset
 
     started = time.monotonic()
-    lang = bm.LANGUAGES["bash"]
-    _, problems, train = bm.split_data(lang, "paper", Path(args.run))
+    lang = ml.LANGUAGES["bash"]
+    _, problems, train = ml.split_data(lang, "paper", Path(args.run))
     test = {k: problems[k] for k in seeded_subset(list(problems), args.limit or None, args.seed)}
     run = load_run(args.run)
     run.model.eval()
@@ -74,15 +74,15 @@ def main() -> None:
             for i, b in zip(ids, beams, strict=True)
         }
 
-    weight, grid = rr.choose_weight(pools(held), lambda s: bm.judge(lang, held, s)["cms@1"])
+    weight, grid = rr.choose_weight(pools(held), lambda s: ml.judge(lang, held, s)["cms@1"])
     pool = pools(test)
-    keys = [f"{m}@{k}" for m in lang.metrics for k in bm.KS]
+    keys = [f"{m}@{k}" for m in lang.metrics for k in ml.KS]
     rows = {
-        "baseline: constant": bm.judge(lang, test, {t: [bm.constant_answer(lang, train)] for t in test}),
-        "baseline: tfidf": bm.judge(lang, test, retrieval_samples(train, test, 5)),
+        "baseline: constant": ml.judge(lang, test, {t: [ml.constant_answer(lang, train)] for t in test}),
+        "baseline: tfidf": ml.judge(lang, test, retrieval_samples(train, test, 5)),
     }
     for w, label in ((0.0, "model alone"), (weight, "chosen on held-out"), (1e3, "retrieval order")):
-        rows[f"rerank w={w:g} ({label})"] = bm.judge(lang, test, {t: rr.ranked(p, w)[:5] for t, p in pool.items()})
+        rows[f"rerank w={w:g} ({label})"] = ml.judge(lang, test, {t: rr.ranked(p, w)[:5] for t, p in pool.items()})
     result = {
         "command": "python benchmarks/bash_rerank.py " + shlex.join(sys.argv[1:]),
         "machine": machine_info(),

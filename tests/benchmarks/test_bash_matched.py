@@ -13,11 +13,12 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bash_matched as bm  # noqa: E402
+import matched_langs as ml  # noqa: E402
 
 
 def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
     rows = [
-        json.loads(x) for x in bm.grouped_split(bm.LANGUAGES["bash"], tmp_path / "g.jsonl").read_text().splitlines()
+        json.loads(x) for x in ml.grouped_split(ml.LANGUAGES["bash"], tmp_path / "g.jsonl").read_text().splitlines()
     ]
     train = {r["code"].strip() for r in rows if r["split"] == "train"}
     test = [r for r in rows if r["split"] == "test"]
@@ -52,21 +53,21 @@ def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
 
 
 def test_cf_rules_baselines_are_scored_by_execution(shared_data, tmp_path):
-    lang = bm.LANGUAGES["cf"]
-    _, problems, train = bm.split_data(lang, "paper", tmp_path)
+    lang = ml.LANGUAGES["cf"]
+    _, problems, train = ml.split_data(lang, "paper", tmp_path)
     assert len(problems) == 178 and len(train) == 712
-    constant = bm.constant_answer(lang, train)
+    constant = ml.constant_answer(lang, train)
     assert constant == "ColorScale()"  # 105 of the 712 train rules
-    gold = bm.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
-    const = bm.judge(lang, problems, {t: [constant] for t in problems})
+    gold = ml.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
+    const = ml.judge(lang, problems, {t: [constant] for t in problems})
     assert gold["execution_match@1"] == 1.0 and gold["exact_match@1"] == 1.0
     assert 0.0 < const["execution_match@1"] < 0.3 and const["execution_match@1"] == const["execution_match@5"]
 
 
 def test_python_baselines_report_syntax_bleu_and_codebleu(shared_data, tmp_path):
-    lang = bm.LANGUAGES["python"]
-    _, problems, train = bm.split_data(lang, "paper", tmp_path)
+    lang = ml.LANGUAGES["python"]
+    _, problems, train = ml.split_data(lang, "paper", tmp_path)
     assert len(problems) == 500 and len(train) == 2379
-    gold = bm.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
+    gold = ml.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
     assert gold["exact_match@1"] == 1.0 and gold["bleu"] > 99 and gold["codebleu"] > 0.9
     assert set(gold) == {"exact_match@1", "exact_match@3", "exact_match@5", "syntax_valid", "bleu", "codebleu"}
