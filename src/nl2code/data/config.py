@@ -33,10 +33,17 @@ class DataConfig:
     packing: bool = _f(False, "concatenate examples into full max_len rows instead of padding")
     shuffle: bool = _f(True, "reshuffle the training examples every epoch (seeded)")
     max_examples: int | None = _f(None, "use at most this many training examples (null = all)")
+    copy_augment: int = _f(
+        0,
+        "add N variants of each training pair whose values shared by utterance and code are replaced "
+        "by random ones (nl2code.data.augment): the model must copy them; 0 = off",
+    )
 
     def __post_init__(self) -> None:
         if self.max_len < 2:
             raise ValueError(f"max_len must be >= 2, got {self.max_len}")
+        if self.copy_augment < 0:
+            raise ValueError(f"copy_augment must be >= 0, got {self.copy_augment}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.max_examples is not None and self.max_examples <= 0:

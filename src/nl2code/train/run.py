@@ -19,6 +19,7 @@ import torch
 
 from nl2code import config as config_io
 from nl2code.config import ConfigError
+from nl2code.data.augment import copy_variants
 from nl2code.data.config import DataConfig
 from nl2code.data.pipeline import BatchIterator, eval_batches, load_splits, preview_set, tokenize
 from nl2code.data.tokenizer import CodeTokenizer
@@ -213,6 +214,17 @@ def _run(
             say(f"stage '{st.name}' already finished; skipping")
             continue
         train_recs, eval_recs, notes = splits(st.data)
+        if st.data.copy_augment and getattr(st.objective, "retrieval_k", 0):
+            # a variant would retrieve its own original pair, whose values contradict it
+            raise ConfigError(
+                f"{source}: stage '{st.name}': data.copy_augment and objective.retrieval_k cannot combine"
+            )
+        if st.data.copy_augment:
+            train_recs, shared = copy_variants(train_recs, st.data.copy_augment, seed=st.train.seed)
+            notes = [
+                *notes,
+                f"copy augmentation: {st.data.copy_augment} variants of the {shared} pairs with shared values",
+            ]
         train_ex, counts = tokenize(train_recs, tok, st.data)
         eval_ex, _ = tokenize(eval_recs, tok, st.data)
         for note in notes:
