@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from nl2code.config import ConfigError
 from nl2code.generation.spec import load_spec, spec_from_config
 from nl2code.rundir import RunDir
 from nl2code.train.config import RunConfig, load_run_config
@@ -27,3 +28,13 @@ def test_it_refuses_a_directory_that_holds_a_run_before_writing(reference_run, f
     with pytest.raises(RunDirError, match="already holds a run"):
         run_training(cfg, reference_run, stages=stages)
     assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
+
+
+def test_copy_augmentation_adds_variants_and_refuses_retrieval(tmp_path, fast_overrides, capsys):
+    cfg, stages = load_run_config(SMOKE, [*fast_overrides, "data.copy_augment=2", "train.max_steps=1"])
+    assert run_training(cfg, tmp_path / "aug", stages=stages) == "completed"
+    err = capsys.readouterr().err
+    assert "copy augmentation: 2 variants of the" in err
+    cfg, stages = load_run_config(SMOKE, [*fast_overrides, "data.copy_augment=2", "objective.retrieval_k=1"])
+    with pytest.raises(ConfigError, match="copy_augment and objective.retrieval_k cannot combine"):
+        run_training(cfg, tmp_path / "rag", stages=stages)
