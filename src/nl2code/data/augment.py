@@ -3,13 +3,16 @@
 On a small set (712 CF rules) a model memorises the training values (``TextContains(FB)`` becomes
 ``TextEquals(Hispanic)``, benchmarks/results/cf_matched.md) instead of copying them from the request.
 Each training pair gets ``n`` variants in which every *value* it shares between utterance and code is
-replaced, consistently on both sides, by a random one of the same shape, so the value can only be
+replaced, consistently on both sides, by another value of its kind, so the value can only be
 got right by copying it.
 
 A value is a word token (``\\d+(\\.\\d+)?`` or ``\\w+``) found as a whole token in both the utterance
 and the code, and rare in the codes: tokens in more than ``max_share`` of the training programs
-(function names, flags, keywords) are structure and never replaced. Numbers keep their digit count
-and decimal point; words keep their length (at most 12) and capitalisation. Variants are seeded.
+(function names, flags, keywords) are structure and never replaced. A number becomes a random number
+of the same digit count and decimal point; a word becomes another pair's shared word, so it keeps the
+look (and the tokenization) of real values: random letter strings split into many tokens, and at a
+10-minute budget the model learned to write random strings rather than to copy them
+(benchmarks/results/cf_matched_copy_random.md). Variants are seeded.
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ def random_like(value: str, rng: random.Random) -> str:
     return word[0].upper() + word[1:] if value[0].isupper() else word
 
 
+def _other(value: str, words: Sequence[str], rng: random.Random) -> str:
+    """A random number like ``value``, or another shared word (a random one when there is no other)."""
+    if value[0].isdigit() or len(words) < 2:
+        return random_like(value, rng)
+    while (word := rng.choice(words)) == value:
+        pass
+    return word
+
+
 def _substitute(text: str, mapping: dict[str, str]) -> str:
     return _TOKEN.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
 
@@ -59,14 +71,15 @@ def copy_variants(records: Sequence[Record], n: int, seed: int, max_share: float
     code; returns them and how many pairs had such values."""
     structure = structure_tokens(records, max_share)
     rng = random.Random(seed)
+    shared = [sorted((tokens(r.nl) & tokens(r.code)) - structure) for r in records]
+    words = sorted({v for values in shared for v in values if not v[0].isdigit()})
     out, shared_pairs = list(records), 0
-    for r in records:
-        values = sorted((tokens(r.nl) & tokens(r.code)) - structure)
+    for r, values in zip(records, shared, strict=True):
         if not values:
             continue
         shared_pairs += 1
         for i in range(n):
-            mapping = {v: random_like(v, rng) for v in values}
+            mapping = {v: _other(v, words, rng) for v in values}
             out.append(replace(r, task_id=f"{r.task_id}#copy{i}", nl=_substitute(r.nl, mapping),
                                code=_substitute(r.code, mapping)))  # fmt: skip
     return out, shared_pairs
