@@ -57,8 +57,9 @@ def _other(value: str, words: Sequence[str], rng: random.Random) -> str:
     """A random number like ``value``, or another shared word (a random one when there is no other)."""
     if value[0].isdigit() or len(words) < 2:
         return random_like(value, rng)
-    while (word := rng.choice(words)) == value:
-        pass
+    word = rng.choice(words)
+    while word == value:
+        word = rng.choice(words)
     return word
 
 
