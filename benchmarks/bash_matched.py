@@ -425,7 +425,11 @@ def main() -> None:
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)
         for base in ("constant", "tfidf"):
-            print(f"{split} {base}: " + json.dumps({k: round(100 * v, 1) for k, v in part["baselines"][base].items()}))
+            scores = part["baselines"][base]
+            print(
+                f"{split} {base}: "
+                + json.dumps({k: round(v * (1 if k in UNSCALED else 100), 1) for k, v in scores.items()})
+            )
 
 
 if __name__ == "__main__":
