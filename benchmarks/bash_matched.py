@@ -189,10 +189,13 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
     return {"parameters": sum(p.numel() for p in run.model.parameters()), "evals": evals, "examples": examples}
 
 
-def learning_curve(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> list[dict[str, Any]]:
+def learning_curve(
+    name: str, run_dir: Path, problems: dict, args: argparse.Namespace, final: tuple[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The metrics against training minutes within one run: every checkpoint ``--curve N`` kept (one every N
     steps, the last at the end) judged with the last sampling setting. The cosine follows the whole budget,
-    so an early point is a model mid-schedule, not one trained for fewer minutes."""
+    so an early point is a model mid-schedule, not one trained for fewer minutes. ``final`` = (last step, its
+    scores from :func:`evaluate`): the last checkpoint holds the final weights (no EMA), so it is not judged again."""
     import torch
     from safetensors.torch import load_model
 
@@ -206,8 +209,11 @@ def learning_curve(name: str, run_dir: Path, problems: dict, args: argparse.Name
     points = []
     for step, ckpt in list_checkpoints(run_dir / "checkpoints"):
         elapsed = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]
-        load_model(run.model, str(ckpt / MODEL_FILE), device=str(args.device))
-        scores, _ = sample_judge(gen, cfg, problems, args)
+        if step == final[0] and not getattr(run.config.train, "ema_decay", 0.0):
+            scores = final[1]
+        else:
+            load_model(run.model, str(ckpt / MODEL_FILE), device=str(args.device))
+            scores, _ = sample_judge(gen, cfg, problems, args)
         minutes = round(elapsed / 60, 2)
         points.append({"step": step, "minutes": minutes, "sampling": label, **scores})
         print(f"{name} curve step {step} ({minutes} min): " + json.dumps({k: round(v, 3) for k, v in scores.items()}))
@@ -420,7 +426,8 @@ def main() -> None:
             run_dir = Path(given[name]) if given else work / f"{name}-{split}"
             entry = {"train": trained[name], **evaluate(name, run_dir, problems, args)}
             if args.curve:
-                entry["curve"] = learning_curve(name, run_dir, problems, args)
+                last = list(entry["evals"].values())[-1]
+                entry["curve"] = learning_curve(name, run_dir, problems, args, (entry["train"]["steps"], last))
             part["systems"][name] = entry
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)

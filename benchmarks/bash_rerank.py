@@ -54,7 +54,7 @@ def main() -> None:
 
     started = time.monotonic()
     lang = ml.LANGUAGES["bash"]
-    _, problems, train = ml.split_data(lang, "paper", Path(args.run))
+    _, problems, train = ml.split_data(lang, "paper", Path(args.run))  # the paper split writes no file
     test = {k: problems[k] for k in seeded_subset(list(problems), args.limit or None, args.seed)}
     run = load_run(args.run)
     run.model.eval()
