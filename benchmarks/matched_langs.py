@@ -25,6 +25,7 @@ class Language:
     systems: dict[str, str]  # name -> committed recipe
     splits: tuple[str, ...]
     extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all for syntax)
+    link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
 
 
 LANGUAGES = {
@@ -39,7 +40,7 @@ LANGUAGES = {
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
         {"execution_match@1": 72.8, "execution_match@5": 78.5},
         {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
-        ("paper",),
+        ("paper",), link=True,
     ),
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
         BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
@@ -57,6 +58,18 @@ def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]
     res = get_task(lang.task).judge(problems, samples, EvalContext(ks=KS, workers=1, progress=False))
     keep = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
     return {m: res.metrics[m] for m in keep if m in res.metrics}
+
+
+LINKED = " + column linking"
+
+
+def linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """CF candidates with their implicit column bound to the one the request names in the row's table."""
+    from nl2code.eval.cf.link import link_columns
+
+    return {
+        t: [link_columns(c, problems[t].nl, problems[t].extras["table"]) for c in cands] for t, cands in samples.items()
+    }
 
 
 def constant_answer(lang: Language, train: list[Any]) -> str:
@@ -89,4 +102,7 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
     return data, problems, [r for r in recs if r.split == "train"]
 
 
-__all__ = ["KS", "LANGUAGES", "UNSCALED", "Language", "constant_answer", "grouped_split", "judge", "split_data"]
+__all__ = [
+    "KS", "LANGUAGES", "LINKED", "UNSCALED", "Language", "constant_answer", "grouped_split", "judge", "linked",
+    "split_data",
+]  # fmt: skip
