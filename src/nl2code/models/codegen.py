@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nl2code.models.copy import CopyHead
 from nl2code.models.layers import (
     Block,
     BlockOptions,
@@ -58,6 +59,8 @@ class CodeGenConfig:
         prefix_lm: attention is bidirectional over the prompt (the tokens before the first
             training target; at generation time the prompt) and causal after it. CodeGen2 found
             no gain from it; off by default.
+        copy_head: mix a pointer over the context into the next-token distribution (``nl2code.models.copy``):
+            the model may copy a request's values it never saw in training; logits are then log-probabilities.
         moe: sparse mixture-of-experts feed-forward blocks (keys n_experts, top_k, gating, every,
             capacity_factor, switch_coef, z_coef... of ``MoEConfig``; ``every`` selects the blocks), or null
             for dense; the balancing loss is returned as ``ModelOutput.aux_loss``.
@@ -87,6 +90,7 @@ class CodeGenConfig:
     init_std: float = 0.02
     bias: bool = False
     prefix_lm: bool = False
+    copy_head: bool = False
     moe: MoEConfig | None = None
     n_kv_heads: int = 0
     rotary_dim: int = 0
@@ -172,6 +176,7 @@ class CodeGenLM(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
+        self.copy = CopyHead(cfg.d_model) if cfg.copy_head else None
         self.init_weights(generator)
 
     @torch.no_grad()
@@ -214,7 +219,8 @@ class CodeGenLM(nn.Module):
                 bidirectionally (prefix-LM). With a cache, only on the first call (empty cache).
             logits_to_keep: when > 0, logits of the last ``logits_to_keep`` positions only
                 (B, logits_to_keep, V): a sampler's prefill needs one row per prompt, not B x T x V.
-            compute_logits: False returns ``logits=None`` for a loss that applies ``lm_head`` itself.
+            compute_logits: False returns ``logits=None`` for a loss that applies ``lm_head`` itself
+                (refused with a copy head: its logits need the pointer).
         """
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -252,14 +258,41 @@ class CodeGenLM(nn.Module):
             x, aux = block(x, cos, sin, attn_mask, True, kv, keep_new)
             if aux is not None:
                 aux_total = aux if aux_total is None else aux_total + aux
+        hidden = self.norm(x)
+        kept = hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden
+        if self.copy is not None:
+            if not compute_logits:
+                raise ValueError("a model with a copy head computes its own logits (compute_logits=True)")
+            logits = self._copy_logits(input_ids, hidden, kept, keep, cache, start)
+        else:
+            logits = self.lm_head(kept) if compute_logits else None
         if cache is not None:
             cache.advance(T)
-        hidden = self.norm(x)
-        if not compute_logits:
-            logits = None
-        else:
-            logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden)
         return ModelOutput(logits=logits, hidden=hidden, aux_loss=aux_total)
+
+    def _copy_logits(
+        self,
+        input_ids: torch.Tensor,
+        hidden: torch.Tensor,
+        kept: torch.Tensor,
+        keep: torch.Tensor | None,
+        cache: KVCache | None,
+        start: int,
+    ) -> torch.Tensor:
+        """The copy head's log-probabilities at the kept positions; the context's keys come from the cache."""
+        keys = self.copy.key(hidden)
+        ids = input_ids
+        if cache is not None:
+            end = start + input_ids.shape[1]
+            if "copy_keys" not in cache.extras:
+                B, n = cache.batch_size, cache.max_len
+                cache.extras["copy_keys"] = keys.new_zeros(B, n, keys.shape[-1])
+                cache.extras["copy_ids"] = input_ids.new_zeros(B, n)
+            cache.extras["copy_keys"][:, start:end] = keys
+            cache.extras["copy_ids"][:, start:end] = input_ids
+            keys, ids = cache.extras["copy_keys"][:, :end], cache.extras["copy_ids"][:, :end]
+        first = start + hidden.shape[1] - kept.shape[1]
+        return self.copy(self.lm_head(kept), kept, keys, ids, keep, first)
 
     def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` positions."""

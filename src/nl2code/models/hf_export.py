@@ -43,6 +43,8 @@ def check_llama_compatible(cfg: CodeGenConfig) -> None:
         raise ExportError("model.moe is set; a LLaMA checkpoint has dense feed-forward blocks only")
     if cfg.prefix_lm:
         raise ExportError("model.prefix_lm is set; LLaMA attention is causal only")
+    if cfg.copy_head:
+        raise ExportError("model.copy_head is set; a LLaMA checkpoint has no pointer over the context")
 
 
 def llama_config(cfg: CodeGenConfig, special: dict[str, int] | None = None) -> dict[str, Any]:

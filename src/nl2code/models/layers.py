@@ -426,6 +426,8 @@ class KVCache:
     Attributes:
         k, v: (L, B, H, max_len, Hd) buffers; positions ``[0, length)`` are filled.
         keep: (B, max_len) bool, True where the cached token is real (not left padding).
+        extras: name -> (B, max_len, ...) state a model keeps per position besides keys and values
+            (the copy head's keys and token ids); reordered by :meth:`select` with the rest.
         length: number of cached positions (the same for every row).
 
     A model's forward appends to the cache layer by layer through :meth:`layer`, then calls
@@ -450,6 +452,7 @@ class KVCache:
         self.length = 0
         self.max_len = max_len
         self.has_padding = False  # some cached token is padding (then every query needs a mask)
+        self.extras: dict[str, torch.Tensor] = {}  # (B, max_len, ...) per-position state of a model's head
 
     @property
     def batch_size(self) -> int:
@@ -481,6 +484,7 @@ class KVCache:
         self.k = self.k.index_select(1, index)
         self.v = self.v.index_select(1, index)
         self.keep = self.keep.index_select(0, index)
+        self.extras = {name: t.index_select(0, index) for name, t in self.extras.items()}
 
 
 class LayerKV:

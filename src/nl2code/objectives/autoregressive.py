@@ -134,7 +134,7 @@ class CausalLMObjective(Objective):
         mask = F.pad(target_mask(batch), (0, 1))  # (B, T)
         n = mask.sum().clamp(min=1)
         cfg, coef = self.cfg, mask / n
-        if isinstance(inner, CodeGenLM):
+        if isinstance(inner, CodeGenLM) and inner.copy is None:
             # The model skips its logits: head_loss applies lm_head itself, in row chunks where it can,
             # so the (B, T, V) logits are never held there (benchmarks/head_loss.md).
             out = model(batch.input_ids, compute_logits=False, **kwargs)
