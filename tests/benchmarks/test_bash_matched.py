@@ -62,6 +62,10 @@ def test_cf_rules_baselines_are_scored_by_execution(shared_data, tmp_path):
     const = ml.judge(lang, problems, {t: [constant] for t in problems})
     assert gold["execution_match@1"] == 1.0 and gold["exact_match@1"] == 1.0
     assert 0.0 < const["execution_match@1"] < 0.3 and const["execution_match@1"] == const["execution_match@5"]
+    # column linking never moves a gold rule off its formatting (the implicit ones already use the default column)
+    assert ml.judge(lang, problems, ml.linked(problems, {t: [p.code] for t, p in problems.items()}))[
+        "execution_match@1"
+    ] == 1.0  # fmt: skip
 
 
 def test_python_baselines_report_syntax_bleu_and_codebleu(shared_data, tmp_path):

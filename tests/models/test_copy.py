@@ -100,3 +100,14 @@ def test_copy_head_learns_to_copy_symbols_never_written_in_training():
             opt.step()
         scores[copy_head] = _exact_match_on_unseen_symbols(model)
     assert scores[True] >= 0.9 and scores[False] <= 0.1, scores
+
+
+def test_bf16_autocast_on_cpu_builds_the_mixture_in_fp32():
+    model = tiny()
+    ids = torch.randint(5, V, (2, 8), generator=torch.Generator().manual_seed(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids).logits
+    assert logits.dtype == torch.float32
+    assert torch.allclose(logits.logsumexp(-1), torch.zeros(2, 8), atol=1e-5)
+    logits.sum().backward()
+    assert model.copy.query.weight.grad is not None and model.copy.gate.weight.grad is not None
