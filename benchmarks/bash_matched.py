@@ -19,9 +19,11 @@ tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_
 ``ar_rag`` = bash_cpu_rag.yaml; ``*_rag`` are retrieval-augmented, not the paper's setting. CF rules:
 ``codefusion`` = configs/codefusion/cf_ft.yaml, ``ar`` = configs/codegen/cf_cpu.yaml, paper split only
 (the grouped split is written as JSONL, which drops the tables execution match needs). CF rows are
-judged twice: as generated, and ``+ column linking`` (every system and baseline alike): the train rules
-never name a column, 114 test rules do, so each candidate's implicit column is bound to the table column
-the request names (nl2code.eval.cf.link). Python
+judged as generated and ``+ column linking`` (every system and baseline alike): the train rules never
+name a column, 114 test rules do, so each candidate's implicit column is bound to the table column the
+request names (nl2code.eval.cf.link). Every language also reports ``+ valid first``: the same five
+candidates reordered so those that run (CF: parse and execute on the row's table; Python, Bash: parse)
+come first, execution-guided decoding; the set, and so syntax validity and @5, is unchanged. Python
 (``--language python``, CoNaLa): python_ft.yaml / python_cpu.yaml, exact match @1/3/5, syntax
 validity, BLEU and CodeBLEU of the first candidates; the constant is the most frequent train snippet.
 ``--scale paper`` trains the paper's size instead (CodeFusion: the ``codefusion-75m`` shape, d_model
@@ -58,12 +60,11 @@ from _common import header_md, machine_info, md_table, write_results  # noqa: E4
 from matched_langs import (  # noqa: E402
     KS,
     LANGUAGES,
-    LINKED,
     UNSCALED,
     constant_answer,
     judge,
-    linked,
     split_data,
+    variants,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,10 +188,10 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
     lang = LANGUAGES[args.language]
     for label, cfg in cfgs.items():
         evals[label], samples = sample_judge(gen, cfg, problems, args)
-        if lang.link:
-            evals[label + LINKED] = judge(lang, problems, linked(problems, samples))
-        for shown in (label, label + LINKED)[: 1 + lang.link]:
-            print(f"{name} {shown}: " + json.dumps({k: round(v, 3) for k, v in evals[shown].items()}))
+        for suffix, transform in variants(lang).items():
+            if suffix:
+                evals[label + suffix] = judge(lang, problems, transform(problems, samples))
+            print(f"{name} {label + suffix}: " + json.dumps({k: round(v, 3) for k, v in evals[label + suffix].items()}))
     ids = list(problems)
     examples = [
         {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]} for t in ids[:3]
@@ -419,9 +420,8 @@ def main() -> None:
         tfidf = retrieval_samples(train_recs, problems, max(KS))
         answers = {"constant": {t: [constant] for t in problems}, "tfidf": tfidf}
         for base, samples in answers.items():
-            part["baselines"][base] = judge(lang, problems, samples)
-            if lang.link:
-                part["baselines"][base + LINKED] = judge(lang, problems, linked(problems, samples))
+            for suffix, transform in variants(lang).items():
+                part["baselines"][base + suffix] = judge(lang, problems, transform(problems, samples))
         result["splits"][split] = part
 
         def one(name: str, split: str = split, data: dict = data) -> dict[str, Any]:
@@ -438,7 +438,8 @@ def main() -> None:
             run_dir = Path(given[name]) if given else work / f"{name}-{split}"
             entry = {"train": trained[name], **evaluate(name, run_dir, problems, args)}
             if args.curve:
-                last = entry["evals"][[k for k in entry["evals"] if not k.endswith(LINKED)][-1]]
+                plain = [k for k in entry["evals"] if not any(k.endswith(x) for x in variants(lang) if x)]
+                last = entry["evals"][plain[-1]]
                 entry["curve"] = learning_curve(name, run_dir, problems, args, (entry["train"]["steps"], last))
             part["systems"][name] = entry
             result["wall_s"] = round(time.monotonic() - started, 1)

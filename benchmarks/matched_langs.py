@@ -4,6 +4,7 @@ metrics, constant answers and recipes (issue #18)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]
     return {m: res.metrics[m] for m in keep if m in res.metrics}
 
 
-LINKED = " + column linking"
+LINKED, VALID = " + column linking", " + valid first"
 
 
 def linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -70,6 +71,29 @@ def linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str,
     return {
         t: [link_columns(c, problems[t].nl, problems[t].extras["table"]) for c in cands] for t, cands in samples.items()
     }
+
+
+def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each row's candidates reordered, valid ones first (execution-guided decoding, Wang et al. 2018): CF rules
+    that parse and run on the row's table, Python that parses, Bash that bashlex parses. The set is unchanged."""
+    from nl2code.eval.metrics.syntax import syntax_valid
+    from nl2code.eval.tasks.cf_rules import run_rule
+    from nl2code.generation.rerank import valid_first as reorder
+
+    def check(t: str) -> Callable[[str], bool]:
+        if lang.task == "codefusion-cf":
+            return lambda c: run_rule(c, problems[t].extras["table"])[0] is not None
+        return lambda c: syntax_valid(c, lang.task.removeprefix("codefusion-"))
+
+    return {t: reorder(cands, check(t)) for t, cands in samples.items()}
+
+
+def variants(lang: Language) -> dict[str, Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]]:
+    """Label suffix -> transform of the candidates: each system and baseline is judged with every one ("" = as
+    generated). CF: column linking, then valid first on the linked rules; Bash and Python: valid first."""
+    if lang.link:
+        return {"": lambda p, s: s, LINKED: linked, LINKED + VALID: lambda p, s: valid_first(lang, p, linked(p, s))}
+    return {"": lambda p, s: s, VALID: lambda p, s: valid_first(lang, p, s)}
 
 
 def constant_answer(lang: Language, train: list[Any]) -> str:
@@ -103,6 +127,6 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 
 
 __all__ = [
-    "KS", "LANGUAGES", "LINKED", "UNSCALED", "Language", "constant_answer", "grouped_split", "judge", "linked",
-    "split_data",
+    "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "Language", "constant_answer", "grouped_split", "judge",
+    "linked", "split_data", "valid_first", "variants",
 ]  # fmt: skip

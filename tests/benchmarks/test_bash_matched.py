@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -75,3 +76,19 @@ def test_python_baselines_report_syntax_bleu_and_codebleu(shared_data, tmp_path)
     gold = ml.judge(lang, problems, {t: [p.code] for t, p in problems.items()})
     assert gold["exact_match@1"] == 1.0 and gold["bleu"] > 99 and gold["codebleu"] > 0.9
     assert set(gold) == {"exact_match@1", "exact_match@3", "exact_match@5", "syntax_valid", "bleu", "codebleu"}
+
+
+def test_valid_first_puts_a_rule_that_runs_on_the_table_before_one_that_does_not(shared_data, tmp_path):
+    lang = ml.LANGUAGES["cf"]
+    _, problems, _ = ml.split_data(lang, "paper", tmp_path)
+    broken = {t: ["GreaterThan(c[40], 1)", "TextContains(", p.code] for t, p in problems.items()}
+    steps = ml.variants(lang)
+    assert list(steps) == ["", ml.LINKED, ml.LINKED + ml.VALID]
+    plain = ml.judge(lang, problems, broken)
+    valid = ml.judge(lang, problems, steps[ml.LINKED + ml.VALID](problems, broken))
+    assert plain["execution_match@1"] == 0.0 and plain["execution_match@3"] == 1.0
+    # 6 gold rules do not run (Excel formulas ...): they stay behind the two broken candidates
+    assert valid["execution_match@1"] == pytest.approx(172 / 178) and valid["syntax_valid"] == plain["syntax_valid"]
+    py = ml.LANGUAGES["python"]
+    assert list(ml.variants(py)) == ["", ml.VALID]
+    assert ml.valid_first(py, {}, {"x": ["f(", "g()"]}) == {"x": ["g()", "f("]}

@@ -79,3 +79,11 @@ def test_choose_weight_takes_the_best_and_the_smallest_on_ties():
     weight, values = rr.choose_weight(pools, hits, weights=(0.0, 1.0, 2.0, 4.0, 1e3))
     # a needs weight > 1.25 (0.8 w > 1), b needs weight < 3.33 (0.6 w < 2)
     assert values == {0.0: 0.5, 1.0: 0.5, 2.0: 1.0, 4.0: 0.5, 1e3: 0.5} and weight == 2.0
+
+
+def test_valid_first_is_a_stable_partition():
+    from nl2code.generation.rerank import valid_first
+
+    cands = ["a(", "b", "c(", "d", "e"]
+    assert valid_first(cands, lambda c: "(" not in c) == ["b", "d", "e", "a(", "c("]
+    assert valid_first(cands, lambda c: False) == cands and valid_first([], bool) == []
