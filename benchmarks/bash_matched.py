@@ -115,6 +115,15 @@ def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path
         cfg["train"].update(ckpt_every=args.curve, keep_last=100_000)
     if args.precision != "recipe":
         cfg["train"]["precision"] = args.precision
+    for item in args.set:
+        system, _, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if system != name:
+            continue
+        section, dot, field = key.partition(".")
+        if not (eq and dot and isinstance(cfg.get(section), dict)):
+            raise SystemExit(f"--set {item!r}: expected SYSTEM:SECTION.KEY=VALUE with a section of {name}'s recipe")
+        cfg[section][field] = yaml.safe_load(value)
     text = yaml.safe_dump(cfg, sort_keys=False)
     if not (path.is_file() and path.read_text() == text):
         path.write_text(text)
@@ -364,6 +373,13 @@ def main() -> None:
         "the metric against training minutes (table and plot); 0 = off",
     )
     p.add_argument("--tiny", action="store_true", help="tiny models: check the script on a CPU in a minute")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SYSTEM:SECTION.KEY=VALUE",
+        help="change one key of a system's recipe, e.g. ar:model.copy_head=true (repeatable; the value is YAML)",
+    )
     p.add_argument(
         "--runs",
         default=None,

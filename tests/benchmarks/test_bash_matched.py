@@ -30,7 +30,7 @@ def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
 def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
     args = argparse.Namespace(
         tiny=False, scale="paper", seed=3, max_steps=500, minutes=2.5, batch_size=16, device="cpu",
-        precision="fp32", threads=1, language="bash", curve=0,
+        precision="fp32", threads=1, language="bash", curve=0, set=[],
     )  # fmt: skip
     data = {"source": "jsonl", "path": "/x/g.jsonl"}
     cf = yaml.safe_load(bm.write_config("codefusion_rag", data, args, tmp_path / "cf.yaml").read_text())
@@ -51,6 +51,13 @@ def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
         bm.write_config("ar", {"source": "codefusion-cf"}, args, tmp_path / "cf_ar.yaml").read_text()
     )
     assert cf_ar["data"]["source"] == "codefusion-cf" and cf_ar["tokenizer"]["vocab_size"] == 2048
+    args.set = ["ar:model.copy_head=false", "codefusion:train.lr=1.0e-4", "ar:data.copy_augment=2"]
+    cf_ar = yaml.safe_load(bm.write_config("ar", {}, args, tmp_path / "cf_ar.yaml").read_text())
+    assert cf_ar["model"]["copy_head"] is False and cf_ar["data"]["copy_augment"] == 2
+    assert cf_ar["train"]["lr"] == 1.0e-3  # another system's --set is not applied
+    args.set = ["ar:copy_head=true"]
+    with pytest.raises(SystemExit, match="SECTION.KEY"):
+        bm.write_config("ar", {}, args, tmp_path / "bad.yaml")
 
 
 def test_cf_rules_baselines_are_scored_by_execution(shared_data, tmp_path):
