@@ -111,3 +111,11 @@ def test_bf16_autocast_on_cpu_builds_the_mixture_in_fp32():
     assert torch.allclose(logits.logsumexp(-1), torch.zeros(2, 8), atol=1e-5)
     logits.sum().backward()
     assert model.copy.query.weight.grad is not None and model.copy.gate.weight.grad is not None
+
+
+def test_a_bf16_model_runs_and_stays_close_to_fp32():
+    model = tiny().eval()
+    ids = torch.randint(5, V, (2, 8), generator=torch.Generator().manual_seed(3))
+    ref = model(ids).logits
+    half = model.to(torch.bfloat16)(ids).logits
+    assert half.dtype == torch.float32 and (half.exp() - ref.exp()).abs().max() < 0.05

@@ -56,7 +56,16 @@ class CopyHead(nn.Module):
         with torch.autocast(q.device.type, enabled=False):  # the mixture is built in fp32 under bf16 autocast
             return self._mix(vocab_logits, hidden, q, keys, key_ids, key_keep, first_pos)
 
-    def _mix(self, vocab_logits, hidden, q, keys, key_ids, key_keep, first_pos) -> torch.Tensor:
+    def _mix(
+        self,
+        vocab_logits: torch.Tensor,
+        hidden: torch.Tensor,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        key_ids: torch.Tensor,
+        key_keep: torch.Tensor | None,
+        first_pos: int,
+    ) -> torch.Tensor:
         scores = q @ keys.float().transpose(1, 2) / math.sqrt(q.shape[-1])  # (B, Tq, S)
         S, Tq = keys.shape[1], hidden.shape[1]
         pos = torch.arange(first_pos, first_pos + Tq, device=q.device)
@@ -65,6 +74,6 @@ class CopyHead(nn.Module):
         attn = scores.masked_fill(~allowed, float("-inf")).softmax(-1).nan_to_num(0.0)
         copied = torch.zeros_like(vocab_logits, dtype=torch.float32)
         copied.scatter_add_(2, key_ids[:, None, :].expand(-1, Tq, -1), attn)
-        g = torch.sigmoid(self.gate(hidden.float()))  # (B, Tq, 1)
+        g = torch.sigmoid(self.gate(hidden.to(self.gate.weight.dtype)).float())  # (B, Tq, 1)
         p = g * F.softmax(vocab_logits.float(), dim=-1) + (1 - g) * copied
         return torch.log(p.clamp(min=1e-30))
