@@ -63,8 +63,8 @@ from matched_langs import (  # noqa: E402
     UNSCALED,
     constant_answer,
     judge,
+    judge_variants,
     split_data,
-    variants,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,12 +194,11 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
     run.model.eval()
     gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
-    lang = LANGUAGES[args.language]
     for label, cfg in cfgs.items():
-        evals[label], samples = sample_judge(gen, cfg, problems, args)
-        for suffix, transform in variants(lang).items():
-            if suffix:
-                evals[label + suffix] = judge(lang, problems, transform(problems, samples))
+        plain, samples = sample_judge(gen, cfg, problems, args)
+        judged = judge_variants(LANGUAGES[args.language], problems, samples)
+        for suffix, scores in judged.items():
+            evals[label + suffix] = scores if suffix else plain  # plain also holds the sampling seconds
             print(f"{name} {label + suffix}: " + json.dumps({k: round(v, 3) for k, v in evals[label + suffix].items()}))
     ids = list(problems)
     examples = [
@@ -209,12 +208,12 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
 
 
 def learning_curve(
-    name: str, run_dir: Path, problems: dict, args: argparse.Namespace, final: tuple[int, dict[str, Any]]
+    name: str, run_dir: Path, problems: dict, args: argparse.Namespace, final: tuple[int, dict[str, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """The metrics against training minutes within one run: every checkpoint ``--curve N`` kept (one every N
     steps, the last at the end) judged with the last sampling setting. The cosine follows the whole budget,
-    so an early point is a model mid-schedule, not one trained for fewer minutes. ``final`` = (last step, its
-    scores from :func:`evaluate`): the last checkpoint holds the final weights (no EMA), so it is not judged again."""
+    so an early point is a model mid-schedule, not one trained for fewer minutes. ``final`` = (last step, the scores
+    by label from :func:`evaluate`): the last checkpoint holds the final weights (no EMA), so it is not judged again."""
     import torch
     from safetensors.torch import load_model
 
@@ -229,7 +228,7 @@ def learning_curve(
     for step, ckpt in list_checkpoints(run_dir / "checkpoints"):
         elapsed = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]
         if step == final[0] and not getattr(run.config.train, "ema_decay", 0.0):
-            scores = final[1]
+            scores = final[1][label]
         else:
             load_model(run.model, str(ckpt / MODEL_FILE), device=str(args.device))
             scores, _ = sample_judge(gen, cfg, problems, args)
@@ -436,8 +435,8 @@ def main() -> None:
         tfidf = retrieval_samples(train_recs, problems, max(KS))
         answers = {"constant": {t: [constant] for t in problems}, "tfidf": tfidf}
         for base, samples in answers.items():
-            for suffix, transform in variants(lang).items():
-                part["baselines"][base + suffix] = judge(lang, problems, transform(problems, samples))
+            for suffix, scores in judge_variants(lang, problems, samples).items():
+                part["baselines"][base + suffix] = scores
         result["splits"][split] = part
 
         def one(name: str, split: str = split, data: dict = data) -> dict[str, Any]:
@@ -454,9 +453,8 @@ def main() -> None:
             run_dir = Path(given[name]) if given else work / f"{name}-{split}"
             entry = {"train": trained[name], **evaluate(name, run_dir, problems, args)}
             if args.curve:
-                plain = [k for k in entry["evals"] if not any(k.endswith(x) for x in variants(lang) if x)]
-                last = entry["evals"][plain[-1]]
-                entry["curve"] = learning_curve(name, run_dir, problems, args, (entry["train"]["steps"], last))
+                final = (entry["train"]["steps"], entry["evals"])
+                entry["curve"] = learning_curve(name, run_dir, problems, args, final)
             part["systems"][name] = entry
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)

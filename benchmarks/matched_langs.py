@@ -88,12 +88,34 @@ def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, lis
     return {t: reorder(cands, check(t)) for t, cands in samples.items()}
 
 
-def variants(lang: Language) -> dict[str, Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]]:
-    """Label suffix -> transform of the candidates: each system and baseline is judged with every one ("" = as
-    generated). CF: column linking, then valid first on the linked rules; Bash and Python: valid first."""
-    if lang.link:
-        return {"": lambda p, s: s, LINKED: linked, LINKED + VALID: lambda p, s: valid_first(lang, p, linked(p, s))}
-    return {"": lambda p, s: s, VALID: lambda p, s: valid_first(lang, p, s)}
+Transform = Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]
+
+
+def steps(lang: Language) -> list[tuple[str, Transform]]:
+    """The steps each system and baseline is also judged after, in order, each on the previous step's output:
+    CF: column linking, then valid first; Bash and Python: valid first."""
+    chain = [(LINKED, linked)] if lang.link else []
+    return [*chain, (VALID, lambda p, s: valid_first(lang, p, s))]
+
+
+def variants(lang: Language) -> dict[str, Transform]:
+    """Label suffix -> the candidates after the steps up to it ("" = as generated)."""
+    out: dict[str, Transform] = {"": lambda p, s: s}
+    label = ""
+    for suffix, step in steps(lang):
+        out[label + suffix] = lambda p, s, before=out[label], step=step: step(p, before(p, s))
+        label += suffix
+    return out
+
+
+def judge_variants(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, dict]:
+    """Label suffix -> scores: the candidates as generated ("") and after each of :func:`steps` in turn (each
+    step runs once, on the previous one's output)."""
+    out, label = {"": judge(lang, problems, samples)}, ""
+    for suffix, step in steps(lang):
+        samples, label = step(problems, samples), label + suffix
+        out[label] = judge(lang, problems, samples)
+    return out
 
 
 def constant_answer(lang: Language, train: list[Any]) -> str:
@@ -128,5 +150,5 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 
 __all__ = [
     "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "Language", "constant_answer", "grouped_split", "judge",
-    "linked", "split_data", "valid_first", "variants",
+    "judge_variants", "linked", "split_data", "steps", "valid_first", "variants",
 ]  # fmt: skip

@@ -90,13 +90,10 @@ def choose_weight(
     return best, values
 
 
-__all__ = ["Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "ranked", "valid_first"]
-
-
 def valid_first(candidates: Sequence[str], valid: Callable[[str], bool]) -> list[str]:
     """``candidates`` with those ``valid`` accepts first, each part in its original order: execution-guided
     decoding (Wang et al. 2018) drops programs that do not run; reordering keeps them as the last resort."""
-    ok = [valid(c) for c in candidates]
-    return [c for c, v in zip(candidates, ok, strict=True) if v] + [
-        c for c, v in zip(candidates, ok, strict=True) if not v
-    ]
+    return sorted(candidates, key=lambda c: not valid(c))  # stable: the order within each part is kept
+
+
+__all__ = ["Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "ranked", "valid_first"]
