@@ -12,13 +12,15 @@ judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5; ``--la
 ``codefusion-cf`` task's execution match and exact match @1/3/5), beside the constant answer (Bash:
 ``find . -name x``; CF: the most frequent train rule) and TF-IDF retrieval of the same train part on
 the same rows. CodeFusion samples with each of
-``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search.
+``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search, and the best 5 of a
+10-beam search with ``valid stop`` (a hypothesis may end only where its text parses: constrained stopping,
+PICARD-style). ``--systems codefusion@cosine --set codefusion@cosine:model.schedule=cosine`` trains a
+variant of a recipe beside it (an ablation).
 
 Systems (configs): ``codefusion`` = configs/codefusion/bash_ft.yaml (the paper's model and loss, fine-
 tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_cpu.yaml (pairs only),
 ``ar_rag`` = bash_cpu_rag.yaml; ``*_rag`` are retrieval-augmented, not the paper's setting. CF rules:
-``codefusion`` = configs/codefusion/cf_ft.yaml, ``ar`` = configs/codegen/cf_cpu.yaml, paper split only
-(the grouped split is written as JSONL, which drops the tables execution match needs). CF rows are
+``codefusion`` = configs/codefusion/cf_ft.yaml, ``ar`` = configs/codegen/cf_cpu.yaml. CF rows are
 judged as generated and ``+ column linking`` (every system and baseline alike): the train rules never
 name a column, 114 test rules do, so each candidate's implicit column is bound to the table column the
 request names (nl2code.eval.cf.link). Every language also reports ``+ valid first``: the same five
@@ -29,7 +31,8 @@ validity, BLEU and CodeBLEU of the first candidates; the constant is the most fr
 ``--scale paper`` trains the paper's size instead (CodeFusion: the ``codefusion-75m`` shape, d_model
 512, layers 6/10/6, diffusion width 128; AR: 10 layers x 768, about the same parameters; lr 5e-4),
 for a GPU. Splits: ``paper`` = the benchmark's train/test; ``grouped`` = every pair re-split by a hash
-of its command string, so no test command occurs in train.
+of its program string, so no test program occurs in train (written as JSONL that keeps each record's
+extras, so CF rows keep the tables execution match runs on).
 
 On a 2-core CPU, ``--parallel 2 --threads 1`` trains two systems at once, one core each (both see the
 same contention). Multi-GPU: the configs written to the work directory train under ``torchrun
@@ -49,6 +52,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +96,13 @@ def _ar(cfg: dict, args: argparse.Namespace) -> None:
     cfg["model"].update(shape)
 
 
+def recipe_of(name: str) -> str:
+    """The system whose recipe ``name`` trains: ``ar@cosine`` is a variant of ``ar`` (changed by ``--set``)."""
+    return name.partition("@")[0]
+
+
 def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path: Path) -> Path:
-    cfg = yaml.safe_load((REPO / LANGUAGES[args.language].systems[name]).read_text())
+    cfg = yaml.safe_load((REPO / LANGUAGES[args.language].systems[recipe_of(name)]).read_text())
     (_cf if name.startswith("codefusion") else _ar)(cfg, args)
     cfg["data"].update(data)
     cfg["train"].update(
@@ -173,7 +182,9 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     from nl2code.generation.autoregressive import ARGenerator
 
     beam = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
-    return ARGenerator(run), {"5-beam": beam}
+    # constrained stopping refuses hypotheses, so more beams keep 5 that end validly
+    valid = replace(beam, num_beams=10, valid_stop=LANGUAGES[args.language].task.removeprefix("codefusion-"))
+    return ARGenerator(run), {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
 
 
 def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace) -> tuple[dict, dict]:
@@ -277,11 +288,16 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
         return [round(m[k] * (1 if k in UNSCALED else 100), 1) if k in m else "" for k in keys]
 
     m = result["machine"]
+    trained = (
+        "evaluated finished runs (`--runs`; each system's run directory holds its config and training log)"
+        if result.get("runs")
+        else f"each model trained for {result['minutes']} min of its loop (`train.max_minutes`), "
+        f"precision {result['precision']}"
+    )
     lines = [
         header_md(f"CodeFusion vs AR on {result['language']} at a matched budget (#18)", result["command"], m),
-        f"Device: {m['cuda'] or 'CPU'}; scale {result['scale']}; each model trained for {result['minutes']} min "
-        f"of its loop (`train.max_minutes`), precision {result['precision']}, seed {result['seed']}; "
-        f"wall time of the whole script so far {result.get('wall_s')} s.",
+        f"Device: {m['cuda'] or 'CPU'}; scale {result['scale']}; {trained}; seed {result['seed']} (sampling and "
+        f"the test sample); wall time of the whole script so far {result.get('wall_s')} s.",
         "",
     ]
     for split, part in result["splits"].items():
@@ -341,7 +357,8 @@ def main() -> None:
     p.add_argument(
         "--systems",
         default=None,
-        help="comma list (default: all of the language's): "
+        help="comma list (default: all of the language's); SYSTEM@TAG is a variant of SYSTEM's recipe that "
+        "--set SYSTEM@TAG:... changes (an ablation): "
         + "; ".join(f"{k}: {', '.join(v.systems)}" for k, v in LANGUAGES.items()),
     )
     p.add_argument("--minutes", type=float, default=25.0, help="training loop budget per system")
@@ -391,7 +408,7 @@ def main() -> None:
     args.split = args.split or ",".join(lang.splits)
     if not set(args.split.split(",")) <= set(lang.splits):
         p.error(f"--split: {args.language} has the splits {', '.join(lang.splits)}")
-    if args.systems and not set(args.systems.split(",")) <= set(lang.systems):
+    if args.systems and not {recipe_of(n) for n in args.systems.split(",")} <= set(lang.systems):
         p.error(f"--systems: {args.language} has {', '.join(lang.systems)}")
     if args.threads:
         import torch
@@ -413,6 +430,7 @@ def main() -> None:
         "scale": "tiny" if args.tiny else args.scale,
         "minutes": args.minutes,
         "precision": args.precision,
+        "runs": bool(args.runs),
         "splits": {},
     }
     given = dict(x.split("=", 1) for x in args.runs.split(",")) if args.runs else {}

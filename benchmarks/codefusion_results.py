@@ -92,18 +92,20 @@ def pretrained_dir(run_dir: Path, stage: str, out: Path) -> Path:
     return out
 
 
-def grouped_bash(path: Path, out: Path) -> dict[str, Any]:
-    """Re-split all Bash pairs by command string (hash of the command decides); writes JSONL rows."""
+def grouped_pairs(path: Path, out: Path, task: str = "codefusion-bash") -> dict[str, Any]:
+    """Re-split all of a benchmark's pairs by program string (a hash of the program decides); writes JSONL
+    rows that keep each record's extras (a CF rule's table), so the ``jsonl`` source reads them back."""
     from nl2code.data.sources import load_source
 
-    recs = load_source("codefusion-bash", path).records
+    recs = load_source(task, path).records
     rows, counts = [], {"train": 0, "test": 0}
     for r in recs:
         key = r.code.strip().encode("utf-8")
         h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
         split = "test" if h < GROUPED_TEST_FRACTION else "train"
         counts[split] += 1
-        rows.append({"task_id": r.task_id, "nl": r.nl, "code": r.code, "language": "bash", "split": split})
+        own = {"task_id": r.task_id, "nl": r.nl, "code": r.code, "language": r.language, "split": split}
+        rows.append({**r.extras, **own})
     out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     train_cmds = {row["code"].strip() for row in rows if row["split"] == "train"}
     leaked = sum(row["code"].strip() in train_cmds for row in rows if row["split"] == "test")
@@ -236,7 +238,7 @@ def run_language(lang: str, args: argparse.Namespace, work: Path) -> dict[str, A
                     break
         if lang == "bash" and not args.skip_grouped:
             jsonl = work / "bash_grouped.jsonl"
-            entry_split = grouped_bash(data, jsonl)
+            entry_split = grouped_pairs(data, jsonl)
             init = pretrained_dir(run_dir, last_pretrain, work / f"{name}-bash-pretrained")
 
             def g_edit(cfg: dict, e: Any = cf_edit, init: Path = init, jsonl: Path = jsonl) -> None:

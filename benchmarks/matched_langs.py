@@ -41,12 +41,12 @@ LANGUAGES = {
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
         {"execution_match@1": 72.8, "execution_match@5": 78.5},
         {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
-        ("paper",), link=True,
+        ("paper", "grouped"), link=True,
     ),
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
         BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
         {"codefusion": "configs/codefusion/python_ft.yaml", "ar": "configs/codegen/python_cpu.yaml"},
-        ("paper",), ("syntax_valid", "bleu", "codebleu"),
+        ("paper", "grouped"), ("syntax_valid", "bleu", "codebleu"),
     ),
 }  # fmt: skip
 UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fraction shown as a percentage
@@ -126,10 +126,11 @@ def constant_answer(lang: Language, train: list[Any]) -> str:
 
 
 def grouped_split(lang: Language, out: Path) -> Path:
-    """All Bash pairs re-split by a hash of the command string (JSONL rows for ``data.source: jsonl``)."""
-    from codefusion_results import grouped_bash
+    """All the benchmark's pairs re-split by a hash of the program string (JSONL rows for ``data.source:
+    jsonl``, with each record's extras: CF keeps its tables)."""
+    from codefusion_results import grouped_pairs
 
-    grouped_bash(lang.bench, out)
+    grouped_pairs(lang.bench, out, lang.task)
     return out
 
 
@@ -141,7 +142,7 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
         recs = load_source(lang.task, str(lang.bench)).records
         data = {"source": lang.task, "path": str(lang.bench)}
     else:
-        path = grouped_split(lang, work / "bash_grouped.jsonl")
+        path = grouped_split(lang, work / f"{lang.task.removeprefix('codefusion-')}_grouped.jsonl")
         recs = load_source("jsonl", str(path)).records
         data = {"source": "jsonl", "path": str(path)}
     problems = {r.task_id: r for r in recs if r.split == "test"}

@@ -27,6 +27,20 @@ def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
     assert not any(r["code"].strip() in train for r in test)
 
 
+def test_the_grouped_cf_split_keeps_the_tables_execution_match_runs_on(shared_data, tmp_path):
+    lang = ml.LANGUAGES["cf"]
+    data, problems, train = ml.split_data(lang, "grouped", tmp_path)
+    _, paper_test, paper_train = ml.split_data(lang, "paper", tmp_path)
+    paper = {r.task_id: r for r in [*paper_test.values(), *paper_train]}
+    usable = [r for r in paper.values() if r.nl.strip() and r.code.strip()]  # the jsonl source drops empty rows
+    assert data["source"] == "jsonl" and len(problems) + len(train) == len(usable) >= 880
+    assert not {p.code.strip() for p in problems.values()} & {r.code.strip() for r in train}
+    assert all(p.extras["table"] and p.language == "cf" for p in problems.values())
+    gold = {t: [p.code] for t, p in problems.items()}
+    assert ml.judge(lang, problems, gold)["execution_match@1"] == 1.0  # every gold rule runs on its own table
+    assert all(r.extras["table"] == paper[r.task_id.removeprefix("jsonl/")].extras["table"] for r in train)
+
+
 def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
     args = argparse.Namespace(
         tiny=False, scale="paper", seed=3, max_steps=500, minutes=2.5, batch_size=16, device="cpu",

@@ -39,14 +39,15 @@ def markov() -> Markov:
     return Markov(p)
 
 
-def brute_force_best(model: Markov, prompt: list[int], max_len: int) -> tuple[list[int], float]:
-    """The highest-probability finished sequence (ending in eos) of at most ``max_len`` new tokens."""
+def brute_force_best(model: Markov, prompt: list[int], max_len: int, accept=None) -> tuple[list[int], float]:
+    """The highest-probability finished sequence (ending in eos) of at most ``max_len`` new tokens (that
+    ``accept`` accepts, when given)."""
     best, best_lp = None, -math.inf
     for n in range(0, max_len):
         for seq in itertools.product(range(2, 6), repeat=n):
             toks = [*prompt, *seq, EOS]
             lp = sum(float(model.logp[a, b]) for a, b in zip(toks, toks[1:]))
-            if lp > best_lp:
+            if lp > best_lp and (accept is None or accept(list(seq))):
                 best, best_lp = list(seq), lp
     return best, best_lp
 
@@ -57,24 +58,47 @@ def test_beam_search_finds_the_highest_scoring_sequence_greedy_misses():
     assert greedy.ids[0] == 2  # greedy commits to A
     best, best_lp = brute_force_best(model, [5], 5)
     assert best == [3]
-    beams = beam_search(model, [5], num_beams=2, n_return=2, max_new_tokens=6, stop_ids=[EOS],
-                        length_penalty=0.0, use_cache=False)
+    beams = beam_search(
+        model, [5], num_beams=2, n_return=2, max_new_tokens=6, stop_ids=[EOS], length_penalty=0.0, use_cache=False
+    )
     assert beams[0].ids == best and beams[0].logprob == pytest.approx(best_lp)
     assert beams[0].finish == "stop_token" and beams[0].logprob > greedy.logprob
     assert beams[0].logprob >= beams[1].logprob
 
 
+def test_accept_decides_where_hypotheses_may_end():
+    model = markov()
+
+    def ends_in_c(ids):
+        return bool(ids) and ids[-1] == 4
+
+    best, best_lp = brute_force_best(model, [5], 5, accept=ends_in_c)
+    assert best == [2, 4]  # the unconstrained best, [B], is refused
+    kw = dict(num_beams=3, n_return=3, max_new_tokens=6, stop_ids=[EOS], length_penalty=0.0, use_cache=False)
+    beams = beam_search(model, [5], accept=ends_in_c, **kw)
+    assert beams[0].ids == best and beams[0].logprob == pytest.approx(best_lp)
+    assert all(b.finish == "stop_token" and ends_in_c(b.ids) for b in beams)
+    refused = beam_search(model, [5], accept=lambda ids: False, **kw)
+    assert [b.finish for b in refused] == ["length"] * 3 and all(len(b.ids) == 6 for b in refused)
+    # a stop string is held to the same rule: "ends after C" never holds for a hypothesis ending in A
+    stopped = beam_search(model, [5], stop=lambda ids: ids[-1] == 2 and len(ids) > 1, accept=ends_in_c, **kw)
+    assert all(ends_in_c(b.ids) for b in stopped if b.finish != "length")
+
+
 def test_length_penalty_ranks_by_mean_log_probability():
     model = markov()
-    beams = beam_search(model, [5], num_beams=4, n_return=4, max_new_tokens=6, stop_ids=[EOS],
-                        length_penalty=1.0, use_cache=False)
+    beams = beam_search(
+        model, [5], num_beams=4, n_return=4, max_new_tokens=6, stop_ids=[EOS], length_penalty=1.0, use_cache=False
+    )
     means = [b.logprob / b.n_scored for b in beams]
     assert means == sorted(means, reverse=True) and len({tuple(b.ids) for b in beams}) == 4
 
 
 def test_beam_search_with_cache_equals_without():
-    model = build_model(CodeGenConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, max_seq_len=32),
-                        generator=torch.Generator().manual_seed(0)).eval()
+    model = build_model(
+        CodeGenConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, max_seq_len=32),
+        generator=torch.Generator().manual_seed(0),
+    ).eval()
     kw = dict(num_beams=4, n_return=3, max_new_tokens=10, stop_ids=[1, 2, 3])
     a, b = beam_search(model, [5, 6, 7], **kw), beam_search(model, [5, 6, 7], use_cache=False, **kw)
     assert [s.ids for s in a] == [s.ids for s in b]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,23 @@ def test_it_refuses_a_directory_that_holds_a_run_before_writing(reference_run, f
 
 
 def test_copy_augmentation_adds_variants_and_refuses_retrieval(tmp_path, fast_overrides, capsys):
-    cfg, stages = load_run_config(SMOKE, [*fast_overrides, "data.copy_augment=2", "train.max_steps=1"])
+    # 30 pairs share a value (a file name found in one program each), 10 share none
+    rows = [{"nl": f"find the file named f{i}x", "code": f"find . -name f{i}x", "split": "train"} for i in range(30)]
+    rows += [{"nl": "list all files in detail", "code": "ls -la", "split": "train"}] * 10
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    own = [
+        "data.source=jsonl",
+        f"data.path={data}",
+        "data.eval_split=null",
+        "data.eval_fraction=0.0",
+        "data.options={}",
+    ]
+    cfg, stages = load_run_config(SMOKE, [*fast_overrides, *own, "data.copy_augment=2", "train.max_steps=1"])
     assert run_training(cfg, tmp_path / "aug", stages=stages) == "completed"
     err = capsys.readouterr().err
-    assert "copy augmentation: 2 variants of the" in err
+    assert "copy augmentation: 2 variants of the 30 pairs with shared values" in err
+    assert "] 100 training examples (" in err  # 40 pairs + 2 variants of each of the 30
     cfg, stages = load_run_config(SMOKE, [*fast_overrides, "data.copy_augment=2", "objective.retrieval_k=1"])
     with pytest.raises(ConfigError, match="copy_augment and objective.retrieval_k cannot combine"):
         run_training(cfg, tmp_path / "rag", stages=stages)

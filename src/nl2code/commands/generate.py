@@ -105,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="STR",
         help="stop string (repeatable; Python escapes like \\n are decoded)",
     )
+    dec.add_argument(
+        "--valid-stop",
+        choices=SYNTAX_CHOICES,
+        help="AR beam search or greedy: a candidate may end only where it parses in this language "
+        "(constrained stopping; give more --num-beams than -n so enough candidates end validly)",
+    )
     dec.add_argument("--batch-size", type=int, default=16, help="prompts x candidates decoded together")
     dec.add_argument(
         "--prompt-format",
@@ -179,6 +185,7 @@ def set_threads(n: int) -> None:
 # The sampler's names (nl2code.sampling.diffusion.ROUNDINGS), repeated so that --help does not import torch;
 # tests/commands/test_generate_cli.py checks that the two agree.
 ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp")
+SYNTAX_CHOICES = ("python", "bash", "cf")  # nl2code.eval.metrics.syntax.LANGUAGES
 
 
 def add_rounding(group: Any) -> None:
@@ -207,6 +214,7 @@ def _generation_config(args: argparse.Namespace) -> Any:
             steps=args.steps,
             rounding=args.rounding,
             batch_size=args.batch_size,
+            valid_stop=getattr(args, "valid_stop", None),  # infill has no --valid-stop
         )
     except ValueError as e:
         raise CLIError(str(e)) from None

@@ -35,8 +35,9 @@ class DataConfig:
     max_examples: int | None = _f(None, "use at most this many training examples (null = all)")
     copy_augment: int = _f(
         0,
-        "add N variants of each training pair whose values shared by utterance and code are replaced "
-        "by random ones (nl2code.data.augment): the model must copy them; 0 = off",
+        "add N variants of each training pair whose values shared by utterance and code are replaced on "
+        "both sides (numbers by random ones of the same shape, words by another pair's shared word; "
+        "nl2code.data.augment): the model must copy them; 0 = off",
     )
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -104,11 +104,12 @@ class ARGenerator:
         prompt_ids, max_new = fit_prompts(prompt_ids, model_len, cfg.max_new_tokens)
         beams = max(cfg.num_beams, cfg.n) if cfg.num_beams > 1 or (cfg.temperature == 0 and cfg.n > 1) else 1
         stop = stop_checker(self.tok.decode, cfg.stop)
+        accept = self._acceptor(cfg)
         per_chunk = max(1, cfg.batch_size // max(cfg.n, beams))
         results: list[list[Candidate]] = []
         for c in range(0, len(prompt_ids), per_chunk):
             chunk = prompt_ids[c : c + per_chunk]
-            if beams > 1:
+            if beams > 1 or accept is not None:  # greedy with valid_stop is a one-beam search
                 samples = [
                     beam_search(
                         self.model,
@@ -118,6 +119,7 @@ class ARGenerator:
                         max_new_tokens=max_new,
                         stop_ids=stop_ids,
                         stop=stop,
+                        accept=accept,
                         pad_id=self.tok.pad_id,
                         use_cache=self.use_cache,
                         prefix_lm=self.prefix_lm,
@@ -154,6 +156,17 @@ class ARGenerator:
                     ]
                 )
         return results
+
+    def _acceptor(self, cfg: GenerationConfig) -> Callable[[list[int]], bool] | None:
+        """``cfg.valid_stop``'s check on a hypothesis's tokens (its text up to a stop string), or None."""
+        if cfg.valid_stop is None:
+            return None
+        from nl2code.eval.metrics.syntax import LANGUAGES, syntax_valid
+
+        if cfg.valid_stop not in LANGUAGES:
+            raise ValueError(f"valid_stop must be one of {', '.join(LANGUAGES)}, got {cfg.valid_stop!r}")
+        language = cfg.valid_stop
+        return lambda ids: syntax_valid(cut_at_stop(self.tok.decode(ids, skip_special=True), cfg.stop), language)
 
     def generate(
         self, prompts: list[str], cfg: GenerationConfig, *, prompt_format: PromptFormat | None = None

@@ -42,6 +42,9 @@ class GenerationConfig:
         rounding: diffusion: ``decoder`` (the paper), ``grounding``, ``clamping`` or ``decoder_clamp``
             (see ``nl2code.sampling.diffusion``); None = the generator's default.
         batch_size: prompts x candidates decoded together.
+        valid_stop: AR beam search and greedy: a candidate may end only where its text is valid code
+            in this language (``python``, ``bash``, ``cf``; constrained stopping in the spirit of
+            PICARD, checked at the stop, not token by token). None = off.
     """
 
     n: int = 1
@@ -55,6 +58,7 @@ class GenerationConfig:
     steps: int | None = None
     rounding: str | None = None
     batch_size: int = 16
+    valid_stop: str | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
@@ -67,6 +71,8 @@ class GenerationConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.valid_stop is not None and self.num_beams == 1 and self.temperature >= MIN_TEMPERATURE:
+            raise ValueError("valid_stop needs beam search or greedy decoding (temperature 0), not sampling")
         if 0 < self.temperature < MIN_TEMPERATURE:
             object.__setattr__(self, "temperature", 0.0)  # frozen: set once, here
 

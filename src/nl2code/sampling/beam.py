@@ -35,6 +35,7 @@ def beam_search(
     max_new_tokens: int = 128,
     stop_ids: Sequence[int] = (),
     stop: Callable[[list[int]], bool] | None = None,
+    accept: Callable[[list[int]], bool] | None = None,
     length_penalty: float = 1.0,
     pad_id: int = 0,
     use_cache: bool = True,
@@ -46,13 +47,18 @@ def beam_search(
         num_beams: live beams kept per step (>= n_return).
         stop_ids: tokens that finish a hypothesis (scored, not included in ``ids``).
         stop: finishes a hypothesis when it returns True for its tokens (stop strings).
+        accept: constrained stopping: a hypothesis may end on a stop token or stop string only where
+            this returns True for its tokens (e.g. the text parses); elsewhere that continuation is
+            dropped and the beam goes on with its other tokens. Hypotheses cut by the token budget
+            are returned as they are.
         length_penalty: exponent of the length normalisation (see the module docstring).
     """
     if num_beams < 1 or not 1 <= n_return <= num_beams:
         raise ValueError(f"need 1 <= n_return <= num_beams, got n_return={n_return}, num_beams={num_beams}")
     stop_set = set(stop_ids)
-    dec = StepDecoder(model, [prompt], pad_id=pad_id, max_new_tokens=max_new_tokens,
-                      use_cache=use_cache, prefix_lm=prefix_lm)
+    dec = StepDecoder(
+        model, [prompt], pad_id=pad_id, max_new_tokens=max_new_tokens, use_cache=use_cache, prefix_lm=prefix_lm
+    )
     logits = dec.start()  # (1, V): a single live beam to start, so no duplicates
     alive: list[tuple[list[int], float]] = [([], 0.0)]
     finished: list[Sample] = []
@@ -70,11 +76,15 @@ def beam_search(
             parent, tok = divmod(index, vocab)
             ids = alive[parent][0]
             if tok in stop_set:
+                if accept is not None and not accept(ids):
+                    continue
                 if r < num_beams:
                     finished.append(Sample(list(ids), score, len(ids) + 1, "stop_token"))
                 continue
             grown = [*ids, tok]
             if stop is not None and stop(grown):
+                if accept is not None and not accept(grown):
+                    continue
                 if r < num_beams:
                     finished.append(Sample(grown, score, len(grown), "stop_string"))
                 continue
