@@ -177,7 +177,12 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
         from nl2code.generation.diffusion import DiffusionGenerator
 
         steps = [int(x) for x in args.steps.split(",")]
-        cfgs = {f"{n} steps": GenerationConfig(n=5, seed=args.seed, steps=n, batch_size=args.gen_batch) for n in steps}
+        cfgs = {
+            f"{n} steps" + (f", best distinct of {args.draws} draws" if args.draws else ""): GenerationConfig(
+                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws
+            )
+            for n in steps
+        }
         return DiffusionGenerator(run), cfgs
     from nl2code.generation.autoregressive import ARGenerator
 
@@ -369,6 +374,12 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=500, help="seeded random test rows (0 = the whole split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", default="1,20", help="CodeFusion sampling steps to evaluate (1 = one x0 prediction)")
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=0,
+        help="CodeFusion: x_T draws per utterance, of which the 5 best distinct candidates are judged (0 = 5 draws)",
+    )
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")
     p.add_argument(

@@ -100,6 +100,15 @@ def test_steps_up_to_t_still_work(cf_run, capsys):
     assert code == 0 and len(json.loads(out)) == 1
 
 
+def test_draws_keep_the_best_distinct_candidates(cf_run, capsys):
+    code, out, _ = main(["generate", "--run", str(cf_run), "x", "-n", "3", "--draws", "12", "--steps", "2", "--json"],
+                        capsys)  # fmt: skip
+    texts = json.loads(out)
+    assert code == 0 and len(texts) == 3 and len(set(texts)) == 3
+    code, _, err = main(["generate", "--run", str(cf_run), "x", "--draws", "-1"], capsys)
+    assert "draws must be >= 0" in one_line_error(code, err, "generate")
+
+
 def test_serve_refuses_steps_above_t_before_binding(cf_run, capsys, monkeypatch):
     def no_bind(*_a, **_k):
         raise AssertionError("the port was bound")

@@ -106,6 +106,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="stop string (repeatable; Python escapes like \\n are decoded)",
     )
     dec.add_argument(
+        "--draws",
+        type=int,
+        default=0,
+        help="diffusion: x_T draws per prompt, of which the -n best distinct candidates are kept (0 = -n draws)",
+    )
+    dec.add_argument(
         "--valid-stop",
         choices=SYNTAX_CHOICES,
         help="AR beam search or greedy: a candidate may end only where it parses in this language "
@@ -214,7 +220,8 @@ def _generation_config(args: argparse.Namespace) -> Any:
             steps=args.steps,
             rounding=args.rounding,
             batch_size=args.batch_size,
-            valid_stop=getattr(args, "valid_stop", None),  # infill has no --valid-stop
+            valid_stop=getattr(args, "valid_stop", None),  # infill has neither
+            draws=getattr(args, "draws", 0),
         )
     except ValueError as e:
         raise CLIError(str(e)) from None

@@ -58,7 +58,7 @@ class DiffusionGenerator:
             eta=self.eta,
             rounding=rounding,
             eos_id=self.tok.eos_id,
-            max_rows=max(cfg.batch_size, cfg.n),
+            max_rows=max(cfg.batch_size, cfg.n, cfg.draws),
         )
 
     def check(self, cfg: GenerationConfig) -> None:
@@ -86,11 +86,13 @@ class DiffusionGenerator:
     def generate(self, prompts: list[str], cfg: GenerationConfig) -> list[list[Candidate]]:
         """For each prompt, ``cfg.n`` candidates, best first."""
         sampler, gen = self.sampler(cfg), self._generator(cfg.seed)
+        draws = max(cfg.n, cfg.draws)
         if self.conditional:
-            out = sampler.generate([self.encode_prompt(p) for p in prompts], cfg.n, gen)
+            out = sampler.generate([self.encode_prompt(p) for p in prompts], draws, gen)
         else:
-            out = sampler.generate(None, cfg.n, gen, num_prompts=len(prompts))
-        return self._texts(out, cfg)
+            out = sampler.generate(None, draws, gen, num_prompts=len(prompts))
+        groups = self._texts(out, cfg)
+        return groups if draws == cfg.n else [best_distinct(g, cfg.n) for g in groups]
 
     def infill(self, prefix: str, suffix: str, cfg: GenerationConfig, prompt: str = "") -> list[Candidate]:
         """Candidates for the code between ``prefix`` and ``suffix`` (optionally under an utterance).
@@ -122,4 +124,12 @@ class DiffusionGenerator:
         ]
 
 
-__all__ = ["DiffusionGenerator"]
+def best_distinct(ranked: list[Candidate], n: int) -> list[Candidate]:
+    """The first ``n`` candidates of distinct text (best first), topped up with the best repeats."""
+    seen: set[str] = set()
+    firsts = [c for c in ranked if not (c.text in seen or seen.add(c.text))]
+    repeats = [c for c in ranked if not any(c is f for f in firsts)]
+    return (firsts + repeats)[:n]
+
+
+__all__ = ["DiffusionGenerator", "best_distinct"]

@@ -42,6 +42,8 @@ class GenerationConfig:
         rounding: diffusion: ``decoder`` (the paper), ``grounding``, ``clamping`` or ``decoder_clamp``
             (see ``nl2code.sampling.diffusion``); None = the generator's default.
         batch_size: prompts x candidates decoded together.
+        draws: diffusion: ``x_T`` draws per prompt, of which the ``n`` best *distinct* candidates are
+            returned (duplicates fill in only when fewer are distinct); 0 = ``n`` draws, all kept.
         valid_stop: AR beam search and greedy: a candidate may end only where its text is valid code
             in this language (``python``, ``bash``, ``cf``; constrained stopping in the spirit of
             PICARD, checked at the stop, not token by token). None = off.
@@ -59,12 +61,15 @@ class GenerationConfig:
     rounding: str | None = None
     batch_size: int = 16
     valid_stop: str | None = None
+    draws: int = 0
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
             raise ValueError("n, max_new_tokens, num_beams and batch_size must be >= 1")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if self.draws < 0:
+            raise ValueError(f"draws must be >= 0, got {self.draws}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:  # also refuses nan

@@ -69,14 +69,20 @@ def beam_search(
     for step in range(max_new_tokens):
         vocab = logits.shape[-1]
         totals = logits.log_softmax(-1) + torch.tensor([lp for _, lp in alive], device=logits.device)[:, None]
-        scores, flat = totals.flatten().topk(min(2 * num_beams, totals.numel()))
+        pool = 2 * num_beams
+        if accept is not None:
+            refused = [b for b, (ids, _) in enumerate(alive) if not accept(ids)]
+            if refused and stop_ids:  # these may not end here: their stop tokens leave the ranking
+                totals[torch.tensor(refused)[:, None], torch.tensor(list(stop_set))[None, :]] = -torch.inf
+            pool += 2 * num_beams  # room for continuations refused at a stop string
+        scores, flat = totals.flatten().topk(min(pool, totals.numel()))
         next_alive: list[tuple[list[int], float]] = []
         parents, tokens = [], []
         for r, (score, index) in enumerate(zip(scores.tolist(), flat.tolist())):
             parent, tok = divmod(index, vocab)
             ids = alive[parent][0]
             if tok in stop_set:
-                if accept is not None and not accept(ids):
+                if score == -torch.inf:  # a refused stop token, reached only when little else is left
                     continue
                 if r < num_beams:
                     finished.append(Sample(list(ids), score, len(ids) + 1, "stop_token"))
