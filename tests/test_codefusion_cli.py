@@ -71,26 +71,13 @@ def make_run(
     root: Path, tok: CodeTokenizer, task: str = "finetune", decoder_layers: int = 1, timesteps: int = 20
 ) -> Path:
     tok.save(root / "tokenizer")
-    cfg = from_dict(
-        RunConfig,
-        {
-            "model": {
-                "kind": "codefusion",
-                "vocab_size": tok.vocab_size,
-                "d_model": 32,
-                "n_heads": 4,
-                "encoder_layers": 1,
-                "denoiser_layers": 1,
-                "decoder_layers": decoder_layers,
-                "embed_dim": 8,
-                "code_length": 16,
-                "max_nl_length": 16,
-                "num_timesteps": timesteps,
-            },
-            "objective": {"kind": "codefusion", "task": task},
-            "data": {"format": "code_nl", "max_len": 16},
-        },
-    )
+    cfg = from_dict(RunConfig, {
+        "model": {"kind": "codefusion", "vocab_size": tok.vocab_size, "d_model": 32, "n_heads": 4,
+                  "encoder_layers": 1, "denoiser_layers": 1, "decoder_layers": decoder_layers, "embed_dim": 8,
+                  "code_length": 16, "max_nl_length": 16, "num_timesteps": timesteps},
+        "objective": {"kind": "codefusion", "task": task},
+        "data": {"format": "code_nl", "max_len": 16},
+    })
     config_io.save(cfg, root / "config.yaml")
     save_weights(build_model(cfg.model, generator=torch.Generator().manual_seed(0)), root / "model.safetensors")
     return root
@@ -172,12 +159,8 @@ def test_smoke_config_trains_and_generates(shared_data, tmp_path, capsys, monkey
 
 @pytest.mark.parametrize("name", ["bash", "cf", "python"])
 def test_codefusion_configs_resolve(name, capsys):
-    assert (
-        cli.main(
-            ["train", str(REPO / "configs" / "codefusion" / f"{name}.yaml"), "--run-dir", "unused", "--print-config"]
-        )
-        == 0
-    )
+    assert cli.main(["train", str(REPO / "configs" / "codefusion" / f"{name}.yaml"), "--run-dir", "unused",
+                     "--print-config"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["model"]["kind"] == "codefusion"
     assert [s["name"] for s in cfg["stages"]] == ["pretrain_gen", "pretrain_cpd", "finetune"]
@@ -194,7 +177,5 @@ def test_grouped_bash_split_has_no_leak(shared_data, tmp_path):
     counts = mod.grouped_pairs(shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json", out)
     assert counts["test_commands_in_train"] == 0
     assert counts["train"] + counts["test"] == 12607 and 0.15 < counts["test"] / 12607 < 0.25
-    assert out.read_text() == (
-        mod.grouped_pairs(shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json", tmp_path / "again.jsonl")
-        and (tmp_path / "again.jsonl").read_text()
-    )
+    assert out.read_text() == (mod.grouped_pairs(shared_data / "codefusion" / "benchmarks" / "BashBenchmarks.json",
+                                                tmp_path / "again.jsonl") and (tmp_path / "again.jsonl").read_text())

@@ -22,22 +22,12 @@ TEXTS = ["find all files", "ls -la /tmp", "def f(x):\n    return x + 1\n", "coun
 def make_run(root: Path, fmt: str = "nl_code", objective: dict | None = None) -> Path:
     tok = CodeTokenizer.train(TEXTS * 4, vocab_size=300)
     tok.save(root / "tokenizer")
-    cfg = from_dict(
-        RunConfig,
-        {
-            "model": {
-                "kind": "codegen",
-                "vocab_size": tok.vocab_size,
-                "d_model": 32,
-                "n_layers": 1,
-                "n_heads": 4,
-                "mlp": "swiglu",
-                "max_seq_len": 64,
-            },
-            "objective": objective or {"kind": "causal_lm"},
-            "data": {"format": fmt},
-        },
-    )
+    cfg = from_dict(RunConfig, {
+        "model": {"kind": "codegen", "vocab_size": tok.vocab_size, "d_model": 32, "n_layers": 1, "n_heads": 4,
+                  "mlp": "swiglu", "max_seq_len": 64},
+        "objective": objective or {"kind": "causal_lm"},
+        "data": {"format": fmt},
+    })
     config_io.save(cfg, root / "config.yaml")
     save_weights(build_model(cfg.model, generator=torch.Generator().manual_seed(0)), root / "model.safetensors")
     return root
@@ -55,53 +45,16 @@ def main(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_json_output_for_one_and_several_prompts(run_dir, capsys):
-    code, out, _ = main(
-        ["generate", "--run", str(run_dir), "find files", "-n", "2", "--max-new-tokens", "6", "--json"], capsys
-    )
+    code, out, _ = main(["generate", "--run", str(run_dir), "find files", "-n", "2", "--max-new-tokens", "6",
+                         "--json"], capsys)
     one = json.loads(out)
     assert code == 0 and isinstance(one, list) and len(one) == 2 and all(isinstance(s, str) for s in one)
-    code, out, _ = main(
-        [
-            "generate",
-            "--run",
-            str(run_dir),
-            "a",
-            "b",
-            "c",
-            "--temperature",
-            "0.7",
-            "--top-k",
-            "5",
-            "--seed",
-            "3",
-            "--max-new-tokens",
-            "5",
-            "--json",
-        ],
-        capsys,
-    )
+    code, out, _ = main(["generate", "--run", str(run_dir), "a", "b", "c", "--temperature", "0.7", "--top-k", "5",
+                         "--seed", "3", "--max-new-tokens", "5", "--json"], capsys)
     several = json.loads(out)
     assert code == 0 and [len(x) for x in several] == [1, 1, 1]
-    _, again, _ = main(
-        [
-            "generate",
-            "--run",
-            str(run_dir),
-            "a",
-            "b",
-            "c",
-            "--temperature",
-            "0.7",
-            "--top-k",
-            "5",
-            "--seed",
-            "3",
-            "--max-new-tokens",
-            "5",
-            "--json",
-        ],
-        capsys,
-    )
+    _, again, _ = main(["generate", "--run", str(run_dir), "a", "b", "c", "--temperature", "0.7", "--top-k", "5",
+                        "--seed", "3", "--max-new-tokens", "5", "--json"], capsys)
     assert json.loads(again) == several  # deterministic under a seed
     code, out, _ = main(["generate", "--run", str(run_dir), "x", "--max-new-tokens", "3"], capsys)
     assert code == 0 and "=== prompt 1: x" in out and "(score " in out
@@ -111,31 +64,16 @@ def test_prompts_file_and_jsonl_output(run_dir, tmp_path, capsys):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"task_id": "t/1", "nl": "list files"}\n\n{"task_id": 7, "prompt": "count"}\n')
     out_file = tmp_path / "samples.jsonl"
-    code, _, err = main(
-        [
-            "generate",
-            "--run",
-            str(run_dir),
-            "--prompts-file",
-            str(prompts),
-            "-n",
-            "2",
-            "--max-new-tokens",
-            "4",
-            "--out",
-            str(out_file),
-        ],
-        capsys,
-    )
+    code, _, err = main(["generate", "--run", str(run_dir), "--prompts-file", str(prompts), "-n", "2",
+                         "--max-new-tokens", "4", "--out", str(out_file)], capsys)
     rows = [json.loads(x) for x in out_file.read_text().splitlines()]
     assert code == 0 and "wrote 4 candidates" in err
     assert [(r["task_id"], r["rank"]) for r in rows] == [("t/1", 0), ("t/1", 1), ("7", 0), ("7", 1)]
     assert set(rows[0]) == {"task_id", "prompt", "rank", "completion", "score"} and rows[0]["prompt"] == "list files"
     plain = tmp_path / "p.txt"
     plain.write_text("one\ntwo\n")
-    code, out, _ = main(
-        ["generate", "--run", str(run_dir), "--prompts-file", str(plain), "--max-new-tokens", "2", "--json"], capsys
-    )
+    code, out, _ = main(["generate", "--run", str(run_dir), "--prompts-file", str(plain), "--max-new-tokens", "2",
+                         "--json"], capsys)
     assert code == 0 and len(json.loads(out)) == 2
 
 
@@ -150,28 +88,11 @@ def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys):
     assert code == 2 and "exactly one" in err
     code, _, err = main(["generate", "--run", str(run_dir), "x", "--top-p", "0"], capsys)
     assert code == 2 and "top_p" in err
-    code, _, err = main(
-        ["generate", "--run", str(run_dir), "x", "--valid-stop", "python", "--temperature", "1"], capsys
-    )
+    code, _, err = main(["generate", "--run", str(run_dir), "x", "--valid-stop", "python", "--temperature", "1"],
+                        capsys)
     assert code == 2 and "beam search or greedy" in err
-    code, out, _ = main(
-        [
-            "generate",
-            "--run",
-            str(run_dir),
-            "x",
-            "--valid-stop",
-            "bash",
-            "--num-beams",
-            "3",
-            "-n",
-            "2",
-            "--max-new-tokens",
-            "4",
-            "--json",
-        ],
-        capsys,
-    )
+    code, out, _ = main(["generate", "--run", str(run_dir), "x", "--valid-stop", "bash", "--num-beams", "3", "-n", "2",
+                         "--max-new-tokens", "4", "--json"], capsys)
     assert code == 0 and len(json.loads(out)) == 2
 
 
@@ -180,22 +101,8 @@ def test_humaneval_benchmark_samples_feed_the_harness(run_dir, tmp_path, capsys)
     from nl2code.eval.tasks import get_task
 
     out_file = tmp_path / "he.jsonl"
-    code, _, _ = main(
-        [
-            "generate",
-            "--run",
-            str(run_dir),
-            "--benchmark",
-            "humaneval",
-            "--limit",
-            "2",
-            "--max-new-tokens",
-            "4",
-            "--out",
-            str(out_file),
-        ],
-        capsys,
-    )
+    code, _, _ = main(["generate", "--run", str(run_dir), "--benchmark", "humaneval", "--limit", "2",
+                       "--max-new-tokens", "4", "--out", str(out_file)], capsys)
     assert code == 0
     task = get_task("humaneval")
     problems = task.load_problems(None)
@@ -209,39 +116,20 @@ def test_humaneval_benchmark_samples_feed_the_harness(run_dir, tmp_path, capsys)
 def test_infill_command(run_dir, tmp_path, capsys):
     code, _, err = main(["infill", "--run", str(run_dir), "--prefix", "def f(x):\\n", "--suffix", "\\n"], capsys)
     assert code == 2 and "not trained to infill" in err
-    code, out, _ = main(
-        [
-            "infill",
-            "--run",
-            str(run_dir),
-            "--prefix",
-            "def f(x):\\n",
-            "--suffix",
-            "\\n",
-            "--mode",
-            "spm",
-            "-n",
-            "2",
-            "--max-new-tokens",
-            "4",
-            "--json",
-        ],
-        capsys,
-    )
+    code, out, _ = main(["infill", "--run", str(run_dir), "--prefix", "def f(x):\\n", "--suffix", "\\n",
+                         "--mode", "spm", "-n", "2", "--max-new-tokens", "4", "--json"], capsys)
     assert code == 0 and len(json.loads(out)) == 2
     mixture = make_run(tmp_path / "mix", "code", {"kind": "codegen2_mixture"})
-    code, out, _ = main(
-        ["infill", "--run", str(mixture), "--prefix", "a", "--suffix", "b", "--max-new-tokens", "3", "--json"], capsys
-    )
+    code, out, _ = main(["infill", "--run", str(mixture), "--prefix", "a", "--suffix", "b", "--max-new-tokens", "3",
+                         "--json"], capsys)
     assert code == 0 and len(json.loads(out)) == 1
 
 
 def test_hf_export_then_import_round_trip(run_dir, tmp_path, capsys):
     code, _, _ = main(["hf", "export", "--run", str(run_dir), "--out", str(tmp_path / "hf")], capsys)
     assert code == 0 and (tmp_path / "hf" / "config.json").is_file()
-    code, _, _ = main(
-        ["hf", "import", str(tmp_path / "hf"), "--run-dir", str(tmp_path / "back"), "--format", "nl_code"], capsys
-    )
+    code, _, _ = main(["hf", "import", str(tmp_path / "hf"), "--run-dir", str(tmp_path / "back"),
+                       "--format", "nl_code"], capsys)
     assert code == 0
     args = ["find files", "-n", "2", "--max-new-tokens", "5", "--json"]
     _, a, _ = main(["generate", "--run", str(run_dir), *args], capsys)
@@ -253,30 +141,9 @@ def test_mtpb_benchmark_writes_harness_rows(tmp_path, capsys):
     fixture = Path(__file__).resolve().parents[1] / "eval" / "fixtures" / "mtpb_mini.jsonl"
     run = make_run(tmp_path / "code", "code")
     out_file = tmp_path / "mtpb.jsonl"
-    code, _, err = main(
-        [
-            "generate",
-            "--run",
-            str(run),
-            "--benchmark",
-            "mtpb",
-            "--data",
-            str(fixture),
-            "--limit",
-            "1",
-            "--test-cases",
-            "0,2",
-            "-n",
-            "2",
-            "--temperature",
-            "1",
-            "--max-new-tokens",
-            "3",
-            "--out",
-            str(out_file),
-        ],
-        capsys,
-    )
+    code, _, err = main(["generate", "--run", str(run), "--benchmark", "mtpb", "--data", str(fixture), "--limit", "1",
+                         "--test-cases", "0,2", "-n", "2", "--temperature", "1", "--max-new-tokens", "3",
+                         "--out", str(out_file)], capsys)
     rows = [json.loads(x) for x in out_file.read_text().splitlines()]
     assert code == 0 and "wrote 4 MTPB samples" in err
     assert [(r["test_case"], r["sample"]) for r in rows] == [(0, 0), (0, 1), (2, 0), (2, 1)]

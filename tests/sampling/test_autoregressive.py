@@ -43,16 +43,8 @@ def ids_of(groups):
 @pytest.mark.parametrize("prefix_lm", [False, True])
 def test_cache_equals_no_cache(temperature, prefix_lm):
     model = tiny(prefix_lm=prefix_lm)
-    kw = dict(
-        n=3,
-        max_new_tokens=16,
-        temperature=temperature,
-        top_k=20,
-        top_p=0.9,
-        stop_ids=[1, 2],
-        seed=4,
-        prefix_lm=prefix_lm,
-    )
+    kw = dict(n=3, max_new_tokens=16, temperature=temperature, top_k=20, top_p=0.9, stop_ids=[1, 2], seed=4,
+              prefix_lm=prefix_lm)
     cached, plain = sample(model, PROMPTS, **kw), sample(model, PROMPTS, use_cache=False, **kw)
     assert ids_of(cached) == ids_of(plain)
     for a, b in zip(sum(cached, []), sum(plain, [])):
@@ -110,14 +102,9 @@ def digit_tok() -> CodeTokenizer:
 
 
 def loaded(model, tok, objective: dict | None = None, fmt: str = "code") -> LoadedRun:
-    cfg = from_dict(
-        RunConfig,
-        {
-            "model": {"kind": "codegen", "vocab_size": model.cfg.vocab_size, "d_model": 32, "n_heads": 4},
-            "objective": objective or {"kind": "causal_lm"},
-            "data": {"format": fmt},
-        },
-    )
+    cfg = from_dict(RunConfig, {"model": {"kind": "codegen", "vocab_size": model.cfg.vocab_size, "d_model": 32,
+                                          "n_heads": 4}, "objective": objective or {"kind": "causal_lm"},
+                                "data": {"format": fmt}})
     return LoadedRun(Path("."), cfg, model, tok, torch.device("cpu"))
 
 
@@ -130,20 +117,10 @@ def test_a_tiny_model_learns_to_infill(digit_tok):
     """Span-corruption training on counting strings ("23456"): infill recovers the masked middle."""
     torch.manual_seed(0)
     tok = digit_tok
-    model = build_model(
-        CodeGenConfig(vocab_size=tok.vocab_size, d_model=64, n_layers=2, n_heads=4, max_seq_len=24),
-        generator=torch.Generator().manual_seed(0),
-    )
-    mix = InfillMixture(
-        SpecialIds.from_tokenizer(tok),
-        tok.encode,
-        tok.decode,
-        max_len=24,
-        span_rate=1.0,
-        mask_ratio=(0.2, 0.6),
-        mean_span_len=3,
-        max_spans=1,
-    )
+    model = build_model(CodeGenConfig(vocab_size=tok.vocab_size, d_model=64, n_layers=2, n_heads=4, max_seq_len=24),
+                        generator=torch.Generator().manual_seed(0))
+    mix = InfillMixture(SpecialIds.from_tokenizer(tok), tok.encode, tok.decode, max_len=24, span_rate=1.0,
+                        mask_ratio=(0.2, 0.6), mean_span_len=3, max_spans=1)
     rng = np.random.default_rng(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     objective = CausalLMObjective()
@@ -173,18 +150,10 @@ def test_generator_formats_prompts_ranks_and_stops(digit_tok):
     code = ARGenerator(loaded(model, digit_tok, fmt="code"))
     assert nl.encode_prompt("12") == [*digit_tok.encode("12"), digit_tok.sep_id]
     t = digit_tok
-    assert nl.infill_prompt("1", "3", "psm")[0] == [
-        t.sep_id,
-        t.fim_prefix_id,
-        *t.encode("1"),
-        t.fim_suffix_id,
-        *t.encode("3"),
-        t.fim_middle_id,
-    ]
-    assert code.infill_prompt("1", "3", "spm") == (
-        [t.fim_prefix_id, t.fim_suffix_id, *t.encode("3"), t.fim_middle_id, *t.encode("1")],
-        [t.eos_id],
-    )
+    assert nl.infill_prompt("1", "3", "psm")[0] == [t.sep_id, t.fim_prefix_id, *t.encode("1"), t.fim_suffix_id,
+                                                    *t.encode("3"), t.fim_middle_id]
+    assert code.infill_prompt("1", "3", "spm") == ([t.fim_prefix_id, t.fim_suffix_id, *t.encode("3"), t.fim_middle_id,
+                                                     *t.encode("1")], [t.eos_id])
     assert code.encode_prompt("12") == digit_tok.encode("12")
     out = nl.generate(["1", "22"], GenerationConfig(n=3, temperature=1.0, max_new_tokens=8, seed=1))
     assert [len(c) for c in out] == [3, 3]
@@ -209,9 +178,8 @@ def test_mtpb_samples_match_the_harness_format(digit_tok):
     gen = ARGenerator(loaded(tiny(vocab_size=digit_tok.vocab_size), digit_tok))
     rows = list(mtpb_samples(gen, problems, GenerationConfig(n=2, temperature=1.0, max_new_tokens=4), [0, 3]))
     assert len(rows) == 2 * 2 * 2
-    parsed = TASK.parse(
-        {p.task_id: p for p in problems}, [(i, json.loads(json.dumps(r))) for i, r in enumerate(rows)], "<mem>"
-    )
+    parsed = TASK.parse({p.task_id: p for p in problems}, [(i, json.loads(json.dumps(r))) for i, r in enumerate(rows)],
+                        "<mem>")
     assert [(t, c) for t, c, _ in parsed][:2] == [(problems[0].task_id, 0), (problems[0].task_id, 0)]
 
 

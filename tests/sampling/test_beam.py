@@ -58,9 +58,8 @@ def test_beam_search_finds_the_highest_scoring_sequence_greedy_misses():
     assert greedy.ids[0] == 2  # greedy commits to A
     best, best_lp = brute_force_best(model, [5], 5)
     assert best == [3]
-    beams = beam_search(
-        model, [5], num_beams=2, n_return=2, max_new_tokens=6, stop_ids=[EOS], length_penalty=0.0, use_cache=False
-    )
+    beams = beam_search(model, [5], num_beams=2, n_return=2, max_new_tokens=6, stop_ids=[EOS],
+                        length_penalty=0.0, use_cache=False)
     assert beams[0].ids == best and beams[0].logprob == pytest.approx(best_lp)
     assert beams[0].finish == "stop_token" and beams[0].logprob > greedy.logprob
     assert beams[0].logprob >= beams[1].logprob
@@ -87,18 +86,15 @@ def test_accept_decides_where_hypotheses_may_end():
 
 def test_length_penalty_ranks_by_mean_log_probability():
     model = markov()
-    beams = beam_search(
-        model, [5], num_beams=4, n_return=4, max_new_tokens=6, stop_ids=[EOS], length_penalty=1.0, use_cache=False
-    )
+    beams = beam_search(model, [5], num_beams=4, n_return=4, max_new_tokens=6, stop_ids=[EOS],
+                        length_penalty=1.0, use_cache=False)
     means = [b.logprob / b.n_scored for b in beams]
     assert means == sorted(means, reverse=True) and len({tuple(b.ids) for b in beams}) == 4
 
 
 def test_beam_search_with_cache_equals_without():
-    model = build_model(
-        CodeGenConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, max_seq_len=32),
-        generator=torch.Generator().manual_seed(0),
-    ).eval()
+    model = build_model(CodeGenConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, max_seq_len=32),
+                        generator=torch.Generator().manual_seed(0)).eval()
     kw = dict(num_beams=4, n_return=3, max_new_tokens=10, stop_ids=[1, 2, 3])
     a, b = beam_search(model, [5, 6, 7], **kw), beam_search(model, [5, 6, 7], use_cache=False, **kw)
     assert [s.ids for s in a] == [s.ids for s in b]
