@@ -188,7 +188,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
 
     beam = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
     # constrained stopping refuses hypotheses, so more beams keep 5 that end validly
-    valid = replace(beam, num_beams=10, valid_stop=LANGUAGES[args.language].task.removeprefix("codefusion-"))
+    valid = replace(beam, num_beams=10, valid_stop=LANGUAGES[args.language].syntax)
     return ARGenerator(run), {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
 
 

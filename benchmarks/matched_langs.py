@@ -28,6 +28,11 @@ class Language:
     extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all for syntax)
     link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
 
+    @property
+    def syntax(self) -> str:
+        """The language's name for syntax checks (nl2code.eval.metrics.syntax) and file names: bash, cf, python."""
+        return self.task.removeprefix("codefusion-")
+
 
 LANGUAGES = {
     "bash": Language(
@@ -83,7 +88,7 @@ def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, lis
     def check(t: str) -> Callable[[str], bool]:
         if lang.task == "codefusion-cf":
             return lambda c: run_rule(c, problems[t].extras["table"])[0] is not None
-        return lambda c: syntax_valid(c, lang.task.removeprefix("codefusion-"))
+        return lambda c: syntax_valid(c, lang.syntax)
 
     return {t: reorder(cands, check(t)) for t, cands in samples.items()}
 
@@ -142,7 +147,7 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
         recs = load_source(lang.task, str(lang.bench)).records
         data = {"source": lang.task, "path": str(lang.bench)}
     else:
-        path = grouped_split(lang, work / f"{lang.task.removeprefix('codefusion-')}_grouped.jsonl")
+        path = grouped_split(lang, work / f"{lang.syntax}_grouped.jsonl")
         recs = load_source("jsonl", str(path)).records
         data = {"source": "jsonl", "path": str(path)}
     problems = {r.task_id: r for r in recs if r.split == "test"}

@@ -126,10 +126,14 @@ class DiffusionGenerator:
 
 def best_distinct(ranked: list[Candidate], n: int) -> list[Candidate]:
     """The first ``n`` candidates of distinct text (best first), topped up with the best repeats."""
-    seen: set[str] = set()
-    firsts = [c for c in ranked if not (c.text in seen or seen.add(c.text))]
-    repeats = [c for c in ranked if not any(c is f for f in firsts)]
-    return (firsts + repeats)[:n]
+    firsts: dict[str, Candidate] = {}
+    repeats: list[Candidate] = []
+    for c in ranked:
+        if c.text in firsts:
+            repeats.append(c)
+        else:
+            firsts[c.text] = c
+    return [*firsts.values(), *repeats][:n]
 
 
 __all__ = ["DiffusionGenerator", "best_distinct"]

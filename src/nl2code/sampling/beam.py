@@ -73,7 +73,8 @@ def beam_search(
         if accept is not None:
             refused = [b for b, (ids, _) in enumerate(alive) if not accept(ids)]
             if refused and stop_ids:  # these may not end here: their stop tokens leave the ranking
-                totals[torch.tensor(refused)[:, None], torch.tensor(list(stop_set))[None, :]] = -torch.inf
+                rows = torch.tensor(refused, device=totals.device)[:, None]
+                totals[rows, torch.tensor(sorted(stop_set), device=totals.device)[None, :]] = -torch.inf
             pool += 2 * num_beams  # room for continuations refused at a stop string
         scores, flat = totals.flatten().topk(min(pool, totals.numel()))
         next_alive: list[tuple[list[int], float]] = []
