@@ -123,3 +123,37 @@ def test_default_reverse_step_is_deterministic_ddim(generator):
     a = sched.step(x0, 99, x_t, generator=torch.Generator().manual_seed(1)).prev_sample
     b = sched.step(x0, 99, x_t, generator=torch.Generator().manual_seed(2)).prev_sample
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("power", [0.5, 2.0])
+def test_power_timesteps_follow_their_distribution(power, generator):
+    """floor(T u^p): P(t < T/4) = (1/4)^(1/p), so p = 2 puts half the draws in the first quarter."""
+    sched = GaussianScheduler(400)
+    t = sched.sample_timesteps(20000, generator, power=power)
+    assert int(t.min()) >= 0 and int(t.max()) <= 399
+    share = (t < 100).float().mean().item()
+    assert share == pytest.approx(0.25 ** (1 / power), abs=0.015)
+    with pytest.raises(ValueError, match="power"):
+        sched.sample_timesteps(4, generator, power=0.0)
+
+
+def test_power_one_is_the_uniform_draw():
+    sched = GaussianScheduler(100)
+    a = sched.sample_timesteps(50, torch.Generator().manual_seed(3))
+    b = sched.sample_timesteps(50, torch.Generator().manual_seed(3), power=1.0)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("prediction", ["sample", "epsilon"])
+def test_min_snr_weights_cap_the_x0_error_weight_at_gamma(prediction):
+    """Both forms weight the x_0 error by min(SNR, gamma) up to one constant (eps error = SNR x x_0 error)."""
+    sched = GaussianScheduler(1200, "sqrt", prediction_type=prediction)
+    t = torch.tensor([0, 50, 300, 600, 1199])
+    snr = sched.alphas_cumprod[t] / (1 - sched.alphas_cumprod[t])
+    torch.testing.assert_close(sched.snr(t), snr.float())
+    w = sched.min_snr_weight(t, 5.0)
+    x0_weight = w if prediction == "sample" else w * sched.snr(t)
+    torch.testing.assert_close(x0_weight / x0_weight[0], snr.clamp(max=5.0).float() / 5.0)
+    assert float(w.max()) <= 1.0 + 1e-6 and float(w.min()) > 0
+    with pytest.raises(ValueError, match="gamma"):
+        sched.min_snr_weight(t, 0.0)

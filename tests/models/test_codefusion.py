@@ -229,3 +229,24 @@ def test_decoder_skip_is_residual_around_the_input(generator):
     plain = CodeFusion(tiny(), generator=torch.Generator().manual_seed(0)).eval()
     plain.load_state_dict(model.state_dict())
     torch.testing.assert_close(model.decode(x0, enc), x0 + plain.decode(x0, enc))
+
+
+def test_score_interpolation_returns_the_expected_embedding(generator):
+    """x^_0 = softmax(H(N(x_t))) @ L: a convex combination of L's rows (inside the embedding box)."""
+    model = CodeFusion(tiny(score_interpolation=True, embed_dim=8, self_condition=True), generator=generator).eval()
+    x_t, t = torch.randn(2, 12, 8, generator=generator), torch.tensor([5, 90])
+    enc = torch.randn(2, 3, 32, generator=generator)
+    scores = model.denoise_scores(x_t, t, enc)
+    assert scores.shape == (2, 12, V)
+    x0 = model.denoise(x_t, t, enc)
+    torch.testing.assert_close(x0, scores.softmax(-1) @ model.code_embed.weight)
+    assert x0.abs().max() <= model.x0_bound()
+    # A peaked score vector returns that token's embedding, which rounds back to the token.
+    ids = torch.randint(0, V, (2, 12), generator=generator)
+    peaked = torch.nn.functional.one_hot(ids, V).float() * 100.0
+    assert torch.equal(model.nearest_tokens(model.interpolate(peaked)), ids)
+    with pytest.raises(ValueError, match="score_interpolation"):
+        CodeFusion(tiny(), generator=generator).denoise_scores(x_t, t, enc)  # raises before reading x_t
+    for bad in (dict(prediction="epsilon"), dict(x0_skip=True)):
+        with pytest.raises(ValueError, match="score_interpolation"):
+            tiny(score_interpolation=True, **bad)

@@ -63,7 +63,10 @@ def test_pad_code_fills_and_weights():
 
 
 @pytest.mark.parametrize("task", ["finetune", "unconditional", "cpd"])
-@pytest.mark.parametrize("variant", [{}, {"prediction": "epsilon"}, {"decoder_layers": 0}, {"self_condition": True}])
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"prediction": "epsilon"}, {"decoder_layers": 0}, {"self_condition": True}, {"score_interpolation": True}],
+)
 def test_every_term_is_finite(task, variant):
     model = tiny_model(**variant)
     objective = CodeFusionObjective(CodeFusionLossConfig(task=task))
@@ -236,3 +239,41 @@ def test_clean_decode_rows_feed_the_decoder_the_gold_embeddings(fraction, monkey
     assert torch.equal(seen[0], gold) == (fraction == 1.0)
     with pytest.raises(ValueError, match="clean_decode_fraction"):
         CodeFusionLossConfig(clean_decode_fraction=1.5)
+
+
+def test_score_interpolation_trains_the_scores_with_a_cross_entropy(monkeypatch):
+    """Term 1 is the weighted CE of N's scores against y, and D reads their interpolation."""
+    model, batch = tiny_model(score_interpolation=True), make_batch()
+    seen = {}
+    real_scores, real_decode = model.denoise_scores, model.decode
+    monkeypatch.setattr(model, "denoise_scores", lambda *a, **k: seen.setdefault("s", real_scores(*a, **k)))
+
+    def decode(x0, *a, **k):
+        seen.setdefault("x0", x0)
+        return real_decode(x0, *a, **k)
+
+    monkeypatch.setattr(model, "decode", decode)
+    _, metrics = CodeFusionObjective()(model, batch, torch.Generator().manual_seed(2))
+    code, _ = pad_code(batch.input_ids, batch.attention_mask, 10, PAD, 1.0)
+    ce = torch.nn.functional.cross_entropy(seen["s"].flatten(0, 1), code.flatten(), reduction="none").view(code.shape)
+    torch.testing.assert_close(metrics["denoise"], ce.mean(1).mean().detach())
+    torch.testing.assert_close(seen["x0"], model.interpolate(seen["s"]))
+
+
+@pytest.mark.parametrize("variant", [{}, {"prediction": "epsilon"}, {"score_interpolation": True}])
+def test_timestep_power_and_min_snr_weighting(variant):
+    """Min-SNR weights are 1 at one end of gamma (-> 0 for an x0 loss, -> inf for an eps loss: the
+    loss unweighted) and scale term 1 down at the other; the timestep power changes the draw."""
+    model, batch = tiny_model(**variant), make_batch()
+
+    def metrics(**cfg):
+        return CodeFusionObjective(CodeFusionLossConfig(**cfg))(model, batch, torch.Generator().manual_seed(7))[1]
+
+    off = metrics()
+    neutral, small = (1e-12, 1e6) if variant.get("prediction") != "epsilon" else (1e12, 1e-6)
+    torch.testing.assert_close(metrics(min_snr_gamma=neutral)["denoise"], off["denoise"])
+    assert metrics(min_snr_gamma=small)["denoise"] < 0.01 * off["denoise"]
+    assert metrics(timestep_power=3.0)["denoise"] != off["denoise"]
+    for bad in (dict(timestep_power=0.0), dict(min_snr_gamma=-1.0)):
+        with pytest.raises(ValueError):
+            CodeFusionLossConfig(**bad)

@@ -83,12 +83,39 @@ class GaussianScheduler:
         return out.reshape(out.shape + (1,) * (like.dim() - out.dim()))
 
     def sample_timesteps(
-        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | None = None
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+        power: float = 1.0,
     ) -> torch.Tensor:
-        """Uniform training timesteps ``(B,)`` in ``0 .. T-1`` (uniform t, codefusion.md §10.11)."""
+        """Training timesteps ``(B,)`` in ``0 .. T-1``: uniform (codefusion.md §10.11) at ``power = 1``,
+        else ``floor(T u^power)`` for uniform ``u``: ``power > 1`` draws more low-noise steps, ``< 1``
+        more high-noise ones (the density of ``t/T`` is ``s^(1/power - 1) / power``)."""
+        if power <= 0:
+            raise ValueError(f"power must be > 0, got {power}")
         gen_device = generator.device if generator is not None else None
-        t = torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator, device=gen_device)
+        T = self.num_train_timesteps
+        if power == 1.0:
+            t = torch.randint(0, T, (batch_size,), generator=generator, device=gen_device)
+        else:
+            u = torch.rand((batch_size,), generator=generator, device=gen_device, dtype=torch.float64)
+            t = (T * u.pow(power)).long().clamp_(0, T - 1)
         return t.to(device) if device is not None else t
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio ``ab_t / (1 - ab_t)`` per timestep ``(B,)`` (float32)."""
+        ab = self._alpha_bar(t, torch.empty(0, device=t.device)).reshape(-1)
+        return ab / (1 - ab)
+
+    def min_snr_weight(self, t: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Min-SNR-gamma loss weights ``(B,)`` (Hang et al. 2023) for this scheduler's regression target:
+        ``min(SNR, gamma) / gamma`` on an ``x_0`` loss, ``min(SNR, gamma) / SNR`` on an ``eps`` loss
+        (the same weighting of the ``x_0`` error up to the constant gamma). Both are at most 1."""
+        if gamma <= 0:
+            raise ValueError(f"gamma must be > 0, got {gamma}")
+        snr = self.snr(t)
+        return snr.clamp(max=gamma) / (gamma if self.prediction_type == "sample" else snr)
 
     def to_x0(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int, clip: float | None = None

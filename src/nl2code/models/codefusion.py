@@ -67,6 +67,11 @@ class CodeFusionConfig:
             the matching posterior std. At small t the network only corrects a copy of ``x_t``; without
             it the stack cannot copy (issue #18: rounding x_t at t = 100 kept 88.5% of tokens, the
             denoiser's x^_0 64.6%).
+        score_interpolation: N outputs scores over the vocabulary (through H) and ``x^_0`` is their
+            softmax-weighted mean of ``L``'s rows (CDCD's score interpolation, Dieleman et al. 2022; not
+            in the paper); the objective trains those scores with a cross-entropy instead of the MSE
+            term. Needs ``prediction="sample"`` and no ``x0_skip``. Every ``x^_0`` lies in the convex
+            hull of the embeddings, so it never leaves the region D and H were trained on.
         decoder_skip: D is residual around its input, ``D_s = x^_0 + D(x^_0)``, so an untrained D
             starts as the identity and only learns corrections (issue #18: on Bash, H(D(L(y))) got
             97.6% of tokens right while plain nearest-embedding rounding of ``L(y)`` gets 100%).
@@ -104,6 +109,7 @@ class CodeFusionConfig:
     prediction: PredictionType = "sample"
     self_condition: bool = False
     x0_skip: bool = False
+    score_interpolation: bool = False
     decoder_skip: bool = False
     distance_head: bool = False
     tie_head: bool = True
@@ -134,6 +140,8 @@ class CodeFusionConfig:
             raise ValueError("distance_head needs tie_head (it measures distances to L's rows)")
         if self.x0_skip and self.prediction != "sample":
             raise ValueError("x0_skip needs prediction='sample'")
+        if self.score_interpolation and (self.prediction != "sample" or self.x0_skip):
+            raise ValueError("score_interpolation needs prediction='sample' and x0_skip off")
         if self.vocab_size and self.pad_id >= self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
 
@@ -354,6 +362,25 @@ class CodeFusion(nn.Module):
         """L: code ids (B, N) -> x_0 (B, N, E)."""
         return self.code_embed(code_ids)
 
+    def denoise_scores(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        enc: torch.Tensor,
+        enc_mask: torch.Tensor | None = None,
+        code_mask: torch.Tensor | None = None,
+        x0_prev: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """N's token scores (B, N, V) under ``score_interpolation``; :meth:`denoise` interpolates them."""
+        if not self.cfg.score_interpolation:
+            raise ValueError("denoise_scores needs model.score_interpolation")
+        return self.logits(self._stack_out(x_t, t, enc, enc_mask, code_mask, x0_prev))
+
+    def interpolate(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores (B, N, V) -> the expected embedding ``softmax(scores) @ L`` (B, N, E)."""
+        probs = scores.float().softmax(-1)
+        return (probs @ self.code_embed.weight.float()).to(scores.dtype)
+
     def denoise(
         self,
         x_t: torch.Tensor,
@@ -369,21 +396,28 @@ class CodeFusion(nn.Module):
         ``code_mask`` (B, N) hides code positions from self-attention (None = all visible, the
         normal case: code is padded to ``code_length`` and pad positions are part of the sample).
         ``x0_prev`` (B, N, E): the previous ``x_0`` estimate for a self-conditioned model (None =
-        zeros, the first step); ignored otherwise.
+        zeros, the first step); ignored otherwise. Under ``score_interpolation`` the ``x_0`` estimate is
+        the interpolation of :meth:`denoise_scores`.
         """
-        self._check_code_len(x_t.shape[1])
-        x_in = x_t
-        if self.cfg.self_condition:
-            x_in = torch.cat([x_t, torch.zeros_like(x_t) if x0_prev is None else x0_prev], dim=-1)
-        cos, sin = self._rotary(x_t.shape[1], x_t.device)
-        time = self.time_embed(t)[:, None, :]  # (B, 1, D), added to every position (§10.6)
-        out = self.denoiser(x_in, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask), add=time)
+        out = self._stack_out(x_t, t, enc, enc_mask, code_mask, x0_prev)
+        if self.cfg.score_interpolation:
+            return self.interpolate(self.logits(out))
         if not self.cfg.x0_skip:
             return out
         ab = self.alpha_bar[t.long()].to(x_t.dtype)[:, None, None]  # (B, 1, 1)
         s2 = self.code_embed.weight.detach().pow(2).mean().to(x_t.dtype)
         denom = ab * s2 + 1 - ab
         return (ab.sqrt() * s2 / denom) * x_t + (s2 * (1 - ab) / denom).sqrt() * out
+
+    def _stack_out(self, x_t, t, enc, enc_mask, code_mask, x0_prev) -> torch.Tensor:  # noqa: ANN001
+        """N's stack on (x_t [, x0_prev]) with the timestep added: (B, N, E) before any skip or head."""
+        self._check_code_len(x_t.shape[1])
+        x_in = x_t
+        if self.cfg.self_condition:
+            x_in = torch.cat([x_t, torch.zeros_like(x_t) if x0_prev is None else x0_prev], dim=-1)
+        cos, sin = self._rotary(x_t.shape[1], x_t.device)
+        time = self.time_embed(t)[:, None, :]  # (B, 1, D), added to every position (§10.6)
+        return self.denoiser(x_in, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask), add=time)
 
     @torch.no_grad()
     def x0_bound(self) -> float:

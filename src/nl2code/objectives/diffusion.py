@@ -17,7 +17,9 @@ reconstructs the whole code. The same loss is used in every stage (§4).
 
 Padding: code is padded with ``pad_id`` to the model's fixed ``code_length`` (§2), and pad positions are
 diffused and scored too, because the sampler finds the program's end by the first predicted pad/eos.
-``pad_weight`` scales their share of each sequence's loss. Timesteps are uniform (§10.11).
+``pad_weight`` scales their share of each sequence's loss. Timesteps are uniform (§10.11) unless
+``timestep_power`` skews them; ``min_snr_gamma`` weights term 1 per row by min-SNR-gamma. Under the
+model's ``score_interpolation`` term 1 is the cross-entropy of N's token scores against ``y`` (CDCD).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class CodeFusionLossConfig:
             ``data.format: code_nl``): the encoder reads ``cmd_1 \\n ... <eom> NL``, the commands of
             the ``retrieval_k`` training utterances nearest to NL (never the row's own), within
             ``data.max_len`` tokens (keep ``model.max_nl_length`` >= it). See :mod:`nl2code.data.retrieval`.
+        timestep_power: training timesteps ``floor(T u^p)`` (``GaussianScheduler.sample_timesteps``);
+            1 = uniform (the paper), > 1 more low-noise steps, < 1 more high-noise steps.
+        min_snr_gamma: > 0 multiplies each row's term 1 by its min-SNR-gamma weight (Hang et al.
+            2023, ``GaussianScheduler.min_snr_weight``); 0 = unweighted (the paper).
         chunked_head: compute the head's cross-entropy in row chunks, never holding the logits (same
             values and gradients; ``false`` uses the full-logits path, e.g. to compare).
     """
@@ -79,6 +85,8 @@ class CodeFusionLossConfig:
     preview_steps: int = 20
     chunked_head: bool = True
     retrieval_k: int = 0
+    timestep_power: float = 1.0
+    min_snr_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
@@ -92,6 +100,10 @@ class CodeFusionLossConfig:
             raise ValueError(f"retrieval_k must be >= 0, got {self.retrieval_k}")
         if self.retrieval_k and self.task != "finetune":
             raise ValueError(f"retrieval_k conditions the NL encoder: task must be finetune, not {self.task}")
+        if self.timestep_power <= 0:
+            raise ValueError(f"timestep_power must be > 0, got {self.timestep_power}")
+        if self.min_snr_gamma < 0:
+            raise ValueError(f"min_snr_gamma must be >= 0 (0 = off), got {self.min_snr_gamma}")
         if self.preview_steps < 1:
             raise ValueError(f"preview_steps must be >= 1, got {self.preview_steps}")
 
@@ -130,6 +142,8 @@ def codefusion_loss(
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     chunked_head: bool = True,
     clean_fraction: float = 0.0,
+    timestep_power: float = 1.0,
+    min_snr_gamma: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The three-term loss for one batch; see the module docstring.
 
@@ -144,11 +158,12 @@ def codefusion_loss(
         loss_weights: weights of the denoiser, decoder and cross-entropy terms.
         chunked_head: allow the chunked head loss (see :func:`nl2code.objectives.linear_ce.head_loss`).
         clean_fraction: share of rows whose decoder reads ``L(y)`` (``clean_decode_fraction``).
+        timestep_power, min_snr_gamma: see :class:`CodeFusionLossConfig`.
     """
     B = code_ids.shape[0]
     x0 = model.embed_code(code_ids)  # (B, N, E)
     noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
-    t = scheduler.sample_timesteps(B, generator, device=x0.device)
+    t = scheduler.sample_timesteps(B, generator, device=x0.device, power=timestep_power)
     x_t = scheduler.add_noise(x0, noise, t)
     bound = model.x0_bound()
     x0_prev = None
@@ -156,10 +171,18 @@ def codefusion_loss(
     if model.cfg.self_condition and torch.rand((), generator=generator, device=generator.device) < 0.5:
         with torch.no_grad():
             x0_prev = scheduler.to_x0(model.denoise(x_t, t, enc, enc_mask), x_t, t, clip=bound).detach()
-    out = model.denoise(x_t, t, enc, enc_mask, x0_prev=x0_prev)
-    x0_hat = scheduler.to_x0(out, x_t, t, clip=bound)
-    target = x0 if scheduler.prediction_type == "sample" else noise
-    denoise = _row_mean((out - target).pow(2).mean(-1), weights)
+    coef = weights / weights.sum(1, keepdim=True).clamp_min(1e-8) / weights.shape[0]  # _row_mean as weights
+    row_w = scheduler.min_snr_weight(t, min_snr_gamma).to(x0) if min_snr_gamma > 0 else None
+    if model.cfg.score_interpolation:  # CDCD: term 1 is the cross-entropy of N's token scores
+        scores = model.denoise_scores(x_t, t, enc, enc_mask, x0_prev=x0_prev)
+        x0_hat = model.interpolate(scores)
+        denoise, _ = logits_loss(scores, code_ids, coef if row_w is None else coef * row_w[:, None])
+    else:
+        out = model.denoise(x_t, t, enc, enc_mask, x0_prev=x0_prev)
+        x0_hat = scheduler.to_x0(out, x_t, t, clip=bound)
+        target = x0 if scheduler.prediction_type == "sample" else noise
+        per_pos = (out - target).pow(2).mean(-1)
+        denoise = _row_mean(per_pos if row_w is None else per_pos * row_w[:, None], weights)
     if model.decoder is not None:
         dec_in = x0_hat
         if clean_fraction > 0:
@@ -170,7 +193,6 @@ def codefusion_loss(
     else:  # GENIE: rounding loss on the gold embeddings; no decoder term
         hidden = x0
         decoder = x0.new_zeros(())
-    coef = weights / weights.sum(1, keepdim=True).clamp_min(1e-8) / weights.shape[0]  # _row_mean as weights
     if model.cfg.distance_head:  # not a plain linear layer: full logits (the vocabularies are small)
         ce, pred = logits_loss(model.logits(hidden), code_ids, coef)
     else:
@@ -289,6 +311,8 @@ class CodeFusionObjective(Objective):
             loss_weights,
             self.cfg.chunked_head,
             self.cfg.clean_decode_fraction,
+            self.cfg.timestep_power,
+            self.cfg.min_snr_gamma,
         )
 
     def example_transform(self, tokenizer: Any, data_cfg: Any) -> Callable[[Example, Any], Example] | None:
