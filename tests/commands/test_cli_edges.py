@@ -100,11 +100,23 @@ def test_steps_up_to_t_still_work(cf_run, capsys):
     assert code == 0 and len(json.loads(out)) == 1
 
 
-def test_draws_keep_the_best_distinct_candidates(cf_run, capsys):
+def test_draws_keep_the_best_distinct_candidates(cf_run, capsys, monkeypatch):
+    """--draws D samples D candidates and prints what best_distinct keeps of them (its own tests pin
+    the de-duplication; here: the CLI hands it all D draws and prints exactly its choice)."""
+    import nl2code.generation.diffusion as gd
+
+    real, seen = gd.best_distinct, []
+
+    def spy(ranked, n):
+        kept = real(ranked, n)
+        seen.append((len(ranked), n, [c.text for c in kept]))
+        return kept
+
+    monkeypatch.setattr(gd, "best_distinct", spy)
     code, out, _ = main(["generate", "--run", str(cf_run), "x", "-n", "3", "--draws", "12", "--steps", "2", "--json"],
                         capsys)  # fmt: skip
     texts = json.loads(out)
-    assert code == 0 and len(texts) == 3 and len(set(texts)) == 3
+    assert code == 0 and [s[:2] for s in seen] == [(12, 3)] and texts == seen[0][2] and len(set(texts)) == 3
     code, _, err = main(["generate", "--run", str(cf_run), "x", "--draws", "-1"], capsys)
     assert "draws must be >= 0" in one_line_error(code, err, "generate")
 

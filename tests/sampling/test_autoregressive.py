@@ -193,7 +193,18 @@ def test_valid_stop_accepts_only_code_that_parses_up_to_the_stop_string(digit_to
         gen.generate(["1"], GenerationConfig(valid_stop="cobol"))
     with pytest.raises(ValueError, match="beam search or greedy"):
         GenerationConfig(valid_stop="python", temperature=1.0)
-    greedy = gen.generate(["1"], GenerationConfig(valid_stop="python", max_new_tokens=6))[0]
-    beams = gen.generate(["1"], GenerationConfig(valid_stop="python", max_new_tokens=6, n=2, num_beams=3))[0]
-    for cand in [*greedy, *beams]:  # a candidate ends where it parses, or where the token budget ran out
-        assert cand.extra["finish"] == "length" or accept(digit_tok.encode(cand.text))
+    # A model that wants to stop at once: plain search ends on the empty text, which does not parse;
+    # with valid stop every candidate still ends at the stop token, but only once its text parses.
+    eager = tiny(vocab_size=digit_tok.vocab_size)
+
+    def prefer_eos(mod, inp, out):
+        out.logits[..., digit_tok.eos_id] += 6.0
+
+    eager.register_forward_hook(prefer_eos)
+    gen = ARGenerator(loaded(eager, digit_tok))
+    plain = GenerationConfig(max_new_tokens=6, n=2, num_beams=3)
+    assert [c[0].text for c in gen.generate(["1", "2"], plain)] == ["", ""]
+    greedy = gen.generate(["1", "2"], GenerationConfig(valid_stop="python", max_new_tokens=6))
+    beams = gen.generate(["1", "2"], GenerationConfig(valid_stop="python", max_new_tokens=6, n=2, num_beams=3))
+    for cand in [c for group in greedy + beams for c in group]:
+        assert cand.extra["finish"] == "stop_token" and cand.text and accept(digit_tok.encode(cand.text))
