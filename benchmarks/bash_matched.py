@@ -187,8 +187,10 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     from nl2code.generation.autoregressive import ARGenerator
 
     beam = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
-    # constrained stopping refuses hypotheses, so more beams keep 5 that end validly
-    valid = replace(beam, num_beams=10, valid_stop=LANGUAGES[args.language].syntax)
+    # constrained stopping refuses hypotheses, so more beams keep 5 that end validly; CF keeps all 10 (distinct
+    # results reorders them)
+    lang = LANGUAGES[args.language]
+    valid = replace(beam, n=lang.pool, num_beams=max(10, lang.pool), valid_stop=lang.syntax)
     return ARGenerator(run), {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
 
 
@@ -461,7 +463,7 @@ def main() -> None:
             "baselines": {},
             "systems": {},
         }
-        tfidf = retrieval_samples(train_recs, problems, max(KS))
+        tfidf = retrieval_samples(train_recs, problems, lang.pool)
         answers = {"constant": {t: [constant] for t in problems}, "tfidf": tfidf}
         for base, samples in answers.items():
             for suffix, scores in judge_variants(lang, problems, samples).items():

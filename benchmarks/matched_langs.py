@@ -27,6 +27,14 @@ class Language:
     splits: tuple[str, ...]
     extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all for syntax)
     link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
+    distinct: bool = False  # CF: also judge with rules that format the table as an earlier one does moved back
+
+    @property
+    def pool(self) -> int:
+        """Candidates retrieval and the AR valid-stop search give per row: the first 5 are judged; with
+        ``distinct`` 10, so the reordering steps have more to choose from (the rows as generated are the same).
+        CodeFusion keeps 5 (its first 5 of 10 draws would be a different sample)."""
+        return 10 if self.distinct else max(KS)
 
     @property
     def syntax(self) -> str:
@@ -46,7 +54,7 @@ LANGUAGES = {
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
         {"execution_match@1": 72.8, "execution_match@5": 78.5},
         {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
-        ("paper", "grouped"), link=True,
+        ("paper", "grouped"), link=True, distinct=True,
     ),
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
         BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
@@ -58,15 +66,17 @@ UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fra
 
 
 def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:
-    """The language's metrics @1/3/5 (and syntax validity where the task reports it) of ``samples``."""
+    """The language's metrics @1/3/5 (and syntax validity where the task reports it) of the first 5 of
+    ``samples``' candidates."""
     from nl2code.eval.tasks import EvalContext, get_task
 
-    res = get_task(lang.task).judge(problems, samples, EvalContext(ks=KS, workers=1, progress=False))
+    top = {t: cands[: max(KS)] for t, cands in samples.items()}
+    res = get_task(lang.task).judge(problems, top, EvalContext(ks=KS, workers=1, progress=False))
     keep = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
     return {m: res.metrics[m] for m in keep if m in res.metrics}
 
 
-LINKED, VALID = " + column linking", " + valid first"
+LINKED, VALID, DISTINCT = " + column linking", " + valid first", " + distinct results"
 
 
 def linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -93,14 +103,27 @@ def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, lis
     return {t: reorder(cands, check(t)) for t, cands in samples.items()}
 
 
+def distinct_results(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """CF candidates with those that format the row's table as an earlier candidate does moved behind the rest
+    (nl2code.generation.rerank.execution_distinct): no gold is read, only the request's own table."""
+    from nl2code.eval.tasks.cf_rules import run_rule
+    from nl2code.generation.rerank import execution_distinct
+
+    def result(table: Any) -> Callable[[str], Any]:
+        return lambda c: run_rule(c, table)[0]
+
+    return {t: execution_distinct(cands, result(problems[t].extras["table"])) for t, cands in samples.items()}
+
+
 Transform = Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]
 
 
 def steps(lang: Language) -> list[tuple[str, Transform]]:
     """The steps each system and baseline is also judged after, in order, each on the previous step's output:
-    CF: column linking, then valid first; Bash and Python: valid first."""
+    CF: column linking, valid first, then distinct results; Bash and Python: valid first."""
     chain = [(LINKED, linked)] if lang.link else []
-    return [*chain, (VALID, lambda p, s: valid_first(lang, p, s))]
+    chain.append((VALID, lambda p, s: valid_first(lang, p, s)))
+    return chain + ([(DISTINCT, distinct_results)] if lang.distinct else [])
 
 
 def variants(lang: Language) -> dict[str, Transform]:
@@ -155,6 +178,6 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 
 
 __all__ = [
-    "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "Language", "constant_answer", "grouped_split", "judge",
-    "judge_variants", "linked", "split_data", "steps", "valid_first", "variants",
+    "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "Language", "constant_answer", "distinct_results",
+    "grouped_split", "judge", "judge_variants", "linked", "split_data", "steps", "valid_first", "variants",
 ]  # fmt: skip

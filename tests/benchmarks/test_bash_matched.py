@@ -104,7 +104,7 @@ def test_valid_first_puts_a_rule_that_runs_on_the_table_before_one_that_does_not
     _, problems, _ = ml.split_data(lang, "paper", tmp_path)
     broken = {t: ["GreaterThan(c[40], 1)", "TextContains(", p.code] for t, p in problems.items()}
     steps = ml.variants(lang)
-    assert list(steps) == ["", ml.LINKED, ml.LINKED + ml.VALID]
+    assert list(steps) == ["", ml.LINKED, ml.LINKED + ml.VALID, ml.LINKED + ml.VALID + ml.DISTINCT]
     plain = ml.judge(lang, problems, broken)
     valid = ml.judge(lang, problems, steps[ml.LINKED + ml.VALID](problems, broken))
     assert plain["execution_match@1"] == 0.0 and plain["execution_match@3"] == 1.0
@@ -113,3 +113,21 @@ def test_valid_first_puts_a_rule_that_runs_on_the_table_before_one_that_does_not
     py = ml.LANGUAGES["python"]
     assert list(ml.variants(py)) == ["", ml.VALID]
     assert ml.valid_first(py, {}, {"x": ["f(", "g()"]}) == {"x": ["g()", "f("]}
+
+
+def test_distinct_results_on_cf_tables_need_no_gold_and_only_the_first_five_are_judged(shared_data, tmp_path):
+    """Copies of a wrong rule's formatting ranked first move behind the gold rule's; the judge reads the first 5
+    candidates of a longer pool."""
+    lang = ml.LANGUAGES["cf"]
+    _, problems, _ = ml.split_data(lang, "paper", tmp_path)
+    runs = {t: p for t, p in problems.items() if p.code.startswith("GreaterThan(") and len(p.extras["table"]) > 3}
+    assert len(runs) >= 5
+    wrong = "ColorScale()"
+    bad = [wrong, wrong + " ", "TextContains(", wrong, wrong, wrong]  # one behaviour (a colour scale), or no rule
+    pool = {t: [*bad, p.code] for t, p in runs.items()}
+    assert ml.judge(lang, runs, pool)["execution_match@5"] == 0.0
+    after = ml.judge(lang, runs, ml.distinct_results(runs, pool))
+    assert after["execution_match@1"] == 0.0 and after["execution_match@3"] == 1.0  # ColorScale, then gold
+    # the 10th candidate (gold) is never judged: only the first 5 count
+    assert ml.judge(lang, runs, {t: [wrong] * 9 + [p.code] for t, p in runs.items()})["execution_match@5"] == 0.0
+    assert ml.LANGUAGES["cf"].pool == 10 and ml.LANGUAGES["bash"].pool == 5

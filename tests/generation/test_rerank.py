@@ -87,3 +87,15 @@ def test_valid_first_is_a_stable_partition():
     cands = ["a(", "b", "c(", "d", "e"]
     assert valid_first(cands, lambda c: "(" not in c) == ["b", "d", "e", "a(", "c("]
     assert valid_first(cands, lambda c: False) == cands and valid_first([], bool) == []
+
+
+def test_execution_distinct_moves_behavioural_duplicates_back_and_keeps_every_candidate():
+    from nl2code.generation.rerank import execution_distinct
+
+    out = {"a": 1, "b": 2, "c": 2, "d": None, "e": 3, "f": 2, "g": 1}
+    cands = list(out)
+    got = execution_distinct(cands, out.get)
+    assert got == ["a", "b", "e", "c", "f", "g", "d"]  # one per behaviour in order, then repeats, then failures
+    assert sorted(got) == sorted(cands)
+    assert execution_distinct(["x", "y", "z"], {"x": 1, "y": 2, "z": 3}.get) == ["x", "y", "z"]
+    assert execution_distinct(["x", "y"], lambda c: None) == ["x", "y"] and execution_distinct([], bool) == []
