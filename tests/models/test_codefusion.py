@@ -250,3 +250,27 @@ def test_score_interpolation_returns_the_expected_embedding(generator):
     for bad in (dict(prediction="epsilon"), dict(x0_skip=True)):
         with pytest.raises(ValueError, match="score_interpolation"):
             tiny(score_interpolation=True, **bad)
+
+
+def test_copy_head_mixes_a_pointer_over_the_utterance_into_the_head(generator):
+    model = CodeFusion(tiny(copy_head=True, embed_dim=8), generator=generator).eval()
+    x0, enc = torch.randn(2, 12, 8, generator=generator), torch.randn(2, 5, 32, generator=generator)
+    ctx_ids = torch.tensor([[7, 7, 9, 3, 3], [11, 12, 12, 12, 4]])
+    mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
+    hidden, logp = model.decode_logits(x0, enc, mask, ctx_ids)
+    torch.testing.assert_close(hidden, model.decode(x0, enc, mask))  # D_s is the plain decoder's
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(2, 12))  # a distribution over the vocabulary
+    # gate shut on the head and a flat pointer: the mass sits on the visible utterance tokens by their counts
+    torch.nn.init.zeros_(model.copy.gate.weight)
+    torch.nn.init.constant_(model.copy.gate.bias, -30.0)
+    torch.nn.init.zeros_(model.copy.query.weight)
+    probs = model.decode_logits(x0, enc, mask, ctx_ids)[1].exp().detach()
+    torch.testing.assert_close(probs[0, :, 7], torch.full((12,), 2 / 3))
+    torch.testing.assert_close(probs[0, :, 9], torch.full((12,), 1 / 3))
+    assert float(probs[0, :, 3].max()) < 1e-6  # masked positions are never copied
+    torch.testing.assert_close(probs[1, :, 12], torch.full((12,), 3 / 5))
+    # without context ids (unconditional pre-training) H alone scores
+    torch.testing.assert_close(model.decode_logits(x0, enc, mask)[1], model.logits(hidden))
+    assert parameter_counts(model)["total"] == model.num_parameters()
+    with pytest.raises(ValueError, match="copy_head needs a decoder"):
+        tiny(copy_head=True, decoder_layers=0)

@@ -95,8 +95,8 @@ def x0_by_t(model: CodeFusion, batch: GoldBatch, generator: torch.Generator, tim
         noise = torch.randn(x0.shape, generator=generator)
         x_t = sched.add_noise(x0, noise, t_vec)
         x0_hat = sched.to_x0(model.denoise(x_t, t_vec, enc, batch.nl_mask), x_t, t, clip=bound)
-        hidden = model.decode(x0_hat, enc, batch.nl_mask)
-        logits = model.logits(hidden).float()
+        hidden, logits = model.decode_logits(x0_hat, enc, batch.nl_mask, batch.nl)
+        logits = logits.float()
         ce = torch.nn.functional.cross_entropy(logits[batch.real], batch.code[batch.real])
         ab = sched._alpha_bar(t, x_t)
         row = {
@@ -119,7 +119,7 @@ def clean_decode(model: CodeFusion, batch: GoldBatch) -> dict:
     enc = model.encode(batch.nl, batch.nl_mask)
     x0 = model.embed_code(batch.code)
     return {
-        "decoder_head": accuracy(model.logits(model.decode(x0, enc, batch.nl_mask)).argmax(-1), batch),
+        "decoder_head": accuracy(model.decode_logits(x0, enc, batch.nl_mask, batch.nl)[1].argmax(-1), batch),
         "head_only": accuracy(model.logits(x0).argmax(-1), batch),
     }
 
@@ -149,9 +149,9 @@ def refine_vs_oneshot(
     t_vec = torch.full((len(batch),), t_start, dtype=torch.long)
     x_t = sched.add_noise(x0, torch.randn(x0.shape, generator=generator), t_vec)
     x0_hat = sched.to_x0(model.denoise(x_t, t_vec, enc, batch.nl_mask), x_t, t_start, clip=model.x0_bound())
-    one_ids, _ = sampler.to_tokens(x0_hat, enc, batch.nl_mask, generator)
-    final = sampler.denoise(enc, batch.nl_mask, len(batch), generator, x_start=x_t, t_start=t_start)
-    loop_ids, _ = sampler.to_tokens(final, enc, batch.nl_mask, generator)
+    one_ids, _ = sampler.to_tokens(x0_hat, enc, batch.nl_mask, generator, batch.nl)
+    final = sampler.denoise(enc, batch.nl_mask, len(batch), generator, x_start=x_t, t_start=t_start, ctx_ids=batch.nl)
+    loop_ids, _ = sampler.to_tokens(final, enc, batch.nl_mask, generator, batch.nl)
     return {
         "t": t_start,
         "loop_steps": len(sched.timesteps),

@@ -21,6 +21,7 @@ from torch import nn
 
 from nl2code.diffusion.gaussian import GaussianScheduler, PredictionType
 from nl2code.diffusion.schedules import alphas_cumprod
+from nl2code.models.copy import CopyHead
 from nl2code.models.layers import (
     MLP,
     Attention,
@@ -79,6 +80,11 @@ class CodeFusionConfig:
             bias), i.e. the tied head rounds to the nearest embedding, as Diffusion-LM's rounding does,
             instead of by the dot product ``h . L_v``, which favours long embeddings (the tied head on
             clean ``L(y)`` alone: 97.7% of Bash tokens). Needs ``tie_head``.
+        copy_head: the final token distribution mixes H's softmax with a pointer over the context tokens
+            (the utterance; the masked code in CPD), gated per position from D's last hidden state
+            (``nl2code.models.copy``, as the AR model's ``copy_head``; not in the paper): a value of the
+            request is copied, not recalled from L. Needs a decoder. Without context ids (unconditional
+            pre-training) H alone scores. See :meth:`CodeFusion.decode_logits`.
         tie_head: H's weight is ``L``'s (plus a bias), as in GENIE (§8, §10.9); keeps ``L`` from
             collapsing, since the cross-entropy then pushes token embeddings apart.
         pad_id: the padding token; code is padded with it to ``code_length`` (§2).
@@ -112,6 +118,7 @@ class CodeFusionConfig:
     score_interpolation: bool = False
     decoder_skip: bool = False
     distance_head: bool = False
+    copy_head: bool = False
     tie_head: bool = True
     pad_id: int = 0
     dropout: float = 0.0
@@ -140,6 +147,8 @@ class CodeFusionConfig:
             raise ValueError("distance_head needs tie_head (it measures distances to L's rows)")
         if self.x0_skip and self.prediction != "sample":
             raise ValueError("x0_skip needs prediction='sample'")
+        if self.copy_head and self.decoder_layers == 0:
+            raise ValueError("copy_head needs a decoder (decoder_layers > 0): the pointer reads D's hidden state")
         if self.score_interpolation and (self.prediction != "sample" or self.x0_skip):
             raise ValueError("score_interpolation needs prediction='sample' and x0_skip off")
         if self.vocab_size and self.pad_id >= self.vocab_size:
@@ -275,13 +284,15 @@ class _Stack(nn.Module):
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.proj_out = nn.Linear(cfg.d_model, cfg.diffusion_dim)
 
-    def forward(self, h, cos, sin, self_mask, ctx, ctx_mask, add: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, h, cos, sin, self_mask, ctx, ctx_mask, add: torch.Tensor | None = None, with_hidden=False):  # noqa: ANN001
+        """(B, N, E) out, or (out, the normed (B, N, D) hidden state it was projected from) ``with_hidden``."""
         x = self.proj_in(h) + self.pos.weight[: h.shape[1]]
         if add is not None:
             x = x + add
         for block in self.blocks:
             x = block(x, cos, sin, self_mask, ctx, ctx_mask)
-        return self.proj_out(self.norm(x))
+        x = self.norm(x)
+        return (self.proj_out(x), x) if with_hidden else self.proj_out(x)
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -313,6 +324,7 @@ class CodeFusion(nn.Module):
         self.denoiser = _Stack(cfg, cfg.denoiser_layers, e * (2 if cfg.self_condition else 1))
         self.decoder = _Stack(cfg, cfg.decoder_layers) if cfg.decoder_layers > 0 else None
         self.head = nn.Linear(e, cfg.vocab_size, bias=True)
+        self.copy = CopyHead(d) if cfg.copy_head else None
         if cfg.tie_head:
             self.head.weight = self.code_embed.weight
         self.rotary = RotaryEmbedding(d // cfg.n_heads, max(cfg.code_length, cfg.max_nl_length))
@@ -440,6 +452,28 @@ class CodeFusion(nn.Module):
         out = self.decoder(x0, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask))
         return x0 + out if self.cfg.decoder_skip else out
 
+    def decode_logits(
+        self,
+        x0: torch.Tensor,
+        enc: torch.Tensor,
+        enc_mask: torch.Tensor | None = None,
+        ctx_ids: torch.Tensor | None = None,
+        code_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D_s, token scores (B, N, V)) of ``H(D(x0))``. With a copy head and the context's token ids
+        ``ctx_ids`` (B, S) the scores are the log-probabilities of the copy mixture (every context position
+        visible to every code position); otherwise H's logits."""
+        if self.copy is None or ctx_ids is None or self.decoder is None:
+            hidden = self.decode(x0, enc, enc_mask, code_mask)
+            return hidden, self.logits(hidden)
+        self._check_code_len(x0.shape[1])
+        cos, sin = self._rotary(x0.shape[1], x0.device)
+        out, state = self.decoder(x0, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask), with_hidden=True)
+        hidden = x0 + out if self.cfg.decoder_skip else out
+        keep = None if enc_mask is None else enc_mask.bool()
+        logp = self.copy(self.logits(hidden), state, self.copy.key(enc), ctx_ids, keep, first_pos=enc.shape[1] - 1)
+        return hidden, logp
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """H: (B, N, E) -> (B, N, V); see ``distance_head`` for the distance form."""
         if not self.cfg.distance_head:
@@ -497,7 +531,7 @@ def parameter_counts(model: CodeFusion) -> dict[str, int]:
         "code_embedding": count(model.code_embed),
         "denoiser": count(model.denoiser, model.time_embed),
         "decoder": count(model.decoder),
-        "head": count(model.head),
+        "head": count(model.head, model.copy),
     }
     counts["total"] = sum(counts.values())
     return counts

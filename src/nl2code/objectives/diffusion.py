@@ -144,6 +144,7 @@ def codefusion_loss(
     clean_fraction: float = 0.0,
     timestep_power: float = 1.0,
     min_snr_gamma: float = 0.0,
+    ctx_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The three-term loss for one batch; see the module docstring.
 
@@ -159,6 +160,7 @@ def codefusion_loss(
         chunked_head: allow the chunked head loss (see :func:`nl2code.objectives.linear_ce.head_loss`).
         clean_fraction: share of rows whose decoder reads ``L(y)`` (``clean_decode_fraction``).
         timestep_power, min_snr_gamma: see :class:`CodeFusionLossConfig`.
+        ctx_ids: (B, S) the context's token ids, for a model with a copy head (None: H alone scores).
     """
     B = code_ids.shape[0]
     x0 = model.embed_code(code_ids)  # (B, N, E)
@@ -188,12 +190,18 @@ def codefusion_loss(
         if clean_fraction > 0:
             clean = torch.rand(B, generator=generator, device=generator.device).to(x0.device) < clean_fraction
             dec_in = torch.where(clean[:, None, None], x0, x0_hat)
-        hidden = model.decode(dec_in, enc, enc_mask)
+        copying = model.copy is not None and ctx_ids is not None
+        if copying:
+            hidden, scores = model.decode_logits(dec_in, enc, enc_mask, ctx_ids)
+        else:
+            hidden = model.decode(dec_in, enc, enc_mask)
         decoder = _row_mean((hidden - x0).pow(2).mean(-1), weights)
     else:  # GENIE: rounding loss on the gold embeddings; no decoder term
-        hidden = x0
+        hidden, copying = x0, False
         decoder = x0.new_zeros(())
-    if model.cfg.distance_head:  # not a plain linear layer: full logits (the vocabularies are small)
+    if copying:  # the copy mixture's log-probabilities (log_softmax leaves them unchanged)
+        ce, pred = logits_loss(scores, code_ids, coef)
+    elif model.cfg.distance_head:  # not a plain linear layer: full logits (the vocabularies are small)
         ce, pred = logits_loss(model.logits(hidden), code_ids, coef)
     else:
         ce, pred = head_loss(model.head, hidden, code_ids, coef, chunked=chunked_head)
@@ -264,12 +272,13 @@ class CodeFusionObjective(Objective):
 
     def context(
         self, model: CodeFusion, batch: Batch, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """E(s) and its mask for this task (§5)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """E(s), its mask and its token ids for this task (§5); unconditional: noise, no mask, no ids."""
         cfg, mcfg = self.cfg, model.cfg
         if cfg.task == "unconditional":
             shape = (len(batch), mcfg.max_nl_length, mcfg.d_model)
-            return torch.randn(shape, generator=generator, device=generator.device).to(batch.input_ids.device), None
+            noise = torch.randn(shape, generator=generator, device=generator.device).to(batch.input_ids.device)
+            return noise, None, None
         if cfg.task == "cpd":
             if "cpd_groups" not in batch.extras:
                 raise ValueError("CPD objective needs batch.extras['cpd_groups'] (see nl2code.data.cpd.group_ids)")
@@ -283,11 +292,11 @@ class CodeFusionObjective(Objective):
                 collapse=cfg.cpd_collapse,
                 generator=generator,
             )
-            return model.encode(ids, mask), mask
+            return model.encode(ids, mask), mask, ids
         if "nl" not in batch.extras:
             raise ValueError("finetune objective needs the utterance in batch.extras['nl']")
-        mask = batch.extras["nl_mask"]
-        return model.encode(batch.extras["nl"], mask), mask
+        ids, mask = batch.extras["nl"], batch.extras["nl_mask"]
+        return model.encode(ids, mask), mask, ids
 
     def __call__(
         self, model: nn.Module, batch: Batch, generator: torch.Generator
@@ -298,7 +307,7 @@ class CodeFusionObjective(Objective):
         code, weights = pad_code(
             batch.input_ids, batch.attention_mask, mcfg.code_length, mcfg.pad_id, self.cfg.pad_weight
         )
-        enc, enc_mask = self.context(model, batch, generator)
+        enc, enc_mask, ctx_ids = self.context(model, batch, generator)
         loss_weights = (self.cfg.denoise_weight, self.cfg.decoder_weight, self.cfg.ce_weight)
         return codefusion_loss(
             model,
@@ -313,6 +322,7 @@ class CodeFusionObjective(Objective):
             self.cfg.clean_decode_fraction,
             self.cfg.timestep_power,
             self.cfg.min_snr_gamma,
+            ctx_ids,
         )
 
     def example_transform(self, tokenizer: Any, data_cfg: Any) -> Callable[[Example, Any], Example] | None:

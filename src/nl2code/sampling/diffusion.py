@@ -151,6 +151,7 @@ class DiffusionSampler:
         known: torch.Tensor | None = None,
         x_start: torch.Tensor | None = None,
         t_start: int | None = None,
+        ctx_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the reverse loop from ``x_T ~ N(0, I)``; returns the final ``x_0`` (rows, N, E).
 
@@ -158,6 +159,7 @@ class DiffusionSampler:
         ``x_start``/``t_start``: start from this sample at timestep ``t_start`` instead of pure noise
         at ``T-1`` (SDEdit-style refinement; the diagnostics start from noised gold code). The
         schedule is then ``t_start`` followed by the inference timesteps below it.
+        ``ctx_ids`` (rows, S): the utterance's token ids, for a model with a copy head.
         """
         model, sched, cfg = self.model, self.scheduler, self.model.cfg
         device = next(model.parameters()).device
@@ -185,7 +187,7 @@ class DiffusionSampler:
             if self.rounding == "clamping":
                 x0 = self._clamp(x0)
             elif self.rounding == "decoder_clamp":
-                x0 = model.embed_code(model.logits(model.decode(x0, ctx, enc_mask)).argmax(-1))
+                x0 = model.embed_code(model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].argmax(-1))
             if fixed is not None:
                 x0 = torch.where(known, fixed, x0)
             x = sched.step(out, t, x, generator=generator, x0_override=x0).prev_sample
@@ -193,13 +195,18 @@ class DiffusionSampler:
 
     @torch.no_grad()
     def to_tokens(
-        self, x0: torch.Tensor, enc: torch.Tensor | None, enc_mask: torch.Tensor | None, generator: torch.Generator
+        self,
+        x0: torch.Tensor,
+        enc: torch.Tensor | None,
+        enc_mask: torch.Tensor | None,
+        generator: torch.Generator,
+        ctx_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final ``x_0`` -> token ids (rows, N) and their log-probabilities (rows, N)."""
         model = self.model
         if self.rounding in ("decoder", "decoder_clamp"):
-            hidden = model.decode(x0, self._context(enc, x0.shape[0], generator, x0.device), enc_mask)
-            logp = model.logits(hidden).float().log_softmax(-1)
+            ctx = self._context(enc, x0.shape[0], generator, x0.device)
+            logp = model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
             ids = logp.argmax(-1)
         else:
             logp = model.logits(x0).float().log_softmax(-1)
@@ -245,10 +252,10 @@ class DiffusionSampler:
         try:
             for start in range(0, len(groups), per_chunk):
                 chunk = groups[start : start + per_chunk]
-                enc, mask = self._encode(chunk, num_samples)
+                enc, mask, ctx_ids = self._encode(chunk, num_samples)
                 rows = len(chunk) * num_samples
-                x0 = self.denoise(enc, mask, rows, generator)
-                ids, logp = self.to_tokens(x0, enc, mask, generator)
+                x0 = self.denoise(enc, mask, rows, generator, ctx_ids=ctx_ids)
+                ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids)
                 chunk_ids, chunk_scores = self._rank(ids, logp, num_samples)
                 result.ids.extend(chunk_ids)
                 result.scores.extend(chunk_scores)
@@ -278,19 +285,20 @@ class DiffusionSampler:
         was_training = self.model.training
         self.model.eval()
         try:
-            enc, mask = self._encode([prompt], num_samples)
-            x0 = self.denoise(enc, mask, num_samples, generator, template=template, known=known)
-            ids, logp = self.to_tokens(x0, enc, mask, generator)
+            enc, mask, ctx_ids = self._encode([prompt], num_samples)
+            x0 = self.denoise(enc, mask, num_samples, generator, template=template, known=known, ctx_ids=ctx_ids)
+            ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids)
         finally:
             self.model.train(was_training)
         lo, hi = len(prefix), len(prefix) + middle_length
         mid_ids, mid_scores = self._rank(ids[:, lo:hi], logp[:, lo:hi], num_samples)
         return DiffusionSamples(ids=[[list(prefix) + m + list(suffix) for m in mid_ids[0]]], scores=mid_scores)
 
-    def _encode(self, prompts: list[list[int] | None], k: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Encode each prompt once and repeat it for its k candidates: (P*k, S, D), (P*k, S)."""
+    def _encode(self, prompts: list[list[int] | None], k: int) -> tuple[torch.Tensor | None, ...]:
+        """Encode each prompt once and repeat it for its k candidates: E(s) (P*k, S, D), its mask and ids
+        (P*k, S); all None for unconditional sampling."""
         if all(p is None for p in prompts):
-            return None, None
+            return None, None, None
         if any(p is None for p in prompts):
             raise ValueError("mix of conditional and unconditional prompts in one call")
         cfg = self.model.cfg
@@ -304,4 +312,4 @@ class DiffusionSampler:
             ids[i, : len(p)] = torch.tensor(p, dtype=torch.long)
             mask[i, : len(p)] = True
         enc = self.model.encode(ids, mask)
-        return enc.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
+        return enc.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0), ids.repeat_interleave(k, dim=0)
