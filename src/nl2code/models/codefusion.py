@@ -374,19 +374,12 @@ class CodeFusion(nn.Module):
         """L: code ids (B, N) -> x_0 (B, N, E)."""
         return self.code_embed(code_ids)
 
-    def denoise_scores(
-        self,
-        x_t: torch.Tensor,
-        t: torch.Tensor,
-        enc: torch.Tensor,
-        enc_mask: torch.Tensor | None = None,
-        code_mask: torch.Tensor | None = None,
-        x0_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """N's token scores (B, N, V) under ``score_interpolation``; :meth:`denoise` interpolates them."""
+    def denoise_scores(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> torch.Tensor:
+        """N's token scores (B, N, V) under ``score_interpolation``, from :meth:`denoise`'s arguments; it
+        returns their interpolation."""
         if not self.cfg.score_interpolation:
             raise ValueError("denoise_scores needs model.score_interpolation")
-        return self.logits(self._stack_out(x_t, t, enc, enc_mask, code_mask, x0_prev))
+        return self.logits(self._stack_out(*args, **kwargs))
 
     def interpolate(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores (B, N, V) -> the expected embedding ``softmax(scores) @ L`` (B, N, E)."""
@@ -421,7 +414,7 @@ class CodeFusion(nn.Module):
         denom = ab * s2 + 1 - ab
         return (ab.sqrt() * s2 / denom) * x_t + (s2 * (1 - ab) / denom).sqrt() * out
 
-    def _stack_out(self, x_t, t, enc, enc_mask, code_mask, x0_prev) -> torch.Tensor:  # noqa: ANN001
+    def _stack_out(self, x_t, t, enc, enc_mask=None, code_mask=None, x0_prev=None) -> torch.Tensor:  # noqa: ANN001
         """N's stack on (x_t [, x0_prev]) with the timestep added: (B, N, E) before any skip or head."""
         self._check_code_len(x_t.shape[1])
         x_in = x_t
@@ -445,12 +438,14 @@ class CodeFusion(nn.Module):
         code_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """D: denoised embeddings (B, N, E) -> D_s (B, N, E); identity when there is no decoder."""
-        if self.decoder is None:
-            return x0
+        return x0 if self.decoder is None else self._decode(x0, enc, enc_mask, code_mask)[0]
+
+    def _decode(self, x0, enc, enc_mask, code_mask) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        """(D_s, D's last normed hidden state (B, N, D)); needs a decoder."""
         self._check_code_len(x0.shape[1])
         cos, sin = self._rotary(x0.shape[1], x0.device)
-        out = self.decoder(x0, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask))
-        return x0 + out if self.cfg.decoder_skip else out
+        out, state = self.decoder(x0, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask), with_hidden=True)
+        return (x0 + out if self.cfg.decoder_skip else out), state
 
     def decode_logits(
         self,
@@ -466,10 +461,7 @@ class CodeFusion(nn.Module):
         if self.copy is None or ctx_ids is None or self.decoder is None:
             hidden = self.decode(x0, enc, enc_mask, code_mask)
             return hidden, self.logits(hidden)
-        self._check_code_len(x0.shape[1])
-        cos, sin = self._rotary(x0.shape[1], x0.device)
-        out, state = self.decoder(x0, cos, sin, key_mask(code_mask), enc, key_mask(enc_mask), with_hidden=True)
-        hidden = x0 + out if self.cfg.decoder_skip else out
+        hidden, state = self._decode(x0, enc, enc_mask, code_mask)
         keep = None if enc_mask is None else enc_mask.bool()
         logp = self.copy(self.logits(hidden), state, self.copy.key(enc), ctx_ids, keep, first_pos=enc.shape[1] - 1)
         return hidden, logp
