@@ -25,7 +25,7 @@ class Language:
     paper: dict[str, float]  # codefusion.md: 75M CodeFusion, pre-trained CodeT5 encoder, 4xV100
     systems: dict[str, str]  # name -> committed recipe
     splits: tuple[str, ...]
-    extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all for syntax)
+    extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all 5 judged for syntax)
     link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
     distinct: bool = False  # CF: also judge with rules that format the table as an earlier one does moved back
 
@@ -92,12 +92,12 @@ def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, lis
     """Each row's candidates reordered, valid ones first (execution-guided decoding, Wang et al. 2018): CF rules
     that parse and run on the row's table, Python that parses, Bash that bashlex parses. The set is unchanged."""
     from nl2code.eval.metrics.syntax import syntax_valid
-    from nl2code.eval.tasks.cf_rules import run_rule
     from nl2code.generation.rerank import valid_first as reorder
 
     def check(t: str) -> Callable[[str], bool]:
         if lang.task == "codefusion-cf":
-            return lambda c: run_rule(c, problems[t].extras["table"])[0] is not None
+            formatting = cf_result(problems[t].extras["table"])
+            return lambda c: formatting(c) is not None
         return lambda c: syntax_valid(c, lang.syntax)
 
     return {t: reorder(cands, check(t)) for t, cands in samples.items()}
@@ -106,13 +106,16 @@ def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, lis
 def distinct_results(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
     """CF candidates with those that format the row's table as an earlier candidate does moved behind the rest
     (nl2code.generation.rerank.execution_distinct): no gold is read, only the request's own table."""
-    from nl2code.eval.tasks.cf_rules import run_rule
     from nl2code.generation.rerank import execution_distinct
 
-    def result(table: Any) -> Callable[[str], Any]:
-        return lambda c: run_rule(c, table)[0]
+    return {t: execution_distinct(cands, cf_result(problems[t].extras["table"])) for t, cands in samples.items()}
 
-    return {t: execution_distinct(cands, result(problems[t].extras["table"])) for t, cands in samples.items()}
+
+def cf_result(table: Any) -> Callable[[str], Any]:
+    """A CF rule -> its formatting of ``table`` (None when it does not parse or run)."""
+    from nl2code.eval.tasks.cf_rules import run_rule
+
+    return lambda c: run_rule(c, table)[0]
 
 
 Transform = Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]

@@ -142,6 +142,7 @@ def test_power_one_is_the_uniform_draw():
     a = sched.sample_timesteps(50, torch.Generator().manual_seed(3))
     b = sched.sample_timesteps(50, torch.Generator().manual_seed(3), power=1.0)
     assert torch.equal(a, b)
+    assert torch.equal(a, torch.randint(0, 100, (50,), generator=torch.Generator().manual_seed(3)))  # the old draw
 
 
 @pytest.mark.parametrize("prediction", ["sample", "epsilon"])

@@ -105,7 +105,7 @@ class GaussianScheduler:
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio ``ab_t / (1 - ab_t)`` per timestep ``(B,)`` (float32)."""
-        ab = self._alpha_bar(t, torch.empty(0, device=t.device)).reshape(-1)
+        ab = self._alpha_bar(t, t.float())  # (B,): float32 like t.float()
         return ab / (1 - ab)
 
     def min_snr_weight(self, t: torch.Tensor, gamma: float) -> torch.Tensor:

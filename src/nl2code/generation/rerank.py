@@ -101,8 +101,8 @@ def execution_distinct(candidates: Sequence[str], result: Callable[[str], Hashab
     (its output on the request's own input), in the original order, then the programs whose output an
     earlier one already gave, then those without a result (``None``: they did not run). Only the order
     changes; with a pool larger than k, the top k hold k different behaviours where the pool has them.
-    (Voting for the largest cluster instead, MBR-exec (Shi et al. 2022), lost 11 points at top-1 on CF:
-    many wrong rules agree on the small tables, e.g. by highlighting nothing.)"""
+    Not a vote for the largest cluster (MBR-exec, Shi et al. 2022): on CF's small tables many wrong rules
+    agree, e.g. by highlighting nothing, so the most common behaviour is a poor first choice."""
     outputs = [result(c) for c in candidates]
     seen: set[Hashable] = set()
     heads, dups, failed = [], [], []

@@ -458,13 +458,18 @@ class CodeFusion(nn.Module):
         """(D_s, token scores (B, N, V)) of ``H(D(x0))``. With a copy head and the context's token ids
         ``ctx_ids`` (B, S) the scores are the log-probabilities of the copy mixture (every context position
         visible to every code position); otherwise H's logits."""
-        if self.copy is None or ctx_ids is None or self.decoder is None:
+        if not self.copies(ctx_ids):
             hidden = self.decode(x0, enc, enc_mask, code_mask)
             return hidden, self.logits(hidden)
         hidden, state = self._decode(x0, enc, enc_mask, code_mask)
         keep = None if enc_mask is None else enc_mask.bool()
-        logp = self.copy(self.logits(hidden), state, self.copy.key(enc), ctx_ids, keep, first_pos=enc.shape[1] - 1)
+        logp = self.copy(self.logits(hidden), state, self.copy.key(enc), ctx_ids, keep, first_pos=None)
         return hidden, logp
+
+    def copies(self, ctx_ids: torch.Tensor | None) -> bool:
+        """Whether :meth:`decode_logits` scores with the copy mixture: a copy head and context ids
+        (the config guarantees a decoder)."""
+        return self.copy is not None and ctx_ids is not None
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """H: (B, N, E) -> (B, N, V); see ``distance_head`` for the distance form."""

@@ -40,7 +40,7 @@ class CopyHead(nn.Module):
         keys: torch.Tensor,
         key_ids: torch.Tensor,
         key_keep: torch.Tensor | None,
-        first_pos: int,
+        first_pos: int | None,
     ) -> torch.Tensor:
         """Log-probabilities (B, Tq, V) of the mixture.
 
@@ -51,6 +51,7 @@ class CopyHead(nn.Module):
             key_ids: (B, S) the token at each context position (what copying it emits).
             key_keep: (B, S) True on real tokens (None: all real).
             first_pos: the absolute position of the first query; query ``i`` sees keys ``<= first_pos + i``.
+                None: every key is visible to every query (a separate context, e.g. CodeFusion's utterance).
         """
         q = self.query(hidden).float()
         with torch.autocast(q.device.type, enabled=False):  # the mixture is built in fp32 under bf16 autocast
@@ -64,12 +65,15 @@ class CopyHead(nn.Module):
         keys: torch.Tensor,
         key_ids: torch.Tensor,
         key_keep: torch.Tensor | None,
-        first_pos: int,
+        first_pos: int | None,
     ) -> torch.Tensor:
         scores = q @ keys.float().transpose(1, 2) / math.sqrt(q.shape[-1])  # (B, Tq, S)
         S, Tq = keys.shape[1], hidden.shape[1]
-        pos = torch.arange(first_pos, first_pos + Tq, device=q.device)
-        allowed = torch.arange(S, device=q.device)[None, :] <= pos[:, None]  # (Tq, S)
+        if first_pos is None:
+            allowed = torch.ones(Tq, S, dtype=torch.bool, device=q.device)
+        else:
+            pos = torch.arange(first_pos, first_pos + Tq, device=q.device)
+            allowed = torch.arange(S, device=q.device)[None, :] <= pos[:, None]  # (Tq, S)
         allowed = allowed[None] if key_keep is None else allowed[None] & key_keep[:, None, :].bool()
         attn = scores.masked_fill(~allowed, float("-inf")).softmax(-1).nan_to_num(0.0)
         copied = torch.zeros_like(vocab_logits, dtype=torch.float32)

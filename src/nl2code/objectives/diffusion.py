@@ -190,9 +190,9 @@ def codefusion_loss(
         if clean_fraction > 0:
             clean = torch.rand(B, generator=generator, device=generator.device).to(x0.device) < clean_fraction
             dec_in = torch.where(clean[:, None, None], x0, x0_hat)
-        copying = model.copy is not None and ctx_ids is not None
+        copying = model.copies(ctx_ids)
         if copying:
-            hidden, scores = model.decode_logits(dec_in, enc, enc_mask, ctx_ids)
+            hidden, copy_logp = model.decode_logits(dec_in, enc, enc_mask, ctx_ids)
         else:
             hidden = model.decode(dec_in, enc, enc_mask)
         decoder = _row_mean((hidden - x0).pow(2).mean(-1), weights)
@@ -200,7 +200,7 @@ def codefusion_loss(
         hidden, copying = x0, False
         decoder = x0.new_zeros(())
     if copying:  # the copy mixture's log-probabilities (log_softmax leaves them unchanged)
-        ce, pred = logits_loss(scores, code_ids, coef)
+        ce, pred = logits_loss(copy_logp, code_ids, coef)
     elif model.cfg.distance_head:  # not a plain linear layer: full logits (the vocabularies are small)
         ce, pred = logits_loss(model.logits(hidden), code_ids, coef)
     else:
