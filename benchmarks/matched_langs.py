@@ -111,11 +111,25 @@ def distinct_results(problems: dict[str, Any], samples: dict[str, list[str]]) ->
     return {t: execution_distinct(cands, cf_result(problems[t].extras["table"])) for t, cands in samples.items()}
 
 
+_RESULTS: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(table) -> (the table, rule -> its formatting)
+
+
 def cf_result(table: Any) -> Callable[[str], Any]:
-    """A CF rule -> its formatting of ``table`` (None when it does not parse or run)."""
+    """A CF rule -> its formatting of ``table`` (None when it does not parse or run); each rule runs once per
+    table however many steps ask (valid first and distinct results ask about the same candidates)."""
     from nl2code.eval.tasks.cf_rules import run_rule
 
-    return lambda c: run_rule(c, table)[0]
+    held = _RESULTS.get(id(table))
+    if held is None or held[0] is not table:  # the table is kept, so its id is never reused while cached
+        held = _RESULTS[id(table)] = (table, {})
+    memo = held[1]
+
+    def result(rule: str) -> Any:
+        if rule not in memo:
+            memo[rule] = run_rule(rule, table)[0]
+        return memo[rule]
+
+    return result
 
 
 Transform = Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]

@@ -131,3 +131,25 @@ def test_distinct_results_on_cf_tables_need_no_gold_and_only_the_first_five_are_
     # the 10th candidate (gold) is never judged: only the first 5 count
     assert ml.judge(lang, runs, {t: [wrong] * 9 + [p.code] for t, p in runs.items()})["execution_match@5"] == 0.0
     assert ml.LANGUAGES["cf"].pool == 10 and ml.LANGUAGES["bash"].pool == 5
+
+
+def test_cf_steps_run_each_rule_once_per_table(shared_data, tmp_path, monkeypatch):
+    """Valid first and distinct results ask about the same candidates: each (rule, table) runs once."""
+    import nl2code.eval.tasks.cf_rules as cf_rules
+
+    lang = ml.LANGUAGES["cf"]
+    _, problems, _ = ml.split_data(lang, "paper", tmp_path)
+    rows = dict(list(problems.items())[:4])
+    ran: list[tuple[str, int]] = []
+    real = cf_rules.run_rule
+
+    def counted(rule, table):
+        ran.append((rule, id(table)))
+        return real(rule, table)
+
+    monkeypatch.setattr(cf_rules, "run_rule", counted)
+    pool = {t: [p.code, "TextContains(", p.code + " ", "ColorScale()"] for t, p in rows.items()}
+    again = ml.distinct_results(rows, ml.valid_first(lang, rows, pool))
+    assert len(ran) == len(set(ran)) == 4 * len(rows)
+    assert ml.cf_result(rows[next(iter(rows))].extras["table"])(pool[next(iter(rows))][0]) is not None
+    assert {t: sorted(c) for t, c in again.items()} == {t: sorted(c) for t, c in pool.items()}

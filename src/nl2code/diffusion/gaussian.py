@@ -99,7 +99,8 @@ class GaussianScheduler:
         if power == 1.0:
             t = torch.randint(0, T, (batch_size,), generator=generator, device=gen_device)
         else:
-            u = torch.rand((batch_size,), generator=generator, device=gen_device, dtype=torch.float64)
+            # float32: MPS has no float64, and 24 bits resolve T in the thousands
+            u = torch.rand((batch_size,), generator=generator, device=gen_device)
             t = (T * u.pow(power)).long().clamp_(0, T - 1)
         return t.to(device) if device is not None else t
 
