@@ -14,8 +14,10 @@ judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5; ``--la
 the same rows. CodeFusion samples with each of
 ``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search, and the best 5 of a
 10-beam search with ``valid stop`` (a hypothesis may end only where its text parses: constrained stopping,
-PICARD-style). ``--systems codefusion@cosine --set codefusion@cosine:model.schedule=cosine`` trains a
-variant of a recipe beside it (an ablation).
+PICARD-style). ``--mbr N`` (Bash) adds N samples per utterance ranked by minimum Bayes risk under CMS
+(nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read).
+``--systems codefusion@cosine --set codefusion@cosine:model.schedule=cosine`` trains a variant of a
+recipe beside it (an ablation).
 
 Systems (configs): ``codefusion`` = configs/codefusion/bash_ft.yaml (the paper's model and loss, fine-
 tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_cpu.yaml (pairs only),
@@ -69,6 +71,7 @@ from matched_langs import (  # noqa: E402
     judge,
     judge_variants,
     split_data,
+    utility_of,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,11 +171,19 @@ def finished(run_dir: Path) -> dict[str, Any]:
     return info
 
 
+def mbr_label(args: argparse.Namespace) -> str | None:
+    """The label of the ``--mbr`` sampling setting (None when off)."""
+    lang = LANGUAGES[args.language]
+    return f"{args.mbr} samples, MBR ({lang.utility})" if args.mbr and lang.utility else None
+
+
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The system's generator and its sampling settings by label: eta-0 diffusion sampling with each of
-    ``--steps`` (CodeFusion), else 5-beam search."""
+    ``--steps`` (CodeFusion), else 5-beam search; with ``--mbr N`` first N samples (AR: temperature 1;
+    CodeFusion: N draws at the last of ``--steps``) that :func:`sample_judge` ranks by minimum Bayes risk."""
     from nl2code.api import GenerationConfig
 
+    mbr = mbr_label(args)
     if name.startswith("codefusion"):
         from nl2code.generation.diffusion import DiffusionGenerator
 
@@ -183,6 +194,9 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
             )
             for n in steps
         }
+        if mbr:  # every draw kept (draws=0): the samples are the evidence
+            draws = GenerationConfig(n=args.mbr, seed=args.seed, steps=steps[-1], batch_size=args.gen_batch)
+            cfgs = {f"{steps[-1]} steps, {mbr}": draws, **cfgs}
         return DiffusionGenerator(run), cfgs
     from nl2code.generation.autoregressive import ARGenerator
 
@@ -191,16 +205,27 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     # results reorders them)
     lang = LANGUAGES[args.language]
     valid = replace(beam, n=lang.pool, num_beams=10, valid_stop=lang.syntax)
-    return ARGenerator(run), {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
+    cfgs = {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
+    if mbr:
+        cfgs = {mbr: replace(beam, n=args.mbr, temperature=1.0, batch_size=64), **cfgs}
+    return ARGenerator(run), cfgs
 
 
-def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace) -> tuple[dict, dict]:
-    """(scores with the sampling seconds, candidates by task id) of 5 candidates per problem."""
+def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, label: str = "") -> tuple[dict, dict]:
+    """(scores with the sampling seconds, candidates by task id) of the first 5 candidates per problem; a
+    ``--mbr`` setting's samples are ranked by minimum Bayes risk under the language's utility first (no gold
+    is read: the samples are their own evidence)."""
+    from nl2code.generation.rerank import mbr
+
+    lang = LANGUAGES[args.language]
     ids = list(problems)
     t0 = time.monotonic()
     cands = gen.generate([problems[i].nl for i in ids], cfg)
     samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
-    scores = judge(LANGUAGES[args.language], problems, samples)
+    if mbr_label(args) and label.endswith(mbr_label(args)):
+        utility = utility_of(lang)
+        samples = {i: mbr(s, utility) for i, s in samples.items()}
+    scores = judge(lang, problems, samples)
     return {**scores, "sample_s": round(time.monotonic() - t0, 1)}, samples
 
 
@@ -213,7 +238,7 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
     gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
     for label, cfg in cfgs.items():
-        plain, samples = sample_judge(gen, cfg, problems, args)
+        plain, samples = sample_judge(gen, cfg, problems, args, label)
         judged = judge_variants(LANGUAGES[args.language], problems, samples)
         for suffix, scores in judged.items():
             evals[label + suffix] = scores if suffix else plain  # plain also holds the sampling seconds
@@ -249,7 +274,7 @@ def learning_curve(
             scores = final[1][label]
         else:
             load_model(run.model, str(ckpt / MODEL_FILE), device=str(args.device))
-            scores, _ = sample_judge(gen, cfg, problems, args)
+            scores, _ = sample_judge(gen, cfg, problems, args, label)
         minutes = round(elapsed / 60, 2)
         points.append({"step": step, "minutes": minutes, "sampling": label, **scores})
         print(f"{name} curve step {step} ({minutes} min): " + json.dumps({k: round(v, 3) for k, v in scores.items()}))
@@ -381,6 +406,13 @@ def main() -> None:
         type=int,
         default=0,
         help="CodeFusion: x_T draws per utterance, of which the 5 best distinct candidates are judged (0 = 5 draws)",
+    )
+    p.add_argument(
+        "--mbr",
+        type=int,
+        default=0,
+        help="also sample N candidates per utterance (AR: temperature 1; CodeFusion: N draws) and rank them by "
+        "minimum Bayes risk under the language's metric (Bash: CMS); 0 = off",
     )
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")

@@ -28,6 +28,7 @@ class Language:
     extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all 5 judged for syntax)
     link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
     distinct: bool = False  # CF: also judge with rules that format the table as an earlier one does moved back
+    utility: str | None = None  # the metric minimum Bayes risk ranks samples by (``--mbr``; :func:`utility_of`)
 
     @property
     def pool(self) -> int:
@@ -48,7 +49,7 @@ LANGUAGES = {
         {"cms@1": 66.7, "cms@5": 72.0},
         {"codefusion": "configs/codefusion/bash_ft.yaml", "codefusion_rag": "configs/codefusion/bash_rag.yaml",
          "ar": "configs/codegen/bash_cpu.yaml", "ar_rag": "configs/codegen/bash_cpu_rag.yaml"},
-        ("paper", "grouped"),
+        ("paper", "grouped"), utility="cms",
     ),
     "cf": Language(
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
@@ -63,6 +64,16 @@ LANGUAGES = {
     ),
 }  # fmt: skip
 UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fraction shown as a percentage
+
+
+def utility_of(lang: Language) -> Callable[[str, str], float]:
+    """The language's MBR utility as a function (candidate, reference) -> [0, 1]: Bash: CMS (a bag cosine, so
+    partial agreement counts). CF has none: on its small tables many wrong rules agree (generation.rerank)."""
+    if lang.utility == "cms":
+        from nl2code.eval.metrics.cms import cms
+
+        return cms
+    raise ValueError(f"{lang.task}: no MBR utility")
 
 
 def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:
@@ -196,5 +207,6 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 
 __all__ = [
     "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "Language", "constant_answer", "distinct_results",
-    "grouped_split", "judge", "judge_variants", "linked", "split_data", "steps", "valid_first", "variants",
+    "grouped_split", "judge", "judge_variants", "linked", "split_data", "steps", "utility_of", "valid_first",
+    "variants",
 ]  # fmt: skip

@@ -153,3 +153,37 @@ def test_cf_steps_run_each_rule_once_per_table(shared_data, tmp_path, monkeypatc
     assert len(ran) == len(set(ran)) == 4 * len(rows)
     assert ml.cf_result(rows[next(iter(rows))].extras["table"])(pool[next(iter(rows))][0]) is not None
     assert {t: sorted(c) for t, c in again.items()} == {t: sorted(c) for t, c in pool.items()}
+
+
+def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypatch):
+    """``--mbr N`` adds an N-sample setting first (the curve keeps following the last); its samples are ranked
+    by minimum Bayes risk under CMS before the first 5 are judged. CF has no MBR utility."""
+    from types import SimpleNamespace
+
+    import nl2code.generation.autoregressive as ar
+    import nl2code.generation.diffusion as diffusion
+    from nl2code.generation.types import Candidate
+
+    monkeypatch.setattr(ar, "ARGenerator", lambda run: run)  # the settings only: no model is loaded
+    monkeypatch.setattr(diffusion, "DiffusionGenerator", lambda run: run)
+    args = argparse.Namespace(language="bash", mbr=6, seed=0, steps="1,20", draws=0, gen_batch=8)
+    _, cfgs = bm.sampler(None, "ar", args)
+    label, first = next(iter(cfgs.items()))
+    assert label == "6 samples, MBR (cms)" and first.n == 6 and first.temperature == 1.0
+    assert list(cfgs)[-1] == "5-beam"
+    _, cf_cfgs = bm.sampler(None, "codefusion", args)
+    assert list(cf_cfgs)[0] == "20 steps, 6 samples, MBR (cms)" and cf_cfgs[list(cf_cfgs)[0]].draws == 0
+
+    pool = ["ls -l", "find . -name a -print0 | xargs -0 rm", "find . -name b", "find . -type f -name c", "", "du"]
+
+    class Fake:
+        def generate(self, prompts, cfg):
+            return [[Candidate(t, 0.0) for t in pool] for _ in prompts]
+
+    problems = {"t": SimpleNamespace(nl="find the files named x", code="find . -name x")}
+    _, samples = bm.sample_judge(Fake(), first, problems, args, label)
+    assert samples["t"][0] == "find . -name b" and "" not in samples["t"]
+    _, as_made = bm.sample_judge(Fake(), first, problems, args, "5-beam")
+    assert as_made["t"] == pool
+    assert bm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
+    assert bm.mbr_label(argparse.Namespace(language="bash", mbr=0)) is None

@@ -99,3 +99,17 @@ def test_execution_distinct_moves_behavioural_duplicates_back_and_keeps_every_ca
     assert sorted(got) == sorted(cands)
     assert execution_distinct(["x", "y", "z"], {"x": 1, "y": 2, "z": 3}.get) == ["x", "y", "z"]
     assert execution_distinct(["x", "y"], lambda c: None) == ["x", "y"] and execution_distinct([], bool) == []
+
+
+def test_mbr_picks_the_candidate_the_samples_agree_with():
+    """Under CMS the central command wins over the most frequent outlier's rivals; duplicates weigh as mass,
+    empty candidates are dropped, ties keep the first-seen order, and explicit evidence replaces the pool."""
+    from nl2code.eval.metrics.cms import cms
+
+    samples = ["find . -name x -print0 | xargs -0 rm", "find . -name x", "find . -name x -type f", "ls -l", ""]
+    ranked = rr.mbr(samples, cms)
+    assert ranked[0] == "find . -name x" and "" not in ranked and len(ranked) == 4
+    assert ranked[-1] == "ls -l"
+    assert rr.mbr(["ls -l", "ls -l", "find . -name x"], cms)[0] == "ls -l"  # sampled twice: more mass
+    assert rr.mbr(["a", "b"], lambda c, r: 0.0) == ["a", "b"]
+    assert rr.mbr(["ls -l", "find . -name x"], cms, evidence=["find . -type f"])[0] == "find . -name x"

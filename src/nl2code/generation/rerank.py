@@ -1,4 +1,6 @@
-"""Retrieve-then-rerank for NL -> code (issue #18; beyond the paper and its anchors: report it apart).
+"""Reranking candidate programs: retrieve-then-rerank, valid first, distinct results, minimum Bayes risk.
+
+Retrieve-then-rerank (issue #18; beyond the paper and its anchors: report it apart):
 
 The candidates for an utterance are the distinct programs of the ``k`` training rows nearest to it by
 TF-IDF (:class:`nl2code.data.retrieval.Retriever`, the retrieval baseline's index) plus, optionally,
@@ -117,7 +119,21 @@ def execution_distinct(candidates: Sequence[str], result: Callable[[str], Hashab
     return heads + dups + failed
 
 
+def mbr(
+    candidates: Sequence[str], utility: Callable[[str, str], float], evidence: Sequence[str] | None = None
+) -> list[str]:
+    """Minimum Bayes risk ranking (Kumar & Byrne 2004; for sampled text Eikema & Aziz 2020): the distinct
+    non-empty ``candidates``, best first by their summed ``utility(candidate, reference)`` over ``evidence``
+    (default: the candidates themselves, duplicates included, so a program sampled often weighs more). With
+    samples from the model as evidence this picks the program the model's distribution agrees with most
+    under the metric, instead of its single most likely sequence. Ties keep the first-seen order."""
+    refs = list(candidates if evidence is None else evidence)
+    uniq = list(dict.fromkeys(c for c in candidates if c.strip()))
+    expected = {c: sum(utility(c, r) for r in refs) for c in uniq}
+    return sorted(uniq, key=lambda c: -expected[c])  # stable
+
+
 __all__ = [
-    "Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "execution_distinct", "ranked",
-    "valid_first",
+    "Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "execution_distinct", "mbr",
+    "ranked", "valid_first",
 ]  # fmt: skip
