@@ -1,7 +1,7 @@
 """How much does the NL condition an AR (``codegen``, ``data.format: nl_code``) run's output?
 
     .venv/bin/python benchmarks/ar_diagnostics.py --run DIR [--split heldout|test] [--limit N]
-        [--generate N] [--seed S] [--out DIR]
+        [--generate N] [--seed S] [--checkpoints] [--out DIR]
 
 On pairs the run never trained on (``heldout``: the ``eval_fraction`` of its last stage's training split,
 held out by task-id hash; ``test``: the data's test split), teacher-forced on the code tokens only:
@@ -15,7 +15,8 @@ Per condition: mean cross-entropy per code token (nats), token accuracy (argmax 
 with ``--generate N`` the greedy exact match of the first N pairs (whitespace-stripped). The gap
 ``shuffled - true`` in loss is how much the NL conditions the output: zero means the model writes
 the language of the commands and ignores the request. Writes ``diagnostics.{json,md}`` (default into
-``DIR/diagnostics``).
+``DIR/diagnostics``). ``--checkpoints`` adds the true-prompt CE at every checkpoint the run kept beside its
+training loss: the step where held-out CE turns up is where the run starts to memorise the pairs.
 """
 
 from __future__ import annotations
@@ -92,7 +93,36 @@ def teacher_forced(model: Any, prompts: list[list[int]], targets: list[list[int]
     return {"ce": total["ce"] / max(n_tokens, 1), "token_acc": total["acc"] / max(n_tokens, 1), "tokens": n_tokens}
 
 
-def diagnose(run_dir: Path, split: str, limit: int | None, generate: int, seed: int) -> dict[str, Any]:
+def over_checkpoints(run: Any, run_dir: Path, prompts: list[list[int]], targets: list[list[int]]) -> list[dict]:
+    """CE and token accuracy with the true prompts at every checkpoint the run kept (``train.ckpt_every``):
+    where held-out CE turns up while the training loss still falls, the run has begun to memorise."""
+    from safetensors.torch import load_model
+
+    from nl2code.train.checkpoint import MODEL_FILE, STATE_FILE, list_checkpoints
+
+    train_loss = {}
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("split") == "train" and "loss" in row:
+                train_loss[row["step"]] = row["loss"]
+    rows = []
+    for step, ckpt in list_checkpoints(run_dir / "checkpoints"):
+        load_model(run.model, str(ckpt / MODEL_FILE))
+        elapsed = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]
+        logged = [s for s in train_loss if s <= step]
+        m = teacher_forced(run.model, prompts, targets, run.tokenizer.pad_id)
+        rows.append(
+            {"step": step, "minutes": round(elapsed / 60, 1), "ce": m["ce"], "token_acc": m["token_acc"],
+             "train_loss": train_loss[max(logged)] if logged else None}
+        )  # fmt: skip
+    return rows
+
+
+def diagnose(
+    run_dir: Path, split: str, limit: int | None, generate: int, seed: int, checkpoints: bool = False
+) -> dict[str, Any]:
     from nl2code.api import GenerationConfig, load_run
     from nl2code.generation.autoregressive import ARGenerator
 
@@ -138,6 +168,8 @@ def diagnose(run_dir: Path, split: str, limit: int | None, generate: int, seed: 
                     {"nl": r.nl.strip(), "gold": g, "greedy": c[0].text.strip()}
                     for r, g, c in list(zip(recs[:generate], golds, cands, strict=True))[:5]
                 ]
+    if checkpoints:
+        out["checkpoints"] = over_checkpoints(run, run_dir, true_prompts, targets)
     c = out["conditions"]
     out["nl_gap_ce"] = c["shuffled"]["ce"] - c["true"]["ce"]
     out["nl_gap_token_acc"] = c["true"]["token_acc"] - c["shuffled"]["token_acc"]
@@ -162,6 +194,25 @@ def markdown(res: dict[str, Any], command: str, machine: dict[str, Any]) -> str:
         "",
         md_table(heads, rows),
     ]
+    if res.get("checkpoints"):
+        lines += [
+            "",
+            "Per checkpoint, true prompts (the training loss is the last one logged at or before the step):",
+            "",
+            md_table(
+                ["step", "minutes", "train loss", "CE (nats/token)", "token acc %"],
+                [
+                    [
+                        r["step"],
+                        r["minutes"],
+                        "" if r["train_loss"] is None else f"{r['train_loss']:.3f}",
+                        f"{r['ce']:.3f}",
+                        f"{100 * r['token_acc']:.1f}",
+                    ]
+                    for r in res["checkpoints"]
+                ],
+            ),  # fmt: skip
+        ]
     for ex in res.get("examples", []):
         lines.append(f"\n- NL: {ex['nl']}\n  - gold: `{ex['gold']}`\n  - greedy: `{ex['greedy']}`")
     return "\n".join(lines) + "\n"
@@ -174,12 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="a seeded random sample of N pairs (0 = all)")
     ap.add_argument("--generate", type=int, default=0, help="greedy exact match on the first N pairs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--checkpoints", action="store_true", help="also CE and token accuracy at every checkpoint the run kept"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="output folder (default RUN/diagnostics)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python benchmarks/ar_diagnostics.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    res = diagnose(args.run, args.split, args.limit or None, args.generate, args.seed)
+    res = diagnose(args.run, args.split, args.limit or None, args.generate, args.seed, args.checkpoints)
     out = args.out or args.run / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)
     (out / "diagnostics.json").write_text(json.dumps(res, indent=2) + "\n")

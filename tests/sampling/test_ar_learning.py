@@ -111,3 +111,34 @@ def test_diagnostics_see_the_nl_gap(trained):
     assert true["tokens"] == shuffled["tokens"] == sum(len(t) for t in targets)
     assert true["token_acc"] >= 0.9 and true["ce"] < 0.5
     assert shuffled["ce"] - true["ce"] > 1.0 and shuffled["token_acc"] < true["token_acc"] - 0.2
+
+
+def test_diagnostics_follow_held_out_ce_over_the_checkpoints(trained, tmp_path):
+    """ar_diagnostics --checkpoints: each kept checkpoint is scored with its own weights, beside the last
+    training loss logged at or before its step."""
+    import json
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_model
+
+    from nl2code.models.codegen import CodeGenLM
+    from nl2code.train.checkpoint import MODEL_FILE, STATE_FILE, checkpoint_path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from ar_diagnostics import over_checkpoints
+
+    model, tok, data = trained
+    fresh = CodeGenLM(model.cfg, generator=torch.Generator().manual_seed(1))
+    for step, weights in ((10, fresh), (300, model)):
+        ckpt = checkpoint_path(tmp_path / "checkpoints", step)
+        ckpt.mkdir(parents=True)
+        save_model(weights, str(ckpt / MODEL_FILE))
+        torch.save({"elapsed_s": 6.0 * step}, ckpt / STATE_FILE)
+    logged = [{"split": "train", "step": 5, "loss": 4.0}, {"split": "train", "step": 300, "loss": 0.1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logged))
+    prompts = [[*tok.encode(nl), tok.sep_id] for nl, _ in data]
+    targets = [[*tok.encode(code), tok.eos_id] for _, code in data]
+    scored = CodeGenLM(model.cfg, generator=torch.Generator().manual_seed(2)).eval()
+    rows = over_checkpoints(SimpleNamespace(model=scored, tokenizer=tok), tmp_path, prompts, targets)
+    assert [(r["step"], r["minutes"], r["train_loss"]) for r in rows] == [(10, 1.0, 4.0), (300, 30.0, 0.1)]
+    assert rows[0]["ce"] > 2.0 > 0.5 > rows[1]["ce"] and rows[1]["token_acc"] >= 0.9
