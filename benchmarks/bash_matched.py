@@ -14,8 +14,8 @@ judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5; ``--la
 the same rows. CodeFusion samples with each of
 ``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search, and the best 5 of a
 10-beam search with ``valid stop`` (a hypothesis may end only where its text parses: constrained stopping,
-PICARD-style). ``--mbr N`` (Bash) adds N samples per utterance ranked by minimum Bayes risk under CMS
-(nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read).
+PICARD-style). ``--mbr N`` (Bash, Python) adds N samples per utterance ranked by minimum Bayes risk under
+CMS (BLEU) (nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read).
 ``--systems codefusion@cosine --set codefusion@cosine:model.schedule=cosine`` trains a variant of a
 recipe beside it (an ablation).
 
@@ -412,7 +412,7 @@ def main() -> None:
         type=int,
         default=0,
         help="also sample N candidates per utterance (AR: temperature 1; CodeFusion: N draws) and rank them by "
-        "minimum Bayes risk under the language's metric (Bash: CMS); 0 = off",
+        "minimum Bayes risk under the language's metric (Bash: CMS; Python: sentence BLEU); 0 = off",
     )
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")

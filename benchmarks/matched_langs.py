@@ -60,7 +60,7 @@ LANGUAGES = {
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
         BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
         {"codefusion": "configs/codefusion/python_ft.yaml", "ar": "configs/codegen/python_cpu.yaml"},
-        ("paper", "grouped"), ("syntax_valid", "bleu", "codebleu"),
+        ("paper", "grouped"), ("syntax_valid", "bleu", "codebleu"), utility="bleu",
     ),
 }  # fmt: skip
 UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fraction shown as a percentage
@@ -68,11 +68,19 @@ UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fra
 
 def utility_of(lang: Language) -> Callable[[str, str], float]:
     """The language's MBR utility as a function (candidate, reference) -> [0, 1]: Bash: CMS (a bag cosine, so
-    partial agreement counts). CF has none: on its small tables many wrong rules agree (generation.rerank)."""
+    partial agreement counts); Python: smoothed sentence BLEU. CF has none: on its small tables many wrong rules
+    agree (generation.rerank)."""
     if lang.utility == "cms":
         from nl2code.eval.metrics.cms import cms
 
         return cms
+    if lang.utility == "bleu":  # sentence BLEU-4 under CoNaLa's tokenizer, add-one smoothed (Lin & Och 2004)
+        from functools import lru_cache
+
+        from nl2code.eval.metrics.bleu import compute_bleu, tokenize_for_bleu_eval
+
+        tokens = lru_cache(maxsize=None)(lambda text: tuple(tokenize_for_bleu_eval(text)))
+        return lambda cand, ref: compute_bleu([[tokens(ref)]], [tokens(cand)], smooth=True).bleu
     raise ValueError(f"{lang.task}: no MBR utility")
 
 

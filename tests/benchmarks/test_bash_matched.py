@@ -186,4 +186,6 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     _, as_made = bm.sample_judge(Fake(), first, problems, args, "5-beam")
     assert as_made["t"] == pool
     assert bm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
+    bleu = ml.utility_of(ml.LANGUAGES["python"])
+    assert bleu("x.sort()", "x.sort()") == 1.0 > bleu("x.sort(reverse=True)", "x.sort()") > bleu("print(1)", "x.sort()")
     assert bm.mbr_label(argparse.Namespace(language="bash", mbr=0)) is None
