@@ -174,7 +174,8 @@ def finished(run_dir: Path) -> dict[str, Any]:
 def mbr_label(args: argparse.Namespace) -> str | None:
     """The label of the ``--mbr`` sampling setting (None when off)."""
     lang = LANGUAGES[args.language]
-    return f"{args.mbr} samples, MBR ({lang.utility})" if args.mbr and lang.utility else None
+    metric = {"bash": "cms", "python": "bleu"}.get(lang.syntax)
+    return f"{args.mbr} samples, MBR ({metric})" if args.mbr and lang.mbr else None
 
 
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

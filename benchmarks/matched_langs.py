@@ -28,7 +28,7 @@ class Language:
     extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all 5 judged for syntax)
     link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
     distinct: bool = False  # CF: also judge with rules that format the table as an earlier one does moved back
-    utility: str | None = None  # the metric minimum Bayes risk ranks samples by (``--mbr``; :func:`utility_of`)
+    mbr: bool = False  # has a metric minimum Bayes risk ranks samples by (``--mbr``; :func:`utility_of`)
 
     @property
     def pool(self) -> int:
@@ -49,7 +49,7 @@ LANGUAGES = {
         {"cms@1": 66.7, "cms@5": 72.0},
         {"codefusion": "configs/codefusion/bash_ft.yaml", "codefusion_rag": "configs/codefusion/bash_rag.yaml",
          "ar": "configs/codegen/bash_cpu.yaml", "ar_rag": "configs/codegen/bash_cpu_rag.yaml"},
-        ("paper", "grouped"), utility="cms",
+        ("paper", "grouped"), mbr=True,
     ),
     "cf": Language(
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
@@ -60,28 +60,20 @@ LANGUAGES = {
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
         BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
         {"codefusion": "configs/codefusion/python_ft.yaml", "ar": "configs/codegen/python_cpu.yaml"},
-        ("paper", "grouped"), ("syntax_valid", "bleu", "codebleu"), utility="bleu",
+        ("paper", "grouped"), ("syntax_valid", "bleu", "codebleu"), mbr=True,
     ),
 }  # fmt: skip
 UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fraction shown as a percentage
 
 
 def utility_of(lang: Language) -> Callable[[str, str], float]:
-    """The language's MBR utility as a function (candidate, reference) -> [0, 1]: Bash: CMS (a bag cosine, so
-    partial agreement counts); Python: smoothed sentence BLEU. CF has none: on its small tables many wrong rules
-    agree (generation.rerank)."""
-    if lang.utility == "cms":
-        from nl2code.eval.metrics.cms import cms
+    """The language's MBR utility (nl2code.generation.rerank.mbr_utility: Bash CMS, Python sentence BLEU). CF has
+    none: on its small tables many wrong rules agree (generation.rerank)."""
+    from nl2code.generation.rerank import mbr_utility
 
-        return cms
-    if lang.utility == "bleu":  # sentence BLEU-4 under CoNaLa's tokenizer, add-one smoothed (Lin & Och 2004)
-        from functools import lru_cache
-
-        from nl2code.eval.metrics.bleu import compute_bleu, tokenize_for_bleu_eval
-
-        tokens = lru_cache(maxsize=None)(lambda text: tuple(tokenize_for_bleu_eval(text)))
-        return lambda cand, ref: compute_bleu([[tokens(ref)]], [tokens(cand)], smooth=True).bleu
-    raise ValueError(f"{lang.task}: no MBR utility")
+    if not lang.mbr:
+        raise ValueError(f"{lang.task}: no MBR utility")
+    return mbr_utility(lang.syntax)
 
 
 def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:

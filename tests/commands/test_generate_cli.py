@@ -158,3 +158,23 @@ def test_rounding_and_syntax_choices_match_the_library():
     from nl2code.sampling.diffusion import ROUNDINGS
 
     assert ROUNDING_CHOICES == ROUNDINGS and SYNTAX_CHOICES == LANGUAGES
+
+
+def test_mbr_returns_the_distinct_samples_in_expected_utility_order(run_dir, capsys):
+    """--mbr LANG: the candidates as sampled, deduplicated and reordered by rerank.mbr under LANG's utility."""
+    from nl2code.commands import generate as gen_cmd
+    from nl2code.generation import rerank
+
+    args = ["generate", "--run", str(run_dir), "find files", "-n", "12", "--temperature", "1", "--seed", "1",
+            "--max-new-tokens", "6", "--json"]  # fmt: skip
+    _, plain, _ = main(args, capsys)
+    sampled = json.loads(plain)
+    code, out, _ = main([*args, "--mbr", "bash"], capsys)
+    ranked = json.loads(out)
+    expected = rerank.mbr(sampled, rerank.mbr_utility("bash"))
+    assert code == 0 and ranked == expected and len(ranked) == len(set(ranked)) <= 12
+    assert gen_cmd.mbr_ranked([], "python") == []
+    with pytest.raises(ValueError, match="no MBR utility"):
+        rerank.mbr_utility("cf")
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--mbr", "cf"])  # not a choice: argparse refuses it

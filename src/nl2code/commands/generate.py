@@ -117,6 +117,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="AR beam search or greedy: a candidate may end only where it parses in this language "
         "(constrained stopping; give more --num-beams than -n so enough candidates end validly)",
     )
+    dec.add_argument(
+        "--mbr",
+        choices=["bash", "python"],
+        help="rank each prompt's distinct candidates by minimum Bayes risk under this language's metric (bash: "
+        "command match score, python: sentence BLEU): the one the others agree with most first; give many "
+        "sampled candidates, e.g. -n 30 --temperature 1",
+    )
     dec.add_argument("--batch-size", type=int, default=16, help="prompts x candidates decoded together")
     dec.add_argument(
         "--prompt-format",
@@ -280,6 +287,16 @@ def replace_when_done(path: str) -> Iterator[Any]:
         yield f
 
 
+def mbr_ranked(cands: list[Any], language: str) -> list[Any]:
+    """The distinct candidates (the first of each text), in minimum Bayes risk order under ``language``."""
+    from nl2code.generation.rerank import mbr, mbr_utility
+
+    first = {}
+    for c in cands:
+        first.setdefault(c.text, c)
+    return [first[t] for t in mbr([c.text for c in cands], mbr_utility(language))]
+
+
 def _generate(gen: Any, prompts: list[str], cfg: Any, prompt_format: str | None) -> list[list[Any]]:
     if prompt_format is None or getattr(gen, "kind", None) != "codegen":
         return gen.generate(prompts, cfg)
@@ -394,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
             group_cfg = dataclasses.replace(cfg, stop=tuple(cfg.stop) + stop)
             texts = [requests[i][1] for i in idx]
             for i, cands in zip(idx, _generate_all(gen, texts, group_cfg, fmt, bar), strict=True):
-                results[i] = cands
+                results[i] = mbr_ranked(cands, args.mbr) if getattr(args, "mbr", None) else cands
     if args.out:
         with replace_when_done(args.out) as f:
             for (tid, prompt, _, _), cands in zip(requests, results, strict=True):

@@ -133,7 +133,28 @@ def mbr(
     return sorted(uniq, key=lambda c: -expected[c])  # stable
 
 
+MBR_LANGUAGES = ("bash", "python")
+
+
+def mbr_utility(language: str) -> Callable[[str, str], float]:
+    """The utility (candidate, reference) -> [0, 1] :func:`mbr` ranks a language's programs by: ``bash``:
+    NL2Bash's command match score (a cosine of bags of utilities and typed flags, so partial agreement
+    counts); ``python``: sentence BLEU-4 under CoNaLa's tokenizer, add-one smoothed (Lin & Och 2004)."""
+    if language == "bash":
+        from nl2code.eval.metrics.cms import cms
+
+        return cms
+    if language == "python":
+        from functools import lru_cache
+
+        from nl2code.eval.metrics.bleu import compute_bleu, tokenize_for_bleu_eval
+
+        tokens = lru_cache(maxsize=None)(lambda text: tuple(tokenize_for_bleu_eval(text)))
+        return lambda cand, ref: compute_bleu([[tokens(ref)]], [tokens(cand)], smooth=True).bleu
+    raise ValueError(f"no MBR utility for {language!r}; choose one of {', '.join(MBR_LANGUAGES)}")
+
+
 __all__ = [
-    "Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "execution_distinct", "mbr",
-    "ranked", "valid_first",
+    "MBR_LANGUAGES", "Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "execution_distinct",
+    "mbr", "mbr_utility", "ranked", "valid_first",
 ]  # fmt: skip
