@@ -27,7 +27,9 @@ judged as generated and ``+ column linking`` (every system and baseline alike): 
 name a column, 114 test rules do, so each candidate's implicit column is bound to the table column the
 request names (nl2code.eval.cf.link). Every language also reports ``+ valid first``: the same five
 candidates reordered so those that run (CF: parse and execute on the row's table; Python, Bash: parse)
-come first, execution-guided decoding; the set, and so syntax validity and @5, is unchanged. Python
+come first, execution-guided decoding; the set, and so syntax validity and @5, is unchanged. CF and Bash then
+report ``+ distinct results``: candidates that behave as an earlier one does (CF: format the row's table alike;
+Bash: the same bag of utilities and typed flags) move behind the rest of a pool of 10 (retrieval, AR valid stop). Python
 (``--language python``, CoNaLa): python_ft.yaml / python_cpu.yaml, exact match @1/3/5, syntax
 validity, BLEU and CodeBLEU of the first candidates; the constant is the most frequent train snippet.
 ``--scale paper`` trains the paper's size instead (CodeFusion: the ``codefusion-75m`` shape, d_model
@@ -202,7 +204,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     from nl2code.generation.autoregressive import ARGenerator
 
     beam = GenerationConfig(n=5, max_new_tokens=64, stop=("\n",), seed=args.seed, batch_size=32)
-    # constrained stopping refuses hypotheses, so more beams keep 5 that end validly; CF keeps all 10 (distinct
+    # constrained stopping refuses hypotheses, so more beams keep 5 that end validly; CF and Bash keep all 10 (distinct
     # results reorders them)
     lang = LANGUAGES[args.language]
     valid = replace(beam, n=lang.pool, num_beams=10, valid_stop=lang.syntax)

@@ -27,7 +27,9 @@ class Language:
     splits: tuple[str, ...]
     extras: tuple[str, ...] = ("syntax_valid",)  # reported once (first candidates, or all 5 judged for syntax)
     link: bool = False  # CF: also judge every candidate with its implicit column bound to the table's (link.py)
-    distinct: bool = False  # CF: also judge with rules that format the table as an earlier one does moved back
+    # also judge with candidates that behave as an earlier one does moved back (CF: format the row's table alike;
+    # Bash: the same bag of utilities and typed flags, so the same CMS against any gold)
+    distinct: bool = False
     mbr: bool = False  # has a metric minimum Bayes risk ranks samples by (``--mbr``; :func:`utility_of`)
 
     @property
@@ -49,7 +51,7 @@ LANGUAGES = {
         {"cms@1": 66.7, "cms@5": 72.0},
         {"codefusion": "configs/codefusion/bash_ft.yaml", "codefusion_rag": "configs/codefusion/bash_rag.yaml",
          "ar": "configs/codegen/bash_cpu.yaml", "ar_rag": "configs/codegen/bash_cpu_rag.yaml"},
-        ("paper", "grouped"), mbr=True,
+        ("paper", "grouped"), distinct=True, mbr=True,
     ),
     "cf": Language(
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
@@ -114,12 +116,21 @@ def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, lis
     return {t: reorder(cands, check(t)) for t, cands in samples.items()}
 
 
-def distinct_results(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
-    """CF candidates with those that format the row's table as an earlier candidate does moved behind the rest
-    (nl2code.generation.rerank.execution_distinct): no gold is read, only the request's own table."""
+def distinct_results(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Candidates with those that behave as an earlier candidate does moved behind the rest
+    (nl2code.generation.rerank.execution_distinct); no gold is read. CF: the formatting of the request's own
+    table; Bash: the command's CMS bag (utilities, typed flags, structure), so two commands that differ only in
+    their arguments count once and the top 5 hold 5 different commands where the pool has them."""
     from nl2code.generation.rerank import execution_distinct
 
-    return {t: execution_distinct(cands, cf_result(problems[t].extras["table"])) for t, cands in samples.items()}
+    if lang.task == "codefusion-cf":
+        return {t: execution_distinct(cands, cf_result(problems[t].extras["table"])) for t, cands in samples.items()}
+    from nl2code.eval.metrics.cms import content_bag
+
+    def bag(c: str) -> frozenset | None:
+        return frozenset(content_bag(c).items()) or None
+
+    return {t: execution_distinct(cands, bag) for t, cands in samples.items()}
 
 
 _RESULTS: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(table) -> (the table, rule -> its formatting)
@@ -148,10 +159,11 @@ Transform = Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]
 
 def steps(lang: Language) -> list[tuple[str, Transform]]:
     """The steps each system and baseline is also judged after, in order, each on the previous step's output:
-    CF: column linking, valid first, then distinct results; Bash and Python: valid first."""
+    CF: column linking, valid first, then distinct results; Bash: valid first, distinct results; Python: valid
+    first."""
     chain = [(LINKED, linked)] if lang.link else []
     chain.append((VALID, lambda p, s: valid_first(lang, p, s)))
-    return chain + ([(DISTINCT, distinct_results)] if lang.distinct else [])
+    return chain + ([(DISTINCT, lambda p, s: distinct_results(lang, p, s))] if lang.distinct else [])
 
 
 def variants(lang: Language) -> dict[str, Transform]:

@@ -126,11 +126,11 @@ def test_distinct_results_on_cf_tables_need_no_gold_and_only_the_first_five_are_
     bad = [wrong, wrong + " ", "TextContains(", wrong, wrong, wrong]  # one behaviour (a colour scale), or no rule
     pool = {t: [*bad, p.code] for t, p in runs.items()}
     assert ml.judge(lang, runs, pool)["execution_match@5"] == 0.0
-    after = ml.judge(lang, runs, ml.distinct_results(runs, pool))
+    after = ml.judge(lang, runs, ml.distinct_results(lang, runs, pool))
     assert after["execution_match@1"] == 0.0 and after["execution_match@3"] == 1.0  # ColorScale, then gold
     # the 10th candidate (gold) is never judged: only the first 5 count
     assert ml.judge(lang, runs, {t: [wrong] * 9 + [p.code] for t, p in runs.items()})["execution_match@5"] == 0.0
-    assert ml.LANGUAGES["cf"].pool == 10 and ml.LANGUAGES["bash"].pool == 5
+    assert ml.LANGUAGES["cf"].pool == 10 and ml.LANGUAGES["bash"].pool == 10 and ml.LANGUAGES["python"].pool == 5
 
 
 def test_cf_steps_run_each_rule_once_per_table(shared_data, tmp_path, monkeypatch):
@@ -149,7 +149,7 @@ def test_cf_steps_run_each_rule_once_per_table(shared_data, tmp_path, monkeypatc
 
     monkeypatch.setattr(cf_rules, "run_rule", counted)
     pool = {t: [p.code, "TextContains(", p.code + " ", "ColorScale()"] for t, p in rows.items()}
-    again = ml.distinct_results(rows, ml.valid_first(lang, rows, pool))
+    again = ml.distinct_results(lang, rows, ml.valid_first(lang, rows, pool))
     assert len(ran) == len(set(ran)) == 4 * len(rows)
     assert ml.cf_result(rows[next(iter(rows))].extras["table"])(pool[next(iter(rows))][0]) is not None
     assert {t: sorted(c) for t, c in again.items()} == {t: sorted(c) for t, c in pool.items()}
@@ -189,3 +189,11 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     bleu = ml.utility_of(ml.LANGUAGES["python"])
     assert bleu("x.sort()", "x.sort()") == 1.0 > bleu("x.sort(reverse=True)", "x.sort()") > bleu("print(1)", "x.sort()")
     assert bm.mbr_label(argparse.Namespace(language="bash", mbr=0)) is None
+
+
+def test_bash_distinct_results_move_commands_that_differ_only_in_arguments_back():
+    lang = ml.LANGUAGES["bash"]
+    assert list(ml.variants(lang)) == ["", ml.VALID, ml.VALID + ml.DISTINCT]
+    pool = ["find . -name '*.txt'", "find /tmp -name a.c", "", "ls -l", "find . -type f"]
+    moved = ml.distinct_results(lang, {}, {"t": pool})["t"]
+    assert moved == ["find . -name '*.txt'", "ls -l", "find . -type f", "find /tmp -name a.c", ""]
