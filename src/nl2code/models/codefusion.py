@@ -374,12 +374,20 @@ class CodeFusion(nn.Module):
         """L: code ids (B, N) -> x_0 (B, N, E)."""
         return self.code_embed(code_ids)
 
-    def denoise_scores(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> torch.Tensor:
+    def denoise_scores(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        enc: torch.Tensor,
+        enc_mask: torch.Tensor | None = None,
+        code_mask: torch.Tensor | None = None,
+        x0_prev: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """N's token scores (B, N, V) under ``score_interpolation``, from :meth:`denoise`'s arguments; it
         returns their interpolation."""
         if not self.cfg.score_interpolation:
             raise ValueError("denoise_scores needs model.score_interpolation")
-        return self.logits(self._stack_out(*args, **kwargs))
+        return self.logits(self._stack_out(x_t, t, enc, enc_mask, code_mask, x0_prev))
 
     def interpolate(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores (B, N, V) -> the expected embedding ``softmax(scores) @ L`` (B, N, E)."""
@@ -414,7 +422,15 @@ class CodeFusion(nn.Module):
         denom = ab * s2 + 1 - ab
         return (ab.sqrt() * s2 / denom) * x_t + (s2 * (1 - ab) / denom).sqrt() * out
 
-    def _stack_out(self, x_t, t, enc, enc_mask=None, code_mask=None, x0_prev=None) -> torch.Tensor:  # noqa: ANN001
+    def _stack_out(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        enc: torch.Tensor,
+        enc_mask: torch.Tensor | None,
+        code_mask: torch.Tensor | None,
+        x0_prev: torch.Tensor | None,
+    ) -> torch.Tensor:
         """N's stack on (x_t [, x0_prev]) with the timestep added: (B, N, E) before any skip or head."""
         self._check_code_len(x_t.shape[1])
         x_in = x_t
