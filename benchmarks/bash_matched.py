@@ -225,7 +225,8 @@ def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, l
     t0 = time.monotonic()
     cands = gen.generate([problems[i].nl for i in ids], cfg)
     samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
-    if mbr_label(args) and label.endswith(mbr_label(args)):
+    mbr_setting = mbr_label(args)
+    if mbr_setting and label.endswith(mbr_setting):
         utility = utility_of(lang)
         samples = {i: mbr(s, utility) for i, s in samples.items()}
     scores = judge(lang, problems, samples)

@@ -178,3 +178,10 @@ def test_mbr_returns_the_distinct_samples_in_expected_utility_order(run_dir, cap
         rerank.mbr_utility("cf")
     with pytest.raises(SystemExit):
         cli.main([*args, "--mbr", "cf"])  # not a choice: argparse refuses it
+
+
+def test_mbr_choices_match_the_library():
+    from nl2code.commands.generate import MBR_CHOICES
+    from nl2code.generation.rerank import MBR_LANGUAGES
+
+    assert MBR_CHOICES == MBR_LANGUAGES

@@ -119,7 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     dec.add_argument(
         "--mbr",
-        choices=["bash", "python"],
+        choices=MBR_CHOICES,
         help="rank each prompt's distinct candidates by minimum Bayes risk under this language's metric (bash: "
         "command match score, python: sentence BLEU): the one the others agree with most first; give many "
         "sampled candidates, e.g. -n 30 --temperature 1",
@@ -199,6 +199,7 @@ def set_threads(n: int) -> None:
 # tests/commands/test_generate_cli.py checks that the two agree.
 ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp")
 SYNTAX_CHOICES = ("python", "bash", "cf")  # nl2code.eval.metrics.syntax.LANGUAGES
+MBR_CHOICES = ("bash", "python")  # nl2code.generation.rerank.MBR_LANGUAGES
 
 
 def add_rounding(group: Any) -> None:

@@ -16,6 +16,7 @@ weight gives back the retrieval order. It is chosen on held-out training pairs
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -127,9 +128,9 @@ def mbr(
     (default: the candidates themselves, duplicates included, so a program sampled often weighs more). With
     samples from the model as evidence this picks the program the model's distribution agrees with most
     under the metric, instead of its single most likely sequence. Ties keep the first-seen order."""
-    refs = list(candidates if evidence is None else evidence)
+    refs = Counter(candidates if evidence is None else evidence)  # a repeated sample is scored once, weighted
     uniq = list(dict.fromkeys(c for c in candidates if c.strip()))
-    expected = {c: sum(utility(c, r) for r in refs) for c in uniq}
+    expected = {c: sum(n * utility(c, r) for r, n in refs.items()) for c in uniq}
     return sorted(uniq, key=lambda c: -expected[c])  # stable
 
 
