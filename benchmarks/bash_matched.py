@@ -214,39 +214,63 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     return ARGenerator(run), cfgs
 
 
-def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, label: str = "") -> tuple[dict, dict]:
-    """(scores with the sampling seconds, candidates by task id) of the first 5 candidates per problem; a
-    ``--mbr`` setting's samples are ranked by minimum Bayes risk under the language's utility first (no gold
-    is read: the samples are their own evidence)."""
+MBR_SET = 5  # the set variant chooses the first KS[-1] for the best-of-k metrics
+
+
+def rankings(label: str, samples: dict[str, list[str]], args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
+    """Setting label -> candidates by task id: as generated, except the ``--mbr`` setting's samples, ranked by
+    minimum Bayes risk under the language's utility (no gold is read: the samples are their own evidence), once
+    plainly and once with the first 5 chosen as a set (``, set of 5``: rerank.mbr with k, for CMS@3/@5)."""
     from nl2code.generation.rerank import mbr
 
-    lang = LANGUAGES[args.language]
+    mbr_setting = mbr_label(args)
+    if not (mbr_setting and label.endswith(mbr_setting)):
+        return {label: samples}
+    utility = utility_of(LANGUAGES[args.language])
+    return {
+        label: {i: mbr(s, utility) for i, s in samples.items()},
+        f"{label}, set of {MBR_SET}": {i: mbr(s, utility, k=MBR_SET) for i, s in samples.items()},
+    }
+
+
+def draw(gen: Any, cfg: Any, problems: dict) -> tuple[dict[str, list[str]], float]:
+    """(candidate texts by task id as generated, sampling seconds)."""
     ids = list(problems)
     t0 = time.monotonic()
     cands = gen.generate([problems[i].nl for i in ids], cfg)
-    samples = {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}
-    mbr_setting = mbr_label(args)
-    if mbr_setting and label.endswith(mbr_setting):
-        utility = utility_of(lang)
-        samples = {i: mbr(s, utility) for i, s in samples.items()}
-    scores = judge(lang, problems, samples)
-    return {**scores, "sample_s": round(time.monotonic() - t0, 1)}, samples
+    return {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}, round(time.monotonic() - t0, 1)
+
+
+def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, label: str = "") -> tuple[dict, dict]:
+    """(scores with the sampling seconds, candidates by task id) of the first 5 candidates per problem of
+    ``label``'s setting, ranked as :func:`rankings` ranks it."""
+    samples, seconds = draw(gen, cfg, problems)
+    samples = rankings(label, samples, args)[label]
+    return {**judge(LANGUAGES[args.language], problems, samples), "sample_s": seconds}, samples
 
 
 def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
-    """Parameters, and 5 candidates per problem judged with each sampling setting; the run is loaded once."""
+    """Parameters, and 5 candidates per problem judged with each sampling setting (and each of its rankings);
+    the run is loaded once, each setting sampled once."""
     from nl2code.api import load_run
 
     run = load_run(run_dir, args.device)
     run.model.eval()
     gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
-    for label, cfg in cfgs.items():
-        plain, samples = sample_judge(gen, cfg, problems, args, label)
-        judged = judge_variants(LANGUAGES[args.language], problems, samples)
-        for suffix, scores in judged.items():
-            evals[label + suffix] = scores if suffix else plain  # plain also holds the sampling seconds
-            print(f"{name} {label + suffix}: " + json.dumps({k: round(v, 3) for k, v in evals[label + suffix].items()}))
+    for setting, cfg in cfgs.items():
+        drawn, seconds = draw(gen, cfg, problems)
+        keep = Path(args.work_dir) / "samples" / f"{run_dir.name}.{setting.replace(' ', '_').replace(',', '')}.json"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(json.dumps(drawn))  # as generated, for re-ranking studies without sampling again
+        for label, samples in rankings(setting, drawn, args).items():
+            judged = judge_variants(LANGUAGES[args.language], problems, samples)
+            for suffix, scores in judged.items():
+                evals[label + suffix] = scores if suffix else {**scores, "sample_s": seconds}
+                print(
+                    f"{name} {label + suffix}: "
+                    + json.dumps({k: round(v, 3) for k, v in evals[label + suffix].items()})
+                )
     ids = list(problems)
     examples = [
         {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]} for t in ids[:3]

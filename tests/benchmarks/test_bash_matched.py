@@ -185,6 +185,10 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     assert samples["t"][0] == "find . -name b" and "" not in samples["t"]
     _, as_made = bm.sample_judge(Fake(), first, problems, args, "5-beam")
     assert as_made["t"] == pool
+    ranked = bm.rankings(label, {"t": pool}, args)  # the same samples, ranked plainly and as a set of 5
+    assert list(ranked) == [label, label + ", set of 5"] and ranked[label]["t"] == samples["t"]
+    assert sorted(ranked[label + ", set of 5"]["t"]) == sorted(samples["t"])
+    assert bm.rankings("5-beam", {"t": pool}, args) == {"5-beam": {"t": pool}}
     assert bm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
     bleu = ml.utility_of(ml.LANGUAGES["python"])
     assert bleu("x.sort()", "x.sort()") == 1.0 > bleu("x.sort(reverse=True)", "x.sort()") > bleu("print(1)", "x.sort()")

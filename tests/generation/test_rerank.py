@@ -113,3 +113,26 @@ def test_mbr_picks_the_candidate_the_samples_agree_with():
     assert rr.mbr(["ls -l", "ls -l", "find . -name x"], cms)[0] == "ls -l"  # sampled twice: more mass
     assert rr.mbr(["a", "b"], lambda c, r: 0.0) == ["a", "b"]
     assert rr.mbr(["ls -l", "find . -name x"], cms, evidence=["find . -type f"])[0] == "find . -name x"
+
+
+def test_mbr_set_covers_the_evidence_a_plain_ranking_leaves_out():
+    """With ``k`` the first k maximise the summed best utility among them: the first is the plain MBR pick, the
+    second covers the mass the first misses instead of a near-copy of it; past k the plain order follows, and
+    the ranked set is the same."""
+    same = {("a1", "a1"), ("a1", "a2"), ("a2", "a1"), ("a2", "a2"), ("b", "b")}
+
+    def util(c, r):
+        return 1.0 if (c, r) in same else 0.5 if {c, r} <= {"a1", "a2", "a3"} else 0.0
+
+    samples = ["a1", "a1", "a2", "a3", "b", "b"]
+    plain = rr.mbr(samples, util)
+    assert plain == ["a1", "a2", "a3", "b"]  # the a-cluster holds 4 of 6 samples
+    top = rr.mbr(samples, util, k=2)
+    assert top[:2] == ["a1", "b"] and sorted(top) == sorted(plain)  # b gains 2, a2 only 0.5 (on a3)
+    assert top[2:] == ["a2", "a3"]
+    assert rr.mbr(samples, util, k=1) == plain and rr.mbr(["x"], util, k=5) == ["x"] and rr.mbr([], util, k=3) == []
+
+    def expected_best(chosen):
+        return sum(max(util(c, r) for c in chosen) for r in samples)
+
+    assert expected_best(top[:2]) > expected_best(plain[:2])

@@ -121,17 +121,34 @@ def execution_distinct(candidates: Sequence[str], result: Callable[[str], Hashab
 
 
 def mbr(
-    candidates: Sequence[str], utility: Callable[[str, str], float], evidence: Sequence[str] | None = None
+    candidates: Sequence[str],
+    utility: Callable[[str, str], float],
+    evidence: Sequence[str] | None = None,
+    k: int = 1,
 ) -> list[str]:
     """Minimum Bayes risk ranking (Kumar & Byrne 2004; for sampled text Eikema & Aziz 2020): the distinct
     non-empty ``candidates``, best first by their summed ``utility(candidate, reference)`` over ``evidence``
     (default: the candidates themselves, duplicates included, so a program sampled often weighs more). With
     samples from the model as evidence this picks the program the model's distribution agrees with most
-    under the metric, instead of its single most likely sequence. Ties keep the first-seen order."""
+    under the metric, instead of its single most likely sequence. Ties keep the first-seen order.
+
+    ``k > 1``: the first ``k`` are chosen greedily to maximise the summed *best* utility among them, the Bayes
+    decision for a best-of-k metric such as CMS@k (the first is the same; each next one adds the most where the
+    chosen ones agree least with the evidence; greedy is within 1 - 1/e of the best set for this submodular
+    objective, Nemhauser et al. 1978); the rest follow in the plain order."""
     refs = Counter(candidates if evidence is None else evidence)  # a repeated sample is scored once, weighted
+    weights = list(refs.values())
     uniq = list(dict.fromkeys(c for c in candidates if c.strip()))
-    expected = {c: sum(n * utility(c, r) for r, n in refs.items()) for c in uniq}
-    return sorted(uniq, key=lambda c: -expected[c])  # stable
+    table = {c: [utility(c, r) for r in refs] for c in uniq}
+    order = sorted(uniq, key=lambda c: -sum(w * u for w, u in zip(weights, table[c], strict=True)))  # stable
+    chosen: list[str] = []
+    best = [0.0] * len(weights)  # per reference, the best utility among the chosen
+    for _ in range(min(k, len(order)) if k > 1 else 0):
+        rest = [c for c in order if c not in chosen]
+        pick = max(rest, key=lambda c: sum(w * max(b, u) for w, b, u in zip(weights, best, table[c], strict=True)))
+        chosen.append(pick)  # max keeps the first of equals: ties follow the plain order
+        best = [max(b, u) for b, u in zip(best, table[pick], strict=True)]
+    return chosen + [c for c in order if c not in chosen]
 
 
 MBR_LANGUAGES = ("bash", "python")
