@@ -173,6 +173,20 @@ def finished(run_dir: Path) -> dict[str, Any]:
     return info
 
 
+def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
+    """Exit with a one-line error unless the run at ``run_dir`` trained on the split ``data`` describes (the same
+    source, and for a written split file the same rows): a run judged on rows it trained on scores too high."""
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    if cfg["source"] != data["source"]:
+        sys.exit(
+            f"{what}: {run_dir / 'config.yaml'}: data.source is {cfg['source']!r}, this split's is {data['source']!r}"
+        )
+    if data["source"] == "jsonl":
+        mine, theirs = Path(data["path"]), Path(cfg["path"])
+        if not theirs.is_file() or theirs.read_bytes() != mine.read_bytes():
+            sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} is not this split ({mine})")
+
+
 def mbr_label(args: argparse.Namespace) -> str | None:
     """The label of the ``--mbr`` sampling setting (None when off)."""
     lang = LANGUAGES[args.language]
@@ -472,8 +486,8 @@ def main() -> None:
     p.add_argument(
         "--runs",
         default=None,
-        help="NAME=RUN_DIR,...: evaluate these finished runs (trained with `nl2code train` on the paper split) "
-        "instead of training --systems",
+        help="NAME=RUN_DIR,...: evaluate these finished runs instead of training --systems; all trained on the one "
+        "--split given (paper: the benchmark's train part; grouped: the JSONL this script writes, checked)",
     )
     args = p.parse_args()
     lang = LANGUAGES[args.language]
@@ -508,8 +522,8 @@ def main() -> None:
     }
     given = dict(x.split("=", 1) for x in args.runs.split(",")) if args.runs else {}
     names = list(given) if given else (args.systems or ",".join(lang.systems)).split(",")
-    if given and args.split != "paper":
-        sys.exit("--runs: finished runs are evaluated on the split they were trained on; pass --split paper")
+    if given and "," in args.split:
+        sys.exit("--runs: finished runs are evaluated on the split they were trained on; pass that one --split")
     for split in args.split.split(","):
         data, all_problems, train_recs = split_data(lang, split, work)
         constant = constant_answer(lang, train_recs)
@@ -536,6 +550,8 @@ def main() -> None:
             return train(config, work / tag, work / f"{tag}.train.log", args.threads)
 
         if given:
+            for name, d in given.items():
+                check_trained_on(Path(d), data, f"--runs {name}")
             trained = {name: finished(Path(d)) for name, d in given.items()}
         else:
             with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:

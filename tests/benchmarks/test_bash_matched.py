@@ -201,3 +201,26 @@ def test_bash_distinct_results_move_commands_that_differ_only_in_arguments_back(
     pool = ["find . -name '*.txt'", "find /tmp -name a.c", "", "ls -l", "find . -type f"]
     moved = ml.distinct_results(lang, {}, {"t": pool})["t"]
     assert moved == ["find . -name '*.txt'", "ls -l", "find . -type f", "find /tmp -name a.c", ""]
+
+
+def test_finished_runs_must_have_trained_on_the_split_they_are_judged_on(tmp_path):
+    """--runs on the grouped split: a run whose training rows differ from the split written here is refused."""
+    split = tmp_path / "bash_grouped.jsonl"
+    split.write_text('{"a": 1}\n')
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"a": 2}\n')
+    run = tmp_path / "run"
+    run.mkdir()
+
+    def trained_on(source, path):
+        (run / "config.yaml").write_text(yaml.safe_dump({"data": {"source": source, "path": str(path)}}))
+
+    grouped = {"source": "jsonl", "path": str(split)}
+    trained_on("jsonl", split)
+    bm.check_trained_on(run, grouped, "--runs ar")  # the same rows: accepted
+    for source, path, message in [("jsonl", other, "is not this split"), ("codefusion-bash", split, "data.source")]:
+        trained_on(source, path)
+        with pytest.raises(SystemExit, match=message):
+            bm.check_trained_on(run, grouped, "--runs ar")
+    trained_on("codefusion-bash", "x.json")
+    bm.check_trained_on(run, {"source": "codefusion-bash", "path": "x.json"}, "--runs ar")

@@ -178,6 +178,20 @@ def test_mbr_returns_the_distinct_samples_in_expected_utility_order(run_dir, cap
         rerank.mbr_utility("cf")
     with pytest.raises(SystemExit):
         cli.main([*args, "--mbr", "cf"])  # not a choice: argparse refuses it
+    code, out, _ = main([*args, "--mbr", "bash", "--mbr-set", "3"], capsys)
+    assert code == 0 and json.loads(out) == rerank.mbr(sampled, rerank.mbr_utility("bash"), k=3)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["-n", "1"], "give -n N"), (["--mbr-set", "0"], "--mbr-set must be >= 1")],
+)
+def test_mbr_refuses_what_it_cannot_rank(run_dir, capsys, extra, message):
+    args = ["generate", "--run", str(run_dir), "find files", "--mbr", "bash", *extra]
+    code, _, err = main(args, capsys)
+    assert code != 0 and message in err
+    code, _, err = main(["generate", "--run", str(run_dir), "find files", "-n", "4", "--mbr-set", "2"], capsys)
+    assert code != 0 and "--mbr-set needs --mbr" in err
 
 
 def test_mbr_choices_match_the_library():

@@ -124,6 +124,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "command match score, python: sentence BLEU): the one the others agree with most first; give many "
         "sampled candidates, e.g. -n 30 --temperature 1",
     )
+    dec.add_argument(
+        "--mbr-set",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --mbr: choose the first K candidates together, each next one covering the samples the chosen "
+        "ones agree with least (for a best-of-K use such as showing K candidates; the first is unchanged)",
+    )
     dec.add_argument("--batch-size", type=int, default=16, help="prompts x candidates decoded together")
     dec.add_argument(
         "--prompt-format",
@@ -288,14 +296,27 @@ def replace_when_done(path: str) -> Iterator[Any]:
         yield f
 
 
-def mbr_ranked(cands: list[Any], language: str) -> list[Any]:
-    """The distinct candidates (the first of each text), in minimum Bayes risk order under ``language``."""
+def mbr_ranked(cands: list[Any], language: str, k: int = 1) -> list[Any]:
+    """The distinct candidates (the first of each text), in minimum Bayes risk order under ``language`` (the
+    first ``k`` chosen as a set: rerank.mbr)."""
     from nl2code.generation.rerank import mbr, mbr_utility
 
     first = {}
     for c in cands:
         first.setdefault(c.text, c)
-    return [first[t] for t in mbr([c.text for c in cands], mbr_utility(language))]
+    return [first[t] for t in mbr([c.text for c in cands], mbr_utility(language), k=k)]
+
+
+def check_mbr(args: argparse.Namespace) -> None:
+    """--mbr ranks several candidates against each other: one candidate, or --mbr-set without --mbr, is a
+    mistake, not a no-op."""
+    mbr, k = getattr(args, "mbr", None), getattr(args, "mbr_set", 1)
+    if k < 1:
+        raise CLIError(f"--mbr-set must be >= 1, got {k}")
+    if k > 1 and not mbr:
+        raise CLIError("--mbr-set needs --mbr LANGUAGE")
+    if mbr and args.n < 2:
+        raise CLIError("--mbr ranks several candidates against each other: give -n N (e.g. -n 30 --temperature 1)")
 
 
 def _generate(gen: Any, prompts: list[str], cfg: Any, prompt_format: str | None) -> list[list[Any]]:
@@ -382,6 +403,7 @@ def run(args: argparse.Namespace) -> int:
     from nl2code.api import RunError, load_generator
 
     cfg = _generation_config(args)
+    check_mbr(args)
     if args.limit is not None and args.limit < 1:
         raise CLIError("--limit must be >= 1")
     if args.out:
@@ -412,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             group_cfg = dataclasses.replace(cfg, stop=tuple(cfg.stop) + stop)
             texts = [requests[i][1] for i in idx]
             for i, cands in zip(idx, _generate_all(gen, texts, group_cfg, fmt, bar), strict=True):
-                results[i] = mbr_ranked(cands, args.mbr) if getattr(args, "mbr", None) else cands
+                results[i] = mbr_ranked(cands, args.mbr, args.mbr_set) if getattr(args, "mbr", None) else cands
     if args.out:
         with replace_when_done(args.out) as f:
             for (tid, prompt, _, _), cands in zip(requests, results, strict=True):
