@@ -229,22 +229,66 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
 
 
 MBR_SET = 5  # the set variant chooses the first KS[-1] for the best-of-k metrics
+SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)  # retrieval's share of the MBR evidence, chosen on held-out rows
 
 
-def rankings(label: str, samples: dict[str, list[str]], args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
+def rankings(
+    label: str, samples: dict[str, list[str]], args: argparse.Namespace, mix: tuple[float, dict] | None = None
+) -> dict[str, dict[str, list[str]]]:
     """Setting label -> candidates by task id: as generated, except the ``--mbr`` setting's samples, ranked by
     minimum Bayes risk under the language's utility (no gold is read: the samples are their own evidence), once
-    plainly and once with the first 5 chosen as a set (``, set of 5``: rerank.mbr with k, for CMS@3/@5)."""
-    from nl2code.generation.rerank import mbr
+    plainly and once with the first 5 chosen as a set (``, set of 5``: rerank.mbr with k, for CMS@3/@5). With
+    ``mix`` = (share, retrieved programs by task id) (``--mbr-retrieval``), also the samples and the retrieved
+    programs ranked under their mixture (rerank.mixture_evidence), plainly and as a set."""
+    from nl2code.generation.rerank import mbr, mixture_evidence
 
     mbr_setting = mbr_label(args)
     if not (mbr_setting and label.endswith(mbr_setting)):
         return {label: samples}
     utility = utility_of(LANGUAGES[args.language])
-    return {
-        label: {i: mbr(s, utility) for i, s in samples.items()},
-        f"{label}, set of {MBR_SET}": {i: mbr(s, utility, k=MBR_SET) for i, s in samples.items()},
-    }
+    out = {}
+    for k in (1, MBR_SET):
+        out[label + (f", set of {k}" if k > 1 else "")] = {i: mbr(s, utility, k=k) for i, s in samples.items()}
+    if mix:
+        share, near = mix
+        for k in (1, MBR_SET):
+            out[f"{label} + retrieval {share:g}" + (f", set of {k}" if k > 1 else "")] = {
+                i: mbr(s + near[i], utility, mixture_evidence(s, near[i], share), k=k) for i, s in samples.items()
+            }
+    return out
+
+
+def headline(lang: Any) -> str:
+    """The metric a choice on held-out rows maximises: BLEU for Python, else the first metric at top-1."""
+    return "bleu" if "bleu" in lang.extras else f"{lang.metrics[0]}@1"
+
+
+def choose_share(gen: Any, cfg: Any, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Retrieval's share of the ``--mbr-retrieval`` mixture, chosen by the headline metric on up to ``--limit``
+    seeded rows the run held out of its training (``data.eval_fraction``; retrieval over its training rows):
+    never on the test rows. Ties go to the smaller share."""
+    from bash_baselines import retrieval_samples
+
+    from nl2code.data.pipeline import load_splits
+    from nl2code.generation.rerank import mbr, mixture_evidence
+    from nl2code.train.config import resolve_stages
+    from nl2code.utils.seed import seeded_subset
+
+    lang = LANGUAGES[args.language]
+    train, held, _ = load_splits(resolve_stages(run.config)[-1].data)
+    if not held:
+        sys.exit("--mbr-retrieval: the run held out no rows (data.eval_fraction 0) to choose the share on")
+    keep = set(seeded_subset([r.task_id for r in held], args.limit or None, args.seed))
+    rows = {r.task_id: r for r in held if r.task_id in keep}
+    drawn, _ = draw(gen, cfg, rows)
+    near = retrieval_samples(train, rows, lang.pool)
+    utility, metric = utility_of(lang), headline(lang)
+    scores = {}
+    for share in SHARES:
+        ranked = {t: mbr(s + near[t], utility, mixture_evidence(s, near[t], share)) for t, s in drawn.items()}
+        scores[share] = judge(lang, rows, ranked)[metric]
+    best = max(SHARES, key=lambda x: scores[x])  # the first of equals: the smaller share
+    return {"share": best, "metric": metric, "held_out_rows": len(rows), "scores": scores}
 
 
 def draw(gen: Any, cfg: Any, problems: dict) -> tuple[dict[str, list[str]], float]:
@@ -263,21 +307,30 @@ def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, l
     return {**judge(LANGUAGES[args.language], problems, samples), "sample_s": seconds}, samples
 
 
-def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(
+    name: str, run_dir: Path, problems: dict, args: argparse.Namespace, near: dict | None = None
+) -> dict[str, Any]:
     """Parameters, and 5 candidates per problem judged with each sampling setting (and each of its rankings);
-    the run is loaded once, each setting sampled once."""
+    the run is loaded once, each setting sampled once. ``near``: the test rows' retrieved programs, for
+    ``--mbr-retrieval`` (its share is chosen on the run's held-out rows first)."""
     from nl2code.api import load_run
 
     run = load_run(run_dir, args.device)
     run.model.eval()
     gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
+    chosen = None
     for setting, cfg in cfgs.items():
+        mix = None
+        if near is not None and setting == next(iter(cfgs)) and mbr_label(args):  # the --mbr setting comes first
+            chosen = choose_share(gen, cfg, run, args)
+            mix = (chosen["share"], near)
+            print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
         drawn, seconds = draw(gen, cfg, problems)
         keep = Path(args.work_dir) / "samples" / f"{run_dir.name}.{setting.replace(' ', '_').replace(',', '')}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text(json.dumps(drawn))  # as generated, for re-ranking studies without sampling again
-        for label, samples in rankings(setting, drawn, args).items():
+        for label, samples in rankings(setting, drawn, args, mix).items():
             judged = judge_variants(LANGUAGES[args.language], problems, samples)
             for suffix, scores in judged.items():
                 evals[label + suffix] = scores if suffix else {**scores, "sample_s": seconds}
@@ -289,7 +342,8 @@ def evaluate(name: str, run_dir: Path, problems: dict, args: argparse.Namespace)
     examples = [
         {"nl": problems[t].nl.strip(), "gold": problems[t].code.strip(), "top3": samples[t][:3]} for t in ids[:3]
     ]
-    return {"parameters": sum(p.numel() for p in run.model.parameters()), "evals": evals, "examples": examples}
+    out = {"parameters": sum(p.numel() for p in run.model.parameters()), "evals": evals, "examples": examples}
+    return {**out, "mbr_retrieval": chosen} if chosen else out
 
 
 def learning_curve(
@@ -418,6 +472,16 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
                 *([f"![learning curve]({png})", ""] if plotted else []),
             ]
         for sname, entry in part["systems"].items():
+            if chosen := entry.get("mbr_retrieval"):
+                grid = ", ".join(
+                    f"{k}: {v * (1 if chosen['metric'] == 'bleu' else 100):.1f}" for k, v in chosen["scores"].items()
+                )
+                lines += [
+                    f"{sname}: retrieval share {chosen['share']:g} of the MBR evidence, chosen by {chosen['metric']} "
+                    f"on {chosen['held_out_rows']} rows the run held out of training ({grid}).",
+                    "",
+                ]
+        for sname, entry in part["systems"].items():
             for ex in entry["examples"]:
                 top = ", ".join(f"`{c[:100]}`" for c in ex["top3"])
                 lines.append(f"- {sname}: {ex['nl'][:90]!r}, gold `{ex['gold']}` -> {top}")
@@ -484,6 +548,13 @@ def main() -> None:
         help="change one key of a system's recipe, e.g. ar:model.copy_head=true (repeatable; the value is YAML)",
     )
     p.add_argument(
+        "--mbr-retrieval",
+        action="store_true",
+        help="with --mbr: also rank the samples and the TF-IDF retrieved programs together under a mixture of "
+        "both as evidence (retrieval-augmented decoding, its own rows); retrieval's share is chosen on the rows "
+        "each run held out of training",
+    )
+    p.add_argument(
         "--runs",
         default=None,
         help="NAME=RUN_DIR,...: evaluate these finished runs instead of training --systems; all trained on the one "
@@ -491,6 +562,8 @@ def main() -> None:
     )
     args = p.parse_args()
     lang = LANGUAGES[args.language]
+    if args.mbr_retrieval and not (args.mbr and lang.mbr):
+        p.error("--mbr-retrieval ranks the --mbr samples: give --mbr N (Bash, Python)")
     args.name = args.name or f"{args.language}_matched"
     args.split = args.split or ",".join(lang.splits)
     if not set(args.split.split(",")) <= set(lang.splits):
@@ -558,7 +631,8 @@ def main() -> None:
                 trained = dict(zip(names, pool.map(one, names), strict=True))
         for name in names:
             run_dir = Path(given[name]) if given else work / f"{name}-{split}"
-            entry = {"train": trained[name], **evaluate(name, run_dir, problems, args)}
+            near = tfidf if args.mbr_retrieval else None
+            entry = {"train": trained[name], **evaluate(name, run_dir, problems, args, near)}
             if args.curve:
                 final = (entry["train"]["steps"], entry["evals"])
                 entry["curve"] = learning_curve(name, run_dir, problems, args, final)

@@ -189,6 +189,11 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     assert list(ranked) == [label, label + ", set of 5"] and ranked[label]["t"] == samples["t"]
     assert sorted(ranked[label + ", set of 5"]["t"]) == sorted(samples["t"])
     assert bm.rankings("5-beam", {"t": pool}, args) == {"5-beam": {"t": pool}}
+    mixed = bm.rankings(label, {"t": pool}, args, (0.5, {"t": ["find . -name q -type f"]}))  # --mbr-retrieval
+    assert list(mixed)[2:] == [label + " + retrieval 0.5", label + " + retrieval 0.5, set of 5"]
+    top = mixed[label + " + retrieval 0.5"]["t"]
+    assert top[0] == "find . -type f -name c" and "find . -name q -type f" in top  # the neighbour tips -type f
+    assert bm.headline(ml.LANGUAGES["bash"]) == "cms@1" and bm.headline(ml.LANGUAGES["python"]) == "bleu"
     assert bm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
     bleu = ml.utility_of(ml.LANGUAGES["python"])
     assert bleu("x.sort()", "x.sort()") == 1.0 > bleu("x.sort(reverse=True)", "x.sort()") > bleu("print(1)", "x.sort()")

@@ -136,3 +136,23 @@ def test_mbr_set_covers_the_evidence_a_plain_ranking_leaves_out():
         return sum(max(util(c, r) for c in chosen) for r in samples)
 
     assert expected_best(top[:2]) > expected_best(plain[:2])
+
+
+def test_mixture_evidence_weighs_samples_and_retrieved_programs_by_share():
+    """Each part uniform over its items with its share of the mass; a program in both parts adds up; share 0 is
+    the samples alone, so MBR under it equals plain MBR; with a share the neighbours can tip a split vote."""
+    from nl2code.eval.metrics.cms import cms
+
+    samples = ["find . -name x", "find . -name y", "find . -type f -name x", "ls -l"]
+    retrieved = ["find . -type f -name '*.x'", "ls -la"]
+    ev = rr.mixture_evidence(samples, retrieved, 0.5)
+    assert ev["find . -name x"] == 0.125 and ev["ls -la"] == 0.25 and sum(ev.values()) == pytest.approx(1.0)
+    assert rr.mixture_evidence(["a", "a", "b"], ["a"], 0.25) == {"a": 0.75, "b": 0.25}
+    assert rr.mixture_evidence(samples, retrieved, 0.0) == {t: 0.25 for t in samples}
+    assert rr.mbr(samples, cms, rr.mixture_evidence(samples, retrieved, 0.0)) == rr.mbr(samples, cms)
+    split = ["ls -l", "ls -l", "find . -name x"]  # the samples lean to ls; both neighbours are finds
+    near = ["find . -name y", "find . -type f"]
+    assert rr.mbr(split + near, cms, rr.mixture_evidence(split, near, 0.0))[0] == "ls -l"
+    assert rr.mbr(split + near, cms, rr.mixture_evidence(split, near, 0.5))[0] == "find . -name x"
+    with pytest.raises(ValueError, match="share"):
+        rr.mixture_evidence(samples, retrieved, 1.5)

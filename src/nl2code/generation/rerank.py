@@ -17,7 +17,7 @@ weight gives back the retrieval order. It is chosen on held-out training pairs
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -123,20 +123,22 @@ def execution_distinct(candidates: Sequence[str], result: Callable[[str], Hashab
 def mbr(
     candidates: Sequence[str],
     utility: Callable[[str, str], float],
-    evidence: Sequence[str] | None = None,
+    evidence: Sequence[str] | Mapping[str, float] | None = None,
     k: int = 1,
 ) -> list[str]:
     """Minimum Bayes risk ranking (Kumar & Byrne 2004; for sampled text Eikema & Aziz 2020): the distinct
     non-empty ``candidates``, best first by their summed ``utility(candidate, reference)`` over ``evidence``
     (default: the candidates themselves, duplicates included, so a program sampled often weighs more). With
     samples from the model as evidence this picks the program the model's distribution agrees with most
-    under the metric, instead of its single most likely sequence. Ties keep the first-seen order.
+    under the metric, instead of its single most likely sequence. ``evidence`` may map each reference to its
+    weight (:func:`mixture_evidence`). Ties keep the first-seen order.
 
     ``k > 1``: the first ``k`` are chosen greedily to maximise the summed *best* utility among them, the Bayes
     decision for a best-of-k metric such as CMS@k (the first is the same; each next one adds the most where the
     chosen ones agree least with the evidence; greedy is within 1 - 1/e of the best set for this submodular
     objective, Nemhauser et al. 1978); the rest follow in the plain order."""
-    refs = Counter(candidates if evidence is None else evidence)  # a repeated sample is scored once, weighted
+    pool = candidates if evidence is None else evidence
+    refs = dict(pool) if isinstance(pool, Mapping) else Counter(pool)  # a repeated sample: scored once, weighted
     weights = list(refs.values())
     uniq = list(dict.fromkeys(c for c in candidates if c.strip()))
     table = {c: [utility(c, r) for r in refs] for c in uniq}
@@ -149,6 +151,20 @@ def mbr(
         chosen.append(pick)  # max keeps the first of equals: ties follow the plain order
         best = [max(b, u) for b, u in zip(best, table[pick], strict=True)]
     return chosen + [c for c in order if c not in chosen]
+
+
+def mixture_evidence(samples: Sequence[str], retrieved: Sequence[str], share: float) -> dict[str, float]:
+    """MBR evidence weights for a mixture of two guesses at the program: the model's ``samples`` with mass
+    ``1 - share`` and the ``retrieved`` programs (e.g. the commands of the nearest train requests) with mass
+    ``share``, each part uniform over its items. Ranked under it, a retrieved program wins where the samples
+    support it and a sampled one where the neighbours do; ``share`` 0 is plain MBR."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    weights: Counter[str] = Counter()
+    for part, mass in ((samples, 1.0 - share), (retrieved, share)):
+        for text in part:
+            weights[text] += mass / len(part)
+    return {t: w for t, w in weights.items() if w > 0}
 
 
 MBR_LANGUAGES = ("bash", "python")
@@ -174,5 +190,5 @@ def mbr_utility(language: str) -> Callable[[str, str], float]:
 
 __all__ = [
     "MBR_LANGUAGES", "Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "execution_distinct",
-    "mbr", "mbr_utility", "ranked", "valid_first",
+    "mbr", "mbr_utility", "mixture_evidence", "ranked", "valid_first",
 ]  # fmt: skip
