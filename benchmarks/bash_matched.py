@@ -182,9 +182,14 @@ def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
             f"{what}: {run_dir / 'config.yaml'}: data.source is {cfg['source']!r}, this split's is {data['source']!r}"
         )
     if data["source"] == "jsonl":
+        from nl2code.data.sources import load_source
+
+        def rows(path: Path) -> set[tuple[str, ...]]:
+            return {(r.task_id, r.split, r.nl, r.code) for r in load_source("jsonl", str(path)).records}
+
         mine, theirs = Path(data["path"]), Path(cfg["path"])
-        if not theirs.is_file() or theirs.read_bytes() != mine.read_bytes():
-            sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} is not this split ({mine})")
+        if not theirs.is_file() or rows(theirs) != rows(mine):
+            sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} does not hold this split's rows ({mine})")
 
 
 def mbr_label(args: argparse.Namespace) -> str | None:

@@ -210,10 +210,11 @@ def test_bash_distinct_results_move_commands_that_differ_only_in_arguments_back(
 
 def test_finished_runs_must_have_trained_on_the_split_they_are_judged_on(tmp_path):
     """--runs on the grouped split: a run whose training rows differ from the split written here is refused."""
-    split = tmp_path / "bash_grouped.jsonl"
-    split.write_text('{"a": 1}\n')
-    other = tmp_path / "other.jsonl"
-    other.write_text('{"a": 2}\n')
+    row = {"task_id": "b/0", "nl": "list files", "code": "ls", "language": "bash", "split": "test"}
+    split, same, other = tmp_path / "bash_grouped.jsonl", tmp_path / "same.jsonl", tmp_path / "other.jsonl"
+    split.write_text(json.dumps(row) + "\n")
+    same.write_text(json.dumps({"id": 0, **row}) + "\n")  # the same rows with one more field: accepted
+    other.write_text(json.dumps({**row, "split": "train"}) + "\n")
     run = tmp_path / "run"
     run.mkdir()
 
@@ -221,9 +222,11 @@ def test_finished_runs_must_have_trained_on_the_split_they_are_judged_on(tmp_pat
         (run / "config.yaml").write_text(yaml.safe_dump({"data": {"source": source, "path": str(path)}}))
 
     grouped = {"source": "jsonl", "path": str(split)}
-    trained_on("jsonl", split)
-    bm.check_trained_on(run, grouped, "--runs ar")  # the same rows: accepted
-    for source, path, message in [("jsonl", other, "is not this split"), ("codefusion-bash", split, "data.source")]:
+    for path in (split, same):
+        trained_on("jsonl", path)
+        bm.check_trained_on(run, grouped, "--runs ar")
+    refused = [("jsonl", other, "does not hold this split"), ("codefusion-bash", split, "data.source")]
+    for source, path, message in refused:
         trained_on(source, path)
         with pytest.raises(SystemExit, match=message):
             bm.check_trained_on(run, grouped, "--runs ar")
