@@ -15,7 +15,11 @@ the same rows. CodeFusion samples with each of
 ``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search, and the best 5 of a
 10-beam search with ``valid stop`` (a hypothesis may end only where its text parses: constrained stopping,
 PICARD-style). ``--mbr N`` (Bash, Python) adds N samples per utterance ranked by minimum Bayes risk under
-CMS (BLEU) (nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read).
+CMS (BLEU) (nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read), once
+plainly and once with the first 5 chosen as a set (``, set of 5``: the expected best CMS among them, for @3/@5);
+``--mbr-retrieval`` also ranks the samples and the TF-IDF neighbours' programs together under a mixture of both
+as evidence (rerank.mixture_evidence; retrieval's share chosen on the rows each run held out of training):
+retrieval-augmented decoding, reported in its own rows.
 ``--systems codefusion@cosine --set codefusion@cosine:model.schedule=cosine`` trains a variant of a
 recipe beside it (an ablation).
 

@@ -19,14 +19,14 @@ from nl2code.train.config import RunConfig
 TEXTS = ["find all files", "ls -la /tmp", "def f(x):\n    return x + 1\n", "count lines in a file", "wc -l a.txt"]
 
 
-def make_run(root: Path, fmt: str = "nl_code", objective: dict | None = None) -> Path:
+def make_run(root: Path, fmt: str = "nl_code", objective: dict | None = None, data: dict | None = None) -> Path:
     tok = CodeTokenizer.train(TEXTS * 4, vocab_size=300)
     tok.save(root / "tokenizer")
     cfg = from_dict(RunConfig, {
         "model": {"kind": "codegen", "vocab_size": tok.vocab_size, "d_model": 32, "n_layers": 1, "n_heads": 4,
                   "mlp": "swiglu", "max_seq_len": 64},
         "objective": objective or {"kind": "causal_lm"},
-        "data": {"format": fmt},
+        "data": {"format": fmt, **(data or {})},
     })
     config_io.save(cfg, root / "config.yaml")
     save_weights(build_model(cfg.model, generator=torch.Generator().manual_seed(0)), root / "model.safetensors")
@@ -199,3 +199,31 @@ def test_mbr_choices_match_the_library():
     from nl2code.generation.rerank import MBR_LANGUAGES
 
     assert MBR_CHOICES == MBR_LANGUAGES
+
+
+def test_mbr_retrieval_ranks_the_nearest_training_programs_beside_the_samples(tmp_path, capsys):
+    """--mbr-retrieval SHARE: the run's training programs nearest to the prompt join the samples, ranked under
+    the mixture of both (rerank.mixture_evidence); they carry no score and are marked retrieved."""
+    from nl2code.data.retrieval import retriever_for
+    from nl2code.generation import rerank
+    from nl2code.generation.load import load_run
+
+    pairs = [("find all files", "find . -type f"), ("count lines in a file", "wc -l a.txt"), ("list tmp", "ls /tmp")]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"task_id": f"b/{i}", "nl": nl, "code": code, "language": "bash",
+                                        "split": "train"}) + "\n" for i, (nl, code) in enumerate(pairs)))
+    run = make_run(tmp_path / "run", data={"source": "jsonl", "path": str(data), "eval_fraction": 0.0})
+    args = ["generate", "--run", str(run), "find all files", "-n", "6", "--temperature", "1", "--seed", "1",
+            "--max-new-tokens", "4"]  # fmt: skip
+    _, plain, _ = main([*args, "--json"], capsys)
+    near = retriever_for(load_run(run).config.data).neighbours("find all files", 10)
+    assert near == ["find . -type f"]  # the only request sharing a word with the prompt
+    out = tmp_path / "ranked.jsonl"
+    code, _, _ = main([*args, "--mbr", "bash", "--mbr-retrieval", "0.5", "--out", str(out)], capsys)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    samples = json.loads(plain)
+    expected = rerank.mbr(samples + near, rerank.mbr_utility("bash"), rerank.mixture_evidence(samples, near, 0.5))
+    assert code == 0 and [r["completion"] for r in rows] == expected
+    assert all(r["score"] is None and r["retrieved"] for r in rows if r["completion"] not in samples)
+    code, _, err = main([*args, "--mbr-retrieval", "0.5"], capsys)
+    assert code != 0 and "--mbr-retrieval needs --mbr" in err

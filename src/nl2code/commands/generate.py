@@ -12,9 +12,10 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="with --mbr: choose the first K candidates together, each next one covering the samples the chosen "
         "ones agree with least (for a best-of-K use such as showing K candidates; the first is unchanged)",
+    )
+    dec.add_argument(
+        "--mbr-retrieval",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="with --mbr: also rank the programs of the 10 training requests nearest to the prompt (TF-IDF over "
+        "the run's training rows) beside the samples, under a mixture of both as evidence in which retrieval "
+        "weighs SHARE in [0, 1] (benchmarks/bash_matched.py --mbr-retrieval chooses it on held-out rows: 0.4 on "
+        "Bash); retrieved candidates have no score",
     )
     dec.add_argument("--batch-size", type=int, default=16, help="prompts x candidates decoded together")
     dec.add_argument(
@@ -296,15 +307,35 @@ def replace_when_done(path: str) -> Iterator[Any]:
         yield f
 
 
-def mbr_ranked(cands: list[Any], language: str, k: int = 1) -> list[Any]:
-    """The distinct candidates (the first of each text), in minimum Bayes risk order under ``language`` (the
-    first ``k`` chosen as a set: rerank.mbr)."""
-    from nl2code.generation.rerank import mbr, mbr_utility
+RETRIEVED_POOL = 10  # neighbours --mbr-retrieval adds (bash_matched's pool)
 
+
+def mbr_ranked(
+    cands: list[Any], language: str, k: int = 1, retrieved: Sequence[str] = (), share: float = 0.0
+) -> list[Any]:
+    """The distinct candidates (the first of each text), in minimum Bayes risk order under ``language`` (the
+    first ``k`` chosen as a set: rerank.mbr); with ``retrieved`` programs, those too, under the mixture of the
+    samples and them (rerank.mixture_evidence, retrieval weighing ``share``)."""
+    from nl2code.generation.rerank import mbr, mbr_utility, mixture_evidence
+    from nl2code.generation.types import Candidate
+
+    samples = [c.text for c in cands]
     first = {}
-    for c in cands:
+    for c in [*cands, *(Candidate(t, float("nan"), {"retrieved": True}) for t in retrieved)]:
         first.setdefault(c.text, c)
-    return [first[t] for t in mbr([c.text for c in cands], mbr_utility(language), k=k)]
+    evidence = mixture_evidence(samples, retrieved, share) if retrieved else None
+    return [first[t] for t in mbr([*samples, *retrieved], mbr_utility(language), evidence, k=k)]
+
+
+def retrieved_for(gen: Any, prompts: list[str], args: argparse.Namespace) -> list[list[str]]:
+    """Per prompt, the programs of the nearest training requests (``--mbr-retrieval``; none without it)."""
+    if not getattr(args, "mbr_retrieval", 0.0):
+        return [[] for _ in prompts]
+    from nl2code.data.retrieval import retriever_for
+    from nl2code.train.config import resolve_stages
+
+    index = retriever_for(resolve_stages(gen.run.config)[-1].data)
+    return [index.neighbours(p, RETRIEVED_POOL) for p in prompts]
 
 
 def check_mbr(args: argparse.Namespace) -> None:
@@ -315,6 +346,11 @@ def check_mbr(args: argparse.Namespace) -> None:
         raise CLIError(f"--mbr-set must be >= 1, got {k}")
     if k > 1 and not mbr:
         raise CLIError("--mbr-set needs --mbr LANGUAGE")
+    share = getattr(args, "mbr_retrieval", 0.0)
+    if not 0.0 <= share <= 1.0:
+        raise CLIError(f"--mbr-retrieval must be in [0, 1], got {share}")
+    if share and not mbr:
+        raise CLIError("--mbr-retrieval needs --mbr LANGUAGE")
     if mbr and args.n < 2:
         raise CLIError("--mbr ranks several candidates against each other: give -n N (e.g. -n 30 --temperature 1)")
 
@@ -433,15 +469,21 @@ def run(args: argparse.Namespace) -> int:
         for (stop, fmt), idx in groups.items():
             group_cfg = dataclasses.replace(cfg, stop=tuple(cfg.stop) + stop)
             texts = [requests[i][1] for i in idx]
-            for i, cands in zip(idx, _generate_all(gen, texts, group_cfg, fmt, bar), strict=True):
-                results[i] = mbr_ranked(cands, args.mbr, args.mbr_set) if getattr(args, "mbr", None) else cands
+            near = retrieved_for(gen, texts, args)
+            for i, cands, nb in zip(idx, _generate_all(gen, texts, group_cfg, fmt, bar), near, strict=True):
+                if getattr(args, "mbr", None):
+                    cands = mbr_ranked(cands, args.mbr, args.mbr_set, nb, args.mbr_retrieval)
+                results[i] = cands
     if args.out:
         with replace_when_done(args.out) as f:
             for (tid, prompt, _, _), cands in zip(requests, results, strict=True):
                 for rank, c in enumerate(cands):
-                    row = {"task_id": tid, "prompt": prompt, "rank": rank, "completion": c.text, "score": c.score}
+                    score = c.score if math.isfinite(c.score) else None  # a retrieved program has none
+                    row = {"task_id": tid, "prompt": prompt, "rank": rank, "completion": c.text, "score": score}
                     if tid is None:
                         del row["task_id"]
+                    if c.extra.get("retrieved"):
+                        row["retrieved"] = True
                     f.write(json.dumps(row) + "\n")
     if args.json:
         texts = [[c.text for c in cands] for cands in results]
@@ -450,7 +492,8 @@ def run(args: argparse.Namespace) -> int:
         for i, ((_, prompt, _, _), cands) in enumerate(zip(requests, results, strict=True)):
             print(f"=== prompt {i + 1}: {prompt}")
             for rank, c in enumerate(cands):
-                print(f"--- {rank + 1} (score {c.score:.3f})\n{c.text}")
+                how = "retrieved" if c.extra.get("retrieved") else f"score {c.score:.3f}"
+                print(f"--- {rank + 1} ({how})\n{c.text}")
     else:
         print(
             f"wrote {sum(len(c) for c in results)} candidates for {len(requests)} prompts to {args.out}",
