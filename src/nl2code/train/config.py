@@ -46,6 +46,11 @@ class TrainConfig:
     cpu_threads: int = _f(0, "intra-op CPU threads (0 = PyTorch's default); tiny models are fastest on 1")
     eval_every: int = _f(500, "steps between evaluations on the held-out split (0 = never)")
     eval_batches: int = _f(20, "batches per evaluation")
+    keep_best: bool = _f(
+        False, "write the weights of the evaluation with the lowest held-out loss (the EMA's when ema_decay > 0) "
+        "as the run's weights instead of the last ones: early stopping on the held-out rows; needs eval_every "
+        "(checkpoints keep the last state, so --resume continues training)"
+    )
     sample_every: int = _f(1000, "steps between sample previews (0 = never)")
     sample_count: int = _f(2, "prompts per sample preview")
     sample_tokens: int = _f(64, "max new tokens per preview sample")
@@ -81,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.clip < 0 or self.weight_decay < 0:
             raise ValueError("clip and weight_decay must be >= 0")
+        if self.keep_best and not self.eval_every:
+            raise ValueError("keep_best chooses among evaluations: set eval_every > 0")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from nl2code.data.pipeline import BatchIterator, PreviewSet
 from nl2code.objectives.base import Objective
 from nl2code.rundir import RunDir
 from nl2code.train import distributed as dist
+from nl2code.train.best import BestWeights
 from nl2code.train.checkpoint import (
     latest_valid_checkpoint,
     load_checkpoint,
@@ -240,6 +241,7 @@ def train(
         return ema.swapped_in(model) if ema is not None else contextlib.nullcontext(model)
 
     logger = RunLogger(log_dir, stage, start_step=step, enabled=main, tensorboard=cfg.tensorboard, say=say)
+    best = BestWeights(model, out_dir, step)
     mode = cfg.progress if cfg.progress != "auto" else ("bar" if sys.stderr.isatty() else "lines")
     bar = tqdm(total=cfg.max_steps, initial=step, desc=stage, file=sys.stderr, dynamic_ncols=True,
                disable=not main or mode != "bar")
@@ -330,6 +332,8 @@ def train(
                     if result:
                         logger.log(step, "eval", result)
                         say(f"[{stage}] step {step} eval loss {result['loss']:.4f}")
+                        if cfg.keep_best and main:
+                            best.offer(result.get("ema_loss", result["loss"]), step, ema_or_live)
 
                 preview = evaluation.preview
                 if main and preview and preview.prompts and cfg.sample_every and (
@@ -360,7 +364,7 @@ def train(
         if last_ckpt is None or last_ckpt.name != f"step_{step:08d}":
             last_ckpt = checkpoint()  # resumed at the very end: make sure the final state is saved
         weights_path = RunDir(out_dir).weights_file
-        if main:
+        if main and not (cfg.keep_best and best.write_to(weights_path, say, stage)):
             with ema_or_live():
                 save_weights(model, weights_path)
         dist.barrier()
