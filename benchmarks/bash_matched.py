@@ -267,6 +267,15 @@ def rankings(
     return out
 
 
+def consensus(lang: Any, near: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each row's retrieved programs ranked by minimum Bayes risk among themselves, the first 5 as a set: what
+    retrieval-augmented MBR gets from the neighbours alone, with no model."""
+    from nl2code.generation.rerank import mbr
+
+    utility = utility_of(lang)
+    return {t: mbr(n, utility, k=MBR_SET) for t, n in near.items()}
+
+
 def headline(lang: Any) -> str:
     """The metric a choice on held-out rows maximises: BLEU for Python, else the first metric at top-1."""
     return "bleu" if "bleu" in lang.extras else f"{lang.metrics[0]}@1"
@@ -564,6 +573,9 @@ def main() -> None:
         "each run held out of training",
     )
     p.add_argument(
+        "--baselines-only", action="store_true", help="score the baselines only (no system is trained or evaluated)"
+    )
+    p.add_argument(
         "--runs",
         default=None,
         help="NAME=RUN_DIR,...: evaluate these finished runs instead of training --systems; all trained on the one "
@@ -621,6 +633,8 @@ def main() -> None:
         }
         tfidf = retrieval_samples(train_recs, problems, lang.pool)
         answers = {"constant": {t: [constant] for t in problems}, "tfidf": tfidf}
+        if mbr_label(args):  # the control for --mbr-retrieval: retrieval's neighbours ranked by their own consensus
+            answers[f"tfidf, MBR among its {lang.pool}, set of {MBR_SET}"] = consensus(lang, tfidf)
         for base, samples in answers.items():
             for suffix, scores in judge_variants(lang, problems, samples).items():
                 part["baselines"][base + suffix] = scores
@@ -631,6 +645,10 @@ def main() -> None:
             config = write_config(name, data, args, work / f"{tag}.yaml")
             return train(config, work / tag, work / f"{tag}.train.log", args.threads)
 
+        if args.baselines_only:
+            result["wall_s"] = round(time.monotonic() - started, 1)
+            report(result, out, args.name)
+            continue
         if given:
             for name, d in given.items():
                 check_trained_on(Path(d), data, f"--runs {name}")

@@ -232,3 +232,10 @@ def test_finished_runs_must_have_trained_on_the_split_they_are_judged_on(tmp_pat
             bm.check_trained_on(run, grouped, "--runs ar")
     trained_on("codefusion-bash", "x.json")
     bm.check_trained_on(run, {"source": "codefusion-bash", "path": "x.json"}, "--runs ar")
+
+
+def test_retrieval_consensus_ranks_the_neighbours_by_their_own_agreement():
+    """The --mbr control: the neighbours alone, the one the others agree with most first (set of 5)."""
+    near = {"t": ["ls -l", "find . -name a", "find . -name b -type f", "find . -name c"]}
+    ranked = bm.consensus(ml.LANGUAGES["bash"], near)["t"]
+    assert ranked[0].startswith("find . -name") and sorted(ranked) == sorted(near["t"])
