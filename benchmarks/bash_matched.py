@@ -203,6 +203,12 @@ def mbr_label(args: argparse.Namespace) -> str | None:
     return f"{args.mbr} samples, MBR ({metric})" if args.mbr and lang.mbr else None
 
 
+def is_mbr(setting: str, args: argparse.Namespace) -> bool:
+    """Whether ``setting`` (a label of :func:`sampler`) is the ``--mbr`` one (CodeFusion's starts with its steps)."""
+    label = mbr_label(args)
+    return bool(label) and setting.endswith(label)
+
+
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The system's generator and its sampling settings by label: eta-0 diffusion sampling with each of
     ``--steps`` (CodeFusion), else 5-beam search; with ``--mbr N`` first N samples (AR: temperature 1;
@@ -251,8 +257,7 @@ def rankings(
     programs ranked under their mixture (rerank.mixture_evidence), plainly and as a set."""
     from nl2code.generation.rerank import mbr, mixture_evidence
 
-    mbr_setting = mbr_label(args)
-    if not (mbr_setting and label.endswith(mbr_setting)):
+    if not is_mbr(label, args):
         return {label: samples}
     utility = utility_of(LANGUAGES[args.language])
     out = {}
@@ -340,7 +345,7 @@ def evaluate(
     chosen = None
     for setting, cfg in cfgs.items():
         mix = None
-        if near is not None and setting == next(iter(cfgs)) and mbr_label(args):  # the --mbr setting comes first
+        if near is not None and is_mbr(setting, args):
             chosen = choose_share(gen, cfg, run, args)
             mix = (chosen["share"], near)
             print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
