@@ -77,8 +77,8 @@ from matched_langs import (  # noqa: E402
     judge,
     judge_variants,
     split_data,
-    utility_of,
 )
+from matched_mbr import MBR_SET, choose_share, consensus, draw, is_mbr, mbr_label, rankings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -196,19 +196,6 @@ def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
             sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} does not hold this split's rows ({mine})")
 
 
-def mbr_label(args: argparse.Namespace) -> str | None:
-    """The label of the ``--mbr`` sampling setting (None when off)."""
-    lang = LANGUAGES[args.language]
-    metric = {"bash": "cms", "python": "bleu"}.get(lang.syntax)
-    return f"{args.mbr} samples, MBR ({metric})" if args.mbr and lang.mbr else None
-
-
-def is_mbr(setting: str, args: argparse.Namespace) -> bool:
-    """Whether ``setting`` (a label of :func:`sampler`) is the ``--mbr`` one (CodeFusion's starts with its steps)."""
-    label = mbr_label(args)
-    return bool(label) and setting.endswith(label)
-
-
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The system's generator and its sampling settings by label: eta-0 diffusion sampling with each of
     ``--steps`` (CodeFusion), else 5-beam search; with ``--mbr N`` first N samples (AR: temperature 1;
@@ -241,85 +228,6 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     if mbr:
         cfgs = {mbr: replace(beam, n=args.mbr, temperature=1.0, batch_size=64), **cfgs}
     return ARGenerator(run), cfgs
-
-
-MBR_SET = 5  # the set variant chooses the first KS[-1] for the best-of-k metrics
-SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)  # retrieval's share of the MBR evidence, chosen on held-out rows
-
-
-def rankings(
-    label: str, samples: dict[str, list[str]], args: argparse.Namespace, mix: tuple[float, dict] | None = None
-) -> dict[str, dict[str, list[str]]]:
-    """Setting label -> candidates by task id: as generated, except the ``--mbr`` setting's samples, ranked by
-    minimum Bayes risk under the language's utility (no gold is read: the samples are their own evidence), once
-    plainly and once with the first 5 chosen as a set (``, set of 5``: rerank.mbr with k, for CMS@3/@5). With
-    ``mix`` = (share, retrieved programs by task id) (``--mbr-retrieval``), also the samples and the retrieved
-    programs ranked under their mixture (rerank.mixture_evidence), plainly and as a set."""
-    from nl2code.generation.rerank import mbr, mixture_evidence
-
-    if not is_mbr(label, args):
-        return {label: samples}
-    utility = utility_of(LANGUAGES[args.language])
-    out = {}
-    for k in (1, MBR_SET):
-        out[label + (f", set of {k}" if k > 1 else "")] = {i: mbr(s, utility, k=k) for i, s in samples.items()}
-    if mix:
-        share, near = mix
-        for k in (1, MBR_SET):
-            out[f"{label} + retrieval {share:g}" + (f", set of {k}" if k > 1 else "")] = {
-                i: mbr(s + near[i], utility, mixture_evidence(s, near[i], share), k=k) for i, s in samples.items()
-            }
-    return out
-
-
-def consensus(lang: Any, near: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Each row's retrieved programs ranked by minimum Bayes risk among themselves, the first 5 as a set: what
-    retrieval-augmented MBR gets from the neighbours alone, with no model."""
-    from nl2code.generation.rerank import mbr
-
-    utility = utility_of(lang)
-    return {t: mbr(n, utility, k=MBR_SET) for t, n in near.items()}
-
-
-def headline(lang: Any) -> str:
-    """The metric a choice on held-out rows maximises: BLEU for Python, else the first metric at top-1."""
-    return "bleu" if "bleu" in lang.extras else f"{lang.metrics[0]}@1"
-
-
-def choose_share(gen: Any, cfg: Any, run: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Retrieval's share of the ``--mbr-retrieval`` mixture, chosen by the headline metric on up to ``--limit``
-    seeded rows the run held out of its training (``data.eval_fraction``; retrieval over its training rows):
-    never on the test rows. Ties go to the smaller share."""
-    from bash_baselines import retrieval_samples
-
-    from nl2code.data.pipeline import load_splits
-    from nl2code.generation.rerank import mbr, mixture_evidence
-    from nl2code.train.config import resolve_stages
-    from nl2code.utils.seed import seeded_subset
-
-    lang = LANGUAGES[args.language]
-    train, held, _ = load_splits(resolve_stages(run.config)[-1].data)
-    if not held:
-        sys.exit("--mbr-retrieval: the run held out no rows (data.eval_fraction 0) to choose the share on")
-    keep = set(seeded_subset([r.task_id for r in held], args.limit or None, args.seed))
-    rows = {r.task_id: r for r in held if r.task_id in keep}
-    drawn, _ = draw(gen, cfg, rows)
-    near = retrieval_samples(train, rows, lang.pool)
-    utility, metric = utility_of(lang), headline(lang)
-    scores = {}
-    for share in SHARES:
-        ranked = {t: mbr(s + near[t], utility, mixture_evidence(s, near[t], share)) for t, s in drawn.items()}
-        scores[share] = judge(lang, rows, ranked)[metric]
-    best = max(SHARES, key=lambda x: scores[x])  # the first of equals: the smaller share
-    return {"share": best, "metric": metric, "held_out_rows": len(rows), "scores": scores}
-
-
-def draw(gen: Any, cfg: Any, problems: dict) -> tuple[dict[str, list[str]], float]:
-    """(candidate texts by task id as generated, sampling seconds)."""
-    ids = list(problems)
-    t0 = time.monotonic()
-    cands = gen.generate([problems[i].nl for i in ids], cfg)
-    return {i: [c.text for c in cs] for i, cs in zip(ids, cands, strict=True)}, round(time.monotonic() - t0, 1)
 
 
 def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, label: str = "") -> tuple[dict, dict]:

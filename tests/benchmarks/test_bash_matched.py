@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 
 import bash_matched as bm  # noqa: E402
 import matched_langs as ml  # noqa: E402
+import matched_mbr as mm  # noqa: E402
 
 
 def test_grouped_split_keeps_every_command_on_one_side(shared_data, tmp_path):
@@ -185,19 +186,19 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     assert samples["t"][0] == "find . -name b" and "" not in samples["t"]
     _, as_made = bm.sample_judge(Fake(), first, problems, args, "5-beam")
     assert as_made["t"] == pool
-    ranked = bm.rankings(label, {"t": pool}, args)  # the same samples, ranked plainly and as a set of 5
+    ranked = mm.rankings(label, {"t": pool}, args)  # the same samples, ranked plainly and as a set of 5
     assert list(ranked) == [label, label + ", set of 5"] and ranked[label]["t"] == samples["t"]
     assert sorted(ranked[label + ", set of 5"]["t"]) == sorted(samples["t"])
-    assert bm.rankings("5-beam", {"t": pool}, args) == {"5-beam": {"t": pool}}
-    mixed = bm.rankings(label, {"t": pool}, args, (0.5, {"t": ["find . -name q -type f"]}))  # --mbr-retrieval
+    assert mm.rankings("5-beam", {"t": pool}, args) == {"5-beam": {"t": pool}}
+    mixed = mm.rankings(label, {"t": pool}, args, (0.5, {"t": ["find . -name q -type f"]}))  # --mbr-retrieval
     assert list(mixed)[2:] == [label + " + retrieval 0.5", label + " + retrieval 0.5, set of 5"]
     top = mixed[label + " + retrieval 0.5"]["t"]
     assert top[0] == "find . -type f -name c" and "find . -name q -type f" in top  # the neighbour tips -type f
-    assert bm.headline(ml.LANGUAGES["bash"]) == "cms@1" and bm.headline(ml.LANGUAGES["python"]) == "bleu"
-    assert bm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
+    assert mm.headline(ml.LANGUAGES["bash"]) == "cms@1" and mm.headline(ml.LANGUAGES["python"]) == "bleu"
+    assert mm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
     bleu = ml.utility_of(ml.LANGUAGES["python"])
     assert bleu("x.sort()", "x.sort()") == 1.0 > bleu("x.sort(reverse=True)", "x.sort()") > bleu("print(1)", "x.sort()")
-    assert bm.mbr_label(argparse.Namespace(language="bash", mbr=0)) is None
+    assert mm.mbr_label(argparse.Namespace(language="bash", mbr=0)) is None
 
 
 def test_bash_distinct_results_move_commands_that_differ_only_in_arguments_back():
@@ -232,46 +233,3 @@ def test_finished_runs_must_have_trained_on_the_split_they_are_judged_on(tmp_pat
             bm.check_trained_on(run, grouped, "--runs ar")
     trained_on("codefusion-bash", "x.json")
     bm.check_trained_on(run, {"source": "codefusion-bash", "path": "x.json"}, "--runs ar")
-
-
-def test_retrieval_consensus_ranks_the_neighbours_by_their_own_agreement():
-    """The --mbr control: the neighbours alone, the one the others agree with most first (set of 5)."""
-    near = {"t": ["ls -l", "find . -name a", "find . -name b -type f", "find . -name c"]}
-    ranked = bm.consensus(ml.LANGUAGES["bash"], near)["t"]
-    assert ranked[0].startswith("find . -name") and sorted(ranked) == sorted(near["t"])
-
-
-def test_mbr_retrieval_share_is_chosen_on_the_rows_the_run_held_out(tmp_path):
-    """choose_share samples only the run's held-out train rows (never a test row), retrieves over its training
-    rows, and returns the share with the best CMS@1 on them (ties: the smaller)."""
-    from types import SimpleNamespace
-
-    from nl2code.config import from_dict
-    from nl2code.data.pipeline import load_splits
-    from nl2code.generation.types import Candidate
-    from nl2code.train.config import RunConfig
-
-    pairs = [(f"find files named f{i}", f"find . -name f{i}") for i in range(20)]
-    pairs += [(f"list directory d{i}", f"ls -l d{i}") for i in range(20)]
-    rows = [{"task_id": f"b/{i}", "nl": nl, "code": code, "language": "bash", "split": "train"}
-            for i, (nl, code) in enumerate(pairs)]  # fmt: skip
-    rows.append({"task_id": "b/test", "nl": "find files named q", "code": "find . -name q", "language": "bash",
-                 "split": "test"})  # fmt: skip
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = from_dict(RunConfig, {"model": {"kind": "codegen", "vocab_size": 64}, "objective": {"kind": "causal_lm"},
-                                "data": {"source": "jsonl", "path": str(data), "eval_fraction": 0.3}})  # fmt: skip
-    _, held, _ = load_splits(cfg.data)
-    asked = []
-
-    class Fake:
-        def generate(self, prompts, gen_cfg):
-            asked.extend(prompts)
-            return [[Candidate("du -sh", 0.0)] * 4 for _ in prompts]  # always wrong: retrieval must win
-
-    args = argparse.Namespace(language="bash", limit=0, seed=0)
-    chosen = bm.choose_share(Fake(), None, SimpleNamespace(config=cfg), args)
-    assert sorted(asked) == sorted(r.nl for r in held) and "find files named q" not in asked and held
-    assert list(chosen["scores"]) == list(bm.SHARES) and chosen["held_out_rows"] == len(held)
-    assert chosen["scores"][0.0] < chosen["scores"][chosen["share"]] == max(chosen["scores"].values())
-    assert chosen["share"] == min(s for s, v in chosen["scores"].items() if v == max(chosen["scores"].values()))
