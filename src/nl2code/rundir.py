@@ -10,6 +10,8 @@ A finished run directory holds::
     checkpoints/step_N/  resumable checkpoints (nl2code.train.checkpoint), or per stage:
     stages/NAME/         checkpoints/ and model.safetensors of each stage of a multi-stage run
     adapter.safetensors, adapter.json   LoRA runs: the adapters beside the merged model
+    best/                ``train.keep_best``: the weights of the best evaluation so far and best.json
+                         (its step and held-out loss; nl2code.train.best), per run or stage directory
 
 plus the training logs (``metrics.jsonl``, ``samples.jsonl``, ``tb/``; nl2code.train.runlog). Every
 file is written atomically (nl2code.utils.io), so a killed writer leaves the old file or none.
@@ -40,6 +42,7 @@ GENERATION_FILE = "generation.json"
 CHECKPOINTS_DIR = "checkpoints"
 STAGES_DIR = "stages"
 ADAPTER_FILE = "adapter.safetensors"
+BEST_DIR = "best"
 ADAPTER_INFO = "adapter.json"
 
 

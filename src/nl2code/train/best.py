@@ -1,7 +1,8 @@
 """The weights of the best evaluation so far (``train.keep_best``): early stopping on held-out loss.
 
-Kept in ``STAGE_DIR/best/`` (weights + the step and loss they scored), so an interrupted run that resumes
-still knows its best; at the end they become the run's weights file instead of the last ones.
+Kept in the run (or stage) directory's ``best/`` (nl2code.rundir.BEST_DIR): the weights and the step and loss
+they scored, so an interrupted run that resumes still knows its best; at the end they become the run's weights
+file instead of the last ones.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 
 from torch import nn
 
-from nl2code.rundir import save_weights
+from nl2code.rundir import BEST_DIR, WEIGHTS_FILE, save_weights
 from nl2code.utils.io import atomic_path, atomic_write
 
-WEIGHTS, RECORD = "model.safetensors", "best.json"
+WEIGHTS, RECORD = WEIGHTS_FILE, "best.json"
 
 
 class BestWeights:
@@ -25,7 +26,7 @@ class BestWeights:
     (an abandoned stretch of an interrupted run) is dropped, since resuming replays those steps."""
 
     def __init__(self, model: nn.Module, out_dir: Path, start_step: int):
-        self.model, self.dir = model, Path(out_dir) / "best"
+        self.model, self.dir = model, Path(out_dir) / BEST_DIR
         self.loss, self.step = float("inf"), None
         record = self.dir / RECORD
         if record.is_file() and (self.dir / WEIGHTS).is_file():
