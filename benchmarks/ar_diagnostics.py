@@ -42,9 +42,9 @@ def pairs_of(run: Any, split: str, limit: int | None, seed: int) -> list[Any]:
     import dataclasses
 
     from nl2code.data.pipeline import load_splits
-    from nl2code.train.config import resolve_stages
+    from nl2code.train.config import trained_data
 
-    data = resolve_stages(run.config)[-1].data
+    data = trained_data(run.config)
     if split == "heldout":
         recs = load_splits(data)[1]
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import lru_cache
 from typing import Any
 
 from matched_langs import LANGUAGES, judge, utility_of
@@ -50,15 +51,17 @@ def rankings(
     if not is_mbr(label, args):
         return {label: samples}
     utility = utility_of(LANGUAGES[args.language])
-    out = {}
-    for k in (1, MBR_SET):
-        out[label + (f", set of {k}" if k > 1 else "")] = {i: mbr(s, utility, k=k) for i, s in samples.items()}
+    names = [label, f"{label}, set of {MBR_SET}"]
     if mix:
         share, near = mix
-        for k in (1, MBR_SET):
-            out[f"{label} + retrieval {share:g}" + (f", set of {k}" if k > 1 else "")] = {
-                i: mbr(s + near[i], utility, mixture_evidence(s, near[i], share), k=k) for i, s in samples.items()
-            }
+        names += [f"{label} + retrieval {share:g}", f"{label} + retrieval {share:g}, set of {MBR_SET}"]
+    out: dict[str, dict[str, list[str]]] = {name: {} for name in names}
+    for i, s in samples.items():
+        u = lru_cache(maxsize=None)(utility)  # each (candidate, reference) pair scored once per row
+        out[names[0]][i], out[names[1]][i] = mbr(s, u), mbr(s, u, k=MBR_SET)
+        if mix:
+            pool, evidence = s + near[i], mixture_evidence(s, near[i], share)
+            out[names[2]][i], out[names[3]][i] = mbr(pool, u, evidence), mbr(pool, u, evidence, k=MBR_SET)
     return out
 
 
@@ -84,11 +87,11 @@ def choose_share(gen: Any, cfg: Any, run: Any, args: argparse.Namespace) -> dict
 
     from nl2code.data.pipeline import load_splits
     from nl2code.generation.rerank import mbr, mixture_evidence
-    from nl2code.train.config import resolve_stages
+    from nl2code.train.config import trained_data
     from nl2code.utils.seed import seeded_subset
 
     lang = LANGUAGES[args.language]
-    train, held, _ = load_splits(resolve_stages(run.config)[-1].data)
+    train, held, _ = load_splits(trained_data(run.config))
     if not held:
         sys.exit("--mbr-retrieval: the run held out no rows (data.eval_fraction 0) to choose the share on")
     keep = set(seeded_subset([r.task_id for r in held], args.limit or None, args.seed))
@@ -96,9 +99,11 @@ def choose_share(gen: Any, cfg: Any, run: Any, args: argparse.Namespace) -> dict
     drawn, _ = draw(gen, cfg, rows)
     near = retrieval_samples(train, rows, lang.pool)
     utility, metric = utility_of(lang), headline(lang)
-    scores = {}
-    for share in SHARES:
-        ranked = {t: mbr(s + near[t], utility, mixture_evidence(s, near[t], share)) for t, s in drawn.items()}
-        scores[share] = judge(lang, rows, ranked)[metric]
+    ranked: dict[float, dict[str, list[str]]] = {share: {} for share in SHARES}
+    for t, s in drawn.items():
+        u = lru_cache(maxsize=None)(utility)  # the shares rank the same pairs: each scored once per row
+        for share in SHARES:
+            ranked[share][t] = mbr(s + near[t], u, mixture_evidence(s, near[t], share))
+    scores = {share: judge(lang, rows, by_row)[metric] for share, by_row in ranked.items()}
     best = max(SHARES, key=lambda x: scores[x])  # the first of equals: the smaller share
     return {"share": best, "metric": metric, "held_out_rows": len(rows), "scores": scores}

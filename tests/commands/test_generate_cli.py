@@ -225,5 +225,6 @@ def test_mbr_retrieval_ranks_the_nearest_training_programs_beside_the_samples(tm
     expected = rerank.mbr(samples + near, rerank.mbr_utility("bash"), rerank.mixture_evidence(samples, near, 0.5))
     assert code == 0 and [r["completion"] for r in rows] == expected
     assert all(r["score"] is None and r["retrieved"] for r in rows if r["completion"] not in samples)
+    assert "find . -type f" not in samples and any(r.get("retrieved") for r in rows)  # the check above saw one
     code, _, err = main([*args, "--mbr-retrieval", "0.5"], capsys)
     assert code != 0 and "--mbr-retrieval needs --mbr" in err

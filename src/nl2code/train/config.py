@@ -152,6 +152,11 @@ class Stage:
     train: TrainConfig
 
 
+def trained_data(cfg: RunConfig) -> DataConfig:
+    """The data section of the run's last stage: the rows its final weights trained on (and held out)."""
+    return resolve_stages(cfg)[-1].data
+
+
 def resolve_stages(cfg: RunConfig, source: str = "<config>") -> list[Stage]:
     """The stages to run, in order; a config without ``stages`` is one stage named ``main``."""
     if not cfg.stages:

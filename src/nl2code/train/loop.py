@@ -241,7 +241,7 @@ def train(
         return ema.swapped_in(model) if ema is not None else contextlib.nullcontext(model)
 
     logger = RunLogger(log_dir, stage, start_step=step, enabled=main, tensorboard=cfg.tensorboard, say=say)
-    best = BestWeights(model, out_dir, step)
+    best = BestWeights(model, out_dir, step) if cfg.keep_best and main else None
     mode = cfg.progress if cfg.progress != "auto" else ("bar" if sys.stderr.isatty() else "lines")
     bar = tqdm(total=cfg.max_steps, initial=step, desc=stage, file=sys.stderr, dynamic_ncols=True,
                disable=not main or mode != "bar")
@@ -332,7 +332,7 @@ def train(
                     if result:
                         logger.log(step, "eval", result)
                         say(f"[{stage}] step {step} eval loss {result['loss']:.4f}")
-                        if cfg.keep_best and main:
+                        if best is not None:
                             best.offer(result.get("ema_loss", result["loss"]), step, ema_or_live)
 
                 preview = evaluation.preview
@@ -364,7 +364,7 @@ def train(
         if last_ckpt is None or last_ckpt.name != f"step_{step:08d}":
             last_ckpt = checkpoint()  # resumed at the very end: make sure the final state is saved
         weights_path = RunDir(out_dir).weights_file
-        if main and not (cfg.keep_best and best.write_to(weights_path, say, stage)):
+        if main and not (best is not None and best.write_to(weights_path, say, stage)):
             with ema_or_live():
                 save_weights(model, weights_path)
         dist.barrier()
