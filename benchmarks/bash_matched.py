@@ -14,8 +14,9 @@ judged by the ``codefusion-bash`` task (CMS and template accuracy @1/3/5; ``--la
 the same rows. CodeFusion samples with each of
 ``--steps`` (eta 0; 1 = its single-step prediction); AR models use 5-beam search, and the best 5 of a
 10-beam search with ``valid stop`` (a hypothesis may end only where its text parses: constrained stopping,
-PICARD-style). ``--mbr N`` (Bash, Python) adds N samples per utterance ranked by minimum Bayes risk under
-CMS (BLEU) (nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read), once
+PICARD-style). ``--mbr N`` adds N samples per utterance ranked by minimum Bayes risk under CMS (Bash), sentence BLEU
+(Python) or agreement of the linked rules' formatting of the request's own table (CF, MBR-exec)
+(nl2code.generation.rerank.mbr: the program the samples agree with most; no gold is read), once
 plainly and once with the first 5 chosen as a set (``, set of 5``: the expected best CMS among them, for @3/@5);
 ``--mbr-retrieval`` also ranks the samples and the TF-IDF neighbours' programs together under a mixture of both
 as evidence (rerank.mixture_evidence; retrieval's share chosen on the rows each run held out of training):
@@ -234,7 +235,7 @@ def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, l
     """(scores with the sampling seconds, candidates by task id) of the first 5 candidates per problem of
     ``label``'s setting, ranked as :func:`rankings` ranks it."""
     samples, seconds = draw(gen, cfg, problems)
-    samples = rankings(label, samples, args)[label]
+    samples = rankings(label, samples, args, problems=problems)[label]
     return {**judge(LANGUAGES[args.language], problems, samples), "sample_s": seconds}, samples
 
 
@@ -261,7 +262,7 @@ def evaluate(
         keep = Path(args.work_dir) / "samples" / f"{run_dir.name}.{setting.replace(' ', '_').replace(',', '')}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text(json.dumps(drawn))  # as generated, for re-ranking studies without sampling again
-        for label, samples in rankings(setting, drawn, args, mix).items():
+        for label, samples in rankings(setting, drawn, args, mix, problems).items():
             judged = judge_variants(LANGUAGES[args.language], problems, samples)
             for suffix, scores in judged.items():
                 evals[label + suffix] = scores if suffix else {**scores, "sample_s": seconds}
@@ -449,7 +450,8 @@ def main() -> None:
         type=int,
         default=0,
         help="also sample N candidates per utterance (AR: temperature 1; CodeFusion: N draws) and rank them by "
-        "minimum Bayes risk under the language's metric (Bash: CMS; Python: sentence BLEU); 0 = off",
+        "minimum Bayes risk under the language's metric (Bash: CMS; Python: sentence BLEU; CF: the same formatting "
+        "of the request's table); 0 = off",
     )
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")
@@ -547,7 +549,7 @@ def main() -> None:
         tfidf = retrieval_samples(train_recs, problems, lang.pool)
         answers = {"constant": {t: [constant] for t in problems}, "tfidf": tfidf}
         if mbr_label(args):  # the control for --mbr-retrieval: retrieval's neighbours ranked by their own consensus
-            answers[f"tfidf, MBR among its {lang.pool}, set of {MBR_SET}"] = consensus(lang, tfidf)
+            answers[f"tfidf, MBR among its {lang.pool}, set of {MBR_SET}"] = consensus(lang, tfidf, problems)
         for base, samples in answers.items():
             for suffix, scores in judge_variants(lang, problems, samples).items():
                 part["baselines"][base + suffix] = scores

@@ -57,7 +57,7 @@ LANGUAGES = {
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
         {"execution_match@1": 72.8, "execution_match@5": 78.5},
         {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
-        ("paper", "grouped"), link=True, distinct=True,
+        ("paper", "grouped"), link=True, distinct=True, mbr=True,
     ),
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
         BENCHES / "PythonBenchmarks.json", "codefusion-python", ("exact_match",), {},
@@ -68,14 +68,23 @@ LANGUAGES = {
 UNSCALED = {"bleu"}  # already x100 (CoNaLa's BLEU); every other metric is a fraction shown as a percentage
 
 
-def utility_of(lang: Language) -> Callable[[str, str], float]:
-    """The language's MBR utility (nl2code.generation.rerank.mbr_utility: Bash CMS, Python sentence BLEU). CF has
-    none: on its small tables many wrong rules agree (generation.rerank)."""
-    from nl2code.generation.rerank import mbr_utility
+def utility_of(lang: Language, problem: Any = None) -> Callable[[str, str], float]:
+    """The language's MBR utility for one request (nl2code.generation.rerank): Bash CMS and Python sentence BLEU
+    (mbr_utility; ``problem`` is not read); CF execution agreement on the request's own table, each rule first
+    bound to the column the request names (execution_utility over column linking: the formatting the judged,
+    linked candidate gives)."""
+    from nl2code.generation.rerank import execution_utility, mbr_utility
 
     if not lang.mbr:
         raise ValueError(f"{lang.task}: no MBR utility")
-    return mbr_utility(lang.syntax)
+    if not lang.link:
+        return mbr_utility(lang.syntax)
+    if problem is None:
+        raise ValueError(f"{lang.task}: the MBR utility runs rules on the request's table: pass the problem")
+    from nl2code.eval.cf.link import link_columns
+
+    table, formatting = problem.extras["table"], cf_result(problem.extras["table"])
+    return execution_utility(lambda rule: formatting(link_columns(rule, problem.nl, table)))
 
 
 def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:

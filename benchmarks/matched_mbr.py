@@ -16,7 +16,7 @@ from matched_langs import LANGUAGES, judge, utility_of
 def mbr_label(args: argparse.Namespace) -> str | None:
     """The label of the ``--mbr`` sampling setting (None when off)."""
     lang = LANGUAGES[args.language]
-    metric = {"bash": "cms", "python": "bleu"}.get(lang.syntax)
+    metric = {"bash": "cms", "python": "bleu", "cf": "execution"}.get(lang.syntax)
     return f"{args.mbr} samples, MBR ({metric})" if args.mbr and lang.mbr else None
 
 
@@ -39,25 +39,30 @@ SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)  # retrieval's share of the MB
 
 
 def rankings(
-    label: str, samples: dict[str, list[str]], args: argparse.Namespace, mix: tuple[float, dict] | None = None
+    label: str,
+    samples: dict[str, list[str]],
+    args: argparse.Namespace,
+    mix: tuple[float, dict] | None = None,
+    problems: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Setting label -> candidates by task id: as generated, except the ``--mbr`` setting's samples, ranked by
     minimum Bayes risk under the language's utility (no gold is read: the samples are their own evidence), once
     plainly and once with the first 5 chosen as a set (``, set of 5``: rerank.mbr with k, for CMS@3/@5). With
     ``mix`` = (share, retrieved programs by task id) (``--mbr-retrieval``), also the samples and the retrieved
-    programs ranked under their mixture (rerank.mixture_evidence), plainly and as a set."""
+    programs ranked under their mixture (rerank.mixture_evidence), plainly and as a set. ``problems`` by task id:
+    the requests, for a utility that runs the programs on their input (CF)."""
     from nl2code.generation.rerank import mbr, mixture_evidence
 
     if not is_mbr(label, args):
         return {label: samples}
-    utility = utility_of(LANGUAGES[args.language])
+    lang = LANGUAGES[args.language]
     names = [label, f"{label}, set of {MBR_SET}"]
     if mix:
         share, near = mix
         names += [f"{label} + retrieval {share:g}", f"{label} + retrieval {share:g}, set of {MBR_SET}"]
     out: dict[str, dict[str, list[str]]] = {name: {} for name in names}
     for i, s in samples.items():
-        u = lru_cache(maxsize=None)(utility)  # each (candidate, reference) pair scored once per row
+        u = lru_cache(maxsize=None)(utility_of(lang, problems and problems[i]))  # each pair scored once per row
         out[names[0]][i], out[names[1]][i] = mbr(s, u), mbr(s, u, k=MBR_SET)
         if mix:
             pool, evidence = s + near[i], mixture_evidence(s, near[i], share)
@@ -65,13 +70,12 @@ def rankings(
     return out
 
 
-def consensus(lang: Any, near: dict[str, list[str]]) -> dict[str, list[str]]:
+def consensus(lang: Any, near: dict[str, list[str]], problems: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """Each row's retrieved programs ranked by minimum Bayes risk among themselves, the first 5 as a set: what
-    retrieval-augmented MBR gets from the neighbours alone, with no model."""
+    retrieval-augmented MBR gets from the neighbours alone, with no model (``problems``: as for :func:`rankings`)."""
     from nl2code.generation.rerank import mbr
 
-    utility = utility_of(lang)
-    return {t: mbr(n, utility, k=MBR_SET) for t, n in near.items()}
+    return {t: mbr(n, utility_of(lang, problems and problems[t]), k=MBR_SET) for t, n in near.items()}
 
 
 def headline(lang: Any) -> str:
@@ -98,10 +102,10 @@ def choose_share(gen: Any, cfg: Any, run: Any, args: argparse.Namespace) -> dict
     rows = {r.task_id: r for r in held if r.task_id in keep}
     drawn, _ = draw(gen, cfg, rows)
     near = retrieval_samples(train, rows, lang.pool)
-    utility, metric = utility_of(lang), headline(lang)
+    metric = headline(lang)
     ranked: dict[float, dict[str, list[str]]] = {share: {} for share in SHARES}
     for t, s in drawn.items():
-        u = lru_cache(maxsize=None)(utility)  # the shares rank the same pairs: each scored once per row
+        u = lru_cache(maxsize=None)(utility_of(lang, rows[t]))  # the shares rank the same pairs: each scored once
         for share in SHARES:
             ranked[share][t] = mbr(s + near[t], u, mixture_evidence(s, near[t], share))
     scores = {share: judge(lang, rows, by_row)[metric] for share, by_row in ranked.items()}

@@ -158,7 +158,7 @@ def test_cf_steps_run_each_rule_once_per_table(shared_data, tmp_path, monkeypatc
 
 def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypatch):
     """``--mbr N`` adds an N-sample setting first (the curve keeps following the last); its samples are ranked
-    by minimum Bayes risk under CMS before the first 5 are judged. CF has no MBR utility."""
+    by minimum Bayes risk under CMS before the first 5 are judged."""
     from types import SimpleNamespace
 
     import nl2code.generation.autoregressive as ar
@@ -195,10 +195,32 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     top = mixed[label + " + retrieval 0.5"]["t"]
     assert top[0] == "find . -type f -name c" and "find . -name q -type f" in top  # the neighbour tips -type f
     assert mm.headline(ml.LANGUAGES["bash"]) == "cms@1" and mm.headline(ml.LANGUAGES["python"]) == "bleu"
-    assert mm.mbr_label(argparse.Namespace(language="cf", mbr=6)) is None
+    assert mm.mbr_label(argparse.Namespace(language="cf", mbr=6)) == "6 samples, MBR (execution)"
     bleu = ml.utility_of(ml.LANGUAGES["python"])
     assert bleu("x.sort()", "x.sort()") == 1.0 > bleu("x.sort(reverse=True)", "x.sort()") > bleu("print(1)", "x.sort()")
     assert mm.mbr_label(argparse.Namespace(language="bash", mbr=0)) is None
+
+
+def test_cf_mbr_ranks_the_behaviour_the_samples_give_most_on_the_requests_own_table(shared_data, tmp_path):
+    """CF's MBR utility is execution agreement of the linked rules on the row's table (MBR-exec): a rule whose
+    formatting most samples share comes first even when it was sampled once, written differently from the rest;
+    rules that do not run never win; the utility needs the request (its table)."""
+    lang = ml.LANGUAGES["cf"]
+    _, problems, _ = ml.split_data(lang, "paper", tmp_path)
+    t, p = next((t, p) for t, p in problems.items() if p.code == "LessThan(c[2], 100)" and len(p.extras["table"]) > 3)
+    wrong, broken = "GreaterThan(c[2], 100)", "TextContains("
+    # the last three give the gold formatting: LessThan(100) once bound to the column the request names
+    samples = [wrong, broken, broken, broken, "LessThanEqual(c[2], 99.5)", "LessThan(100)", "LessThan(c[2], 100.0)"]
+    formatting = ml.cf_result(p.extras["table"])
+    assert formatting("LessThan(100)") != formatting(p.code) == formatting("LessThanEqual(c[2], 99.5)")
+    args = argparse.Namespace(language="cf", mbr=7)
+    label = mm.mbr_label(args)
+    ranked = mm.rankings(label, {t: samples}, args, problems={t: p})[label][t]
+    assert ranked[:3] == samples[4:] and ranked[-1] == broken
+    assert ml.judge(lang, {t: p}, {t: ranked})["execution_match@1"] == 1.0
+    assert ml.judge(lang, {t: p}, {t: samples})["execution_match@1"] == 0.0
+    with pytest.raises(ValueError, match="table"):
+        ml.utility_of(lang)
 
 
 def test_bash_distinct_results_move_commands_that_differ_only_in_arguments_back():

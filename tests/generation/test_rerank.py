@@ -101,6 +101,22 @@ def test_execution_distinct_moves_behavioural_duplicates_back_and_keeps_every_ca
     assert execution_distinct(["x", "y"], lambda c: None) == ["x", "y"] and execution_distinct([], bool) == []
 
 
+def test_execution_utility_is_agreement_of_results_and_runs_each_program_once():
+    from nl2code.generation.rerank import execution_utility, mbr
+
+    runs = []
+    out = {"a": 1, "a2": 1, "b": 2, "x": None}
+
+    def result(c):
+        runs.append(c)
+        return out[c]
+
+    u = execution_utility(result)
+    assert u("a", "a2") == u("a2", "a") == 1.0 and u("a", "b") == 0.0 and u("x", "x") == 0.0 and u("b", "x") == 0.0
+    assert mbr(["b", "x", "a", "x", "a2"], u) == ["a", "a2", "b", "x"]  # the behaviour given most, failures last
+    assert sorted(runs) == ["a", "a2", "b", "x"]
+
+
 def test_mbr_picks_the_candidate_the_samples_agree_with():
     """Under CMS the central command wins over the most frequent outlier's rivals; duplicates weigh as mass,
     empty candidates are dropped, ties keep the first-seen order, and explicit evidence replaces the pool."""

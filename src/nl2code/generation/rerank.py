@@ -120,6 +120,25 @@ def execution_distinct(candidates: Sequence[str], result: Callable[[str], Hashab
     return heads + dups + failed
 
 
+def execution_utility(result: Callable[[str], Hashable | None]) -> Callable[[str, str], float]:
+    """The MBR utility of execution (MBR-exec, Shi et al. 2022): 1 when two programs give the same ``result`` on
+    the request's own input, else 0 (also when either does not run: ``None``). Ranked by it, the first program
+    is one of the behaviour the evidence gives most often, the Bayes decision for an execution-match metric.
+    Each program runs once however many pairs ask about it."""
+    memo: dict[str, Hashable | None] = {}
+
+    def out(program: str) -> Hashable | None:
+        if program not in memo:
+            memo[program] = result(program)
+        return memo[program]
+
+    def utility(candidate: str, reference: str) -> float:
+        mine = out(candidate)
+        return float(mine is not None and mine == out(reference))
+
+    return utility
+
+
 def mbr(
     candidates: Sequence[str],
     utility: Callable[[str, str], float],
@@ -190,5 +209,5 @@ def mbr_utility(language: str) -> Callable[[str, str], float]:
 
 __all__ = [
     "MBR_LANGUAGES", "Scored", "WEIGHTS", "candidates", "choose_weight", "completion_logprobs", "execution_distinct",
-    "mbr", "mbr_utility", "mixture_evidence", "ranked", "valid_first",
+    "execution_utility", "mbr", "mbr_utility", "mixture_evidence", "ranked", "valid_first",
 ]  # fmt: skip
