@@ -208,11 +208,15 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
         from nl2code.generation.diffusion import DiffusionGenerator
 
         steps = [int(x) for x in args.steps.split(",")]
+        scores = getattr(args, "scores", None) or "final"
         cfgs = {
-            f"{n} steps" + (f", best distinct of {args.draws} draws" if args.draws else ""): GenerationConfig(
-                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws
+            f"{n} steps"
+            + ("" if score == "final" else f", {score} score")
+            + (f", best distinct of {args.draws} draws" if args.draws else ""): GenerationConfig(
+                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score
             )
             for n in steps
+            for score in scores.split(",")
         }
         if mbr:  # every draw kept (draws=0): the samples are the evidence
             draws = GenerationConfig(n=args.mbr, seed=args.seed, steps=steps[-1], batch_size=args.gen_batch)
@@ -439,6 +443,12 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=500, help="seeded random test rows (0 = the whole split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", default="1,20", help="CodeFusion sampling steps to evaluate (1 = one x0 prediction)")
+    p.add_argument(
+        "--scores",
+        default="final",
+        help="CodeFusion: candidate rankings to judge each of --steps with, comma-separated: final (D+H's "
+        "confidence on the final x0) and/or denoise (each candidate re-noised and denoised in one step)",
+    )
     p.add_argument(
         "--draws",
         type=int,

@@ -74,6 +74,22 @@ def test_learns_64_pairs_and_uses_the_utterance(trained):
     assert got >= exact(model, tok, nl_ids, pairs, num_steps=1) - 1 / PAIRS
 
 
+def test_denoise_score_prefers_the_requests_own_program(trained):
+    """The ``denoise`` score reads the request: of each prompt's gold program and another prompt's, the gold
+    scores higher on almost every prompt."""
+    model, tok, _, nl_ids, code_ids = trained
+    sampler = DiffusionSampler(model, num_steps=STEPS, eos_id=tok.eos_id, score="denoise")
+    n = model.cfg.code_length
+    rows = [c[:n] + [tok.pad_id] * (n - len(c[:n])) for c in code_ids]
+    other = rows[1:] + rows[:1]
+    ids = torch.tensor([r for pair in zip(rows, other) for r in pair])
+    enc, mask, ctx = sampler._encode(nl_ids, 2)
+    logp = sampler.denoise_logp(ids, enc, mask, torch.Generator().manual_seed(0), 2, ctx)
+    ranked, _ = sampler._rank(ids, logp, 2)  # each prompt's two, best first
+    hits = sum(r[0] == row[: sampler._cut(row)] for r, row in zip(ranked, rows, strict=True))
+    assert hits >= 0.9 * len(rows), f"gold ranked first on {hits}/{len(rows)} prompts"
+
+
 def test_diagnostics_are_sane_on_a_trained_model(trained):
     model, tok, _, nl_ids, code_ids = trained
     gold = diag.GoldBatch.build(model, nl_ids, code_ids)

@@ -69,6 +69,28 @@ def test_step_counts_and_rounding_modes_run(steps, rounding, self_condition):
     assert sampler.scheduler.timesteps.numel() == (steps or 20)
 
 
+def test_denoise_score_depends_on_the_candidate_and_its_prompt_only():
+    """The ``denoise`` score: one noise draw per prompt and level, shared by its candidates (so equal candidates
+    of a prompt score alike), reproducible under a seed; generate ranks by it; unknown scores are refused."""
+    model = tiny_model(self_condition=True)
+    sampler = DiffusionSampler(model, num_steps=4, eos_id=EOS, score="denoise")
+    enc, mask, ctx = sampler._encode(PROMPTS[:2], 3)
+    ids = torch.tensor([[5, 6, EOS] + [PAD] * 9, [5, 6, EOS] + [PAD] * 9, [7, EOS] + [PAD] * 10] * 2)
+    a = sampler.denoise_logp(ids, enc, mask, torch.Generator().manual_seed(3), 3, ctx)
+    b = sampler.denoise_logp(ids, enc, mask, torch.Generator().manual_seed(3), 3, ctx)
+    assert a.shape == ids.shape and torch.equal(a, b) and (a <= 0).all()
+    assert torch.equal(a[0], a[1]) and not torch.equal(a[0], a[2])
+    assert not torch.equal(a[0], a[3])  # the same candidate under another prompt (and its own noise)
+    out = sampler.generate(PROMPTS, 3, torch.Generator().manual_seed(7))
+    assert all(s == sorted(s, reverse=True) for s in out.scores)
+    final = DiffusionSampler(model, num_steps=4, eos_id=EOS).generate(PROMPTS, 3, torch.Generator().manual_seed(7))
+    assert [sorted(c) for c in out.ids] == [sorted(c) for c in final.ids]  # the same draws, ranked another way
+    with pytest.raises(ValueError, match="unknown score"):
+        DiffusionSampler(model, score="best")
+    with pytest.raises(ValueError, match="decoder"):
+        DiffusionSampler(tiny_model(decoder_layers=0), score="denoise")
+
+
 def test_unconditional_and_chunking_and_mode_restored():
     model = tiny_model().train()
     out = DiffusionSampler(model, num_steps=3).generate(None, 2, torch.Generator().manual_seed(0), num_prompts=3)

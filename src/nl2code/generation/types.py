@@ -41,6 +41,9 @@ class GenerationConfig:
         steps: diffusion: denoising steps at inference (None = the training T).
         rounding: diffusion: ``decoder`` (the paper), ``grounding``, ``clamping`` or ``decoder_clamp``
             (see ``nl2code.sampling.diffusion``); None = the generator's default.
+        score: diffusion: how candidates are ranked, ``final`` (D+H's confidence on the final ``x_0``) or
+            ``denoise`` (each candidate re-noised and denoised in one step; see ``DiffusionSampler``); None =
+            the generator's default.
         batch_size: prompts x candidates decoded together.
         draws: diffusion: ``x_T`` draws per prompt, of which the ``n`` best *distinct* candidates are
             returned (duplicates fill in only when fewer are distinct); 0 = ``n`` draws, all kept.
@@ -59,6 +62,7 @@ class GenerationConfig:
     seed: int = 0
     steps: int | None = None
     rounding: str | None = None
+    score: str | None = None
     batch_size: int = 16
     valid_stop: str | None = None
     draws: int = 0

@@ -26,6 +26,9 @@ from nl2code.models.codefusion import CodeFusion, scheduler_for
 
 Rounding = Literal["decoder", "grounding", "clamping", "decoder_clamp"]
 ROUNDINGS = ("decoder", "grounding", "clamping", "decoder_clamp")
+Score = Literal["final", "denoise"]
+SCORES = ("final", "denoise")
+SCORE_FRACTIONS = (0.25, 0.5, 0.75)  # of T: the noise levels a ``denoise`` score averages over
 
 
 @dataclass
@@ -93,6 +96,13 @@ class DiffusionSampler:
             docstring); None = :func:`default_rounding`.
         eos_id: a second terminator besides the model's pad id, or None.
         max_rows: most sequences denoised at once (prompts x candidates), to bound memory.
+        score: how a prompt's candidates are ranked. ``final``: mean log-probability of D+H's tokens on the
+            final ``x_0`` (after a multi-step loop ``x_0`` sits on the token manifold, so every candidate scores
+            near 0 and the order is close to the draw order). ``denoise``: each candidate's own embeddings
+            noised to each of :data:`SCORE_FRACTIONS` of T (the same noise for a prompt's candidates) and
+            denoised in one step; the mean log-probability D+H give its tokens, averaged over the levels: a
+            one-sample estimate of how well the model, given the request, reconstructs the candidate, the
+            same for any number of steps.
     """
 
     def __init__(
@@ -104,7 +114,13 @@ class DiffusionSampler:
         rounding: Rounding | None = None,
         eos_id: int | None = None,
         max_rows: int = 64,
+        score: Score = "final",
     ):
+        if score not in SCORES:
+            raise ValueError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
+        if score == "denoise" and model.decoder is None:
+            raise ValueError("the denoise score needs a model with a decoder (decoder_layers > 0)")
+        self.score = score
         if rounding is None:
             rounding = default_rounding(model)
         if rounding not in ROUNDINGS:
@@ -213,6 +229,36 @@ class DiffusionSampler:
             ids = model.nearest_tokens(x0)
         return ids, logp.gather(-1, ids[..., None])[..., 0]
 
+    @torch.no_grad()
+    def denoise_logp(
+        self,
+        ids: torch.Tensor,
+        enc: torch.Tensor | None,
+        enc_mask: torch.Tensor | None,
+        generator: torch.Generator,
+        k: int,
+        ctx_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-token log-probabilities (rows, N) of ``ids`` (rows = prompts x ``k``, prompt-major) under the
+        ``denoise`` score: their embeddings noised to each of :data:`SCORE_FRACTIONS` of T with one noise draw
+        per prompt and level (shared by its k candidates, so their scores differ by the candidates alone),
+        denoised in one step and decoded; the mean over the levels."""
+        model, sched, cfg = self.model, self.scheduler, self.model.cfg
+        device = ids.device
+        clean = model.embed_code(ids)
+        total = torch.zeros(ids.shape, dtype=torch.float32, device=device)
+        for frac in SCORE_FRACTIONS:
+            t = int(frac * (cfg.num_timesteps - 1))
+            shape = (ids.shape[0] // k, *clean.shape[1:])
+            noise = torch.randn(shape, generator=generator, device=generator.device).to(device, clean.dtype)
+            t_vec = torch.full((ids.shape[0],), t, dtype=torch.long, device=device)
+            x_t = sched.add_noise(clean, noise.repeat_interleave(k, dim=0), t_vec)
+            ctx = self._context(enc, ids.shape[0], generator, device)
+            x0 = sched.to_x0(model.denoise(x_t, t_vec, ctx, enc_mask), x_t, t, clip=model.x0_bound())
+            logp = model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
+            total += logp.gather(-1, ids[..., None])[..., 0]
+        return total / len(SCORE_FRACTIONS)
+
     def _cut(self, ids: list[int]) -> int:
         """Index of the first terminator, or the length when there is none."""
         return next((i for i, tok in enumerate(ids) if tok in self.stop_ids), len(ids))
@@ -256,6 +302,8 @@ class DiffusionSampler:
                 rows = len(chunk) * num_samples
                 x0 = self.denoise(enc, mask, rows, generator, ctx_ids=ctx_ids)
                 ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids)
+                if self.score == "denoise":
+                    logp = self.denoise_logp(ids, enc, mask, generator, num_samples, ctx_ids)
                 chunk_ids, chunk_scores = self._rank(ids, logp, num_samples)
                 result.ids.extend(chunk_ids)
                 result.scores.extend(chunk_scores)

@@ -1,0 +1,97 @@
+"""How CodeFusion ranks its candidates, judged on the rows a run held out of its training (#18).
+
+After a multi-step reverse loop the final ``x_0`` sits on the token manifold, so D+H are confident about every
+draw and the ``final`` score (their mean token log-probability) barely orders them; the ``denoise`` score
+re-noises each candidate and asks how well one denoising step given the request reconstructs it
+(nl2code.sampling.diffusion.DiffusionSampler). This script samples the same draws at each of ``--steps`` and
+judges the first 5 under each score, on up to ``--limit`` seeded rows of the run's held-out part
+(``data.eval_fraction``), never on test rows, so the choice it informs is not made on the test split.
+
+    python benchmarks/codefusion_ranking.py --run RUN_DIR --language bash --steps 1,20 --scores final,denoise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from _common import RESULTS, machine_info, md_table, write_results
+from matched_langs import LANGUAGES, UNSCALED, judge_variants
+from matched_mbr import draw
+
+
+def held_out_rows(run, limit: int, seed: int) -> dict:
+    """Up to ``limit`` seeded rows of the run's held-out part, by task id; exits when it held out none."""
+    from nl2code.data.pipeline import load_splits
+    from nl2code.train.config import trained_data
+    from nl2code.utils.seed import seeded_subset
+
+    _, held, _ = load_splits(trained_data(run.config))
+    if not held:
+        sys.exit(f"{run.run_dir}: the run held out no rows (data.eval_fraction 0): nothing to judge on")
+    keep = set(seeded_subset([r.task_id for r in held], limit or None, seed))
+    return {r.task_id: r for r in held if r.task_id in keep}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="a finished CodeFusion run directory")
+    p.add_argument("--language", choices=sorted(LANGUAGES), default="bash")
+    p.add_argument("--steps", default="1,20", help="reverse steps to sample with (1 = one x0 prediction)")
+    p.add_argument("--scores", default="final,denoise", help="candidate scores to rank by (final, denoise)")
+    p.add_argument("--limit", type=int, default=500, help="held-out rows judged, a seeded sample (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the row sample and of the sampling noise")
+    p.add_argument("--gen-batch", type=int, default=512, help="sequences sampled together")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (0 = PyTorch's default)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--name", default="codefusion_ranking")
+    args = p.parse_args()
+
+    import torch
+
+    from nl2code.api import GenerationConfig, load_run
+    from nl2code.generation.diffusion import DiffusionGenerator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    run = load_run(Path(args.run), args.device)
+    run.model.eval()
+    rows = held_out_rows(run, args.limit, args.seed)
+    lang, gen = LANGUAGES[args.language], DiffusionGenerator(run)
+    results: dict[str, dict] = {}
+    for steps in [int(s) for s in args.steps.split(",")]:
+        for score in args.scores.split(","):
+            cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch, score=score)
+            samples, seconds = draw(gen, cfg, rows)
+            for suffix, scores in judge_variants(lang, rows, samples).items():
+                results[f"{steps} steps, {score} score{suffix}"] = {**scores, "sample_s": seconds}
+            print(
+                f"{steps} steps, {score}: "
+                + json.dumps({k: round(v, 3) for k, v in results[list(results)[-1]].items()})
+            )
+    metrics = [m for m in next(iter(results.values())) if m != "sample_s"]
+    table = md_table(
+        ["sampling", *metrics, "sample s"],
+        [[label, *(round(v[m] * (1 if m in UNSCALED else 100), 1) for m in metrics), v["sample_s"]]
+         for label, v in results.items()],
+    )  # fmt: skip
+    command = "python benchmarks/codefusion_ranking.py " + shlex.join(sys.argv[1:])
+    wall = round(time.monotonic() - started, 1)
+    data = {"command": command, "machine": machine_info(), "seed": args.seed, "run": args.run, "rows": len(rows),
+            "wall_s": wall, "results": results}  # fmt: skip
+    md = (
+        f"# CodeFusion candidate ranking on held-out rows ({args.language})\n\n"
+        f"Run `{args.run}`; {len(rows)} seeded rows it held out of training (seed {args.seed}); 5 draws per row, "
+        f"judged first 5. Regenerate with `{command}`.\n\n{json.dumps(data['machine'])}; wall {wall} s.\n\n{table}\n"
+    )
+    write_results(args.name, data, md, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
