@@ -124,6 +124,8 @@ def test_generate_cli_json_and_steps(tiny_run, capsys):
     assert json.loads(capsys.readouterr().out) == first
     assert cli.main(argv) == 0  # the default: 20 steps, all of this run's T
     assert len(json.loads(capsys.readouterr().out)) == 3
+    assert cli.main([*argv, "--steps", "4", "--score", "denoise"]) == 0  # the same draws, ranked by re-denoising
+    assert sorted(json.loads(capsys.readouterr().out)) == sorted(first)
 
 
 @pytest.mark.parametrize("timesteps, expected", [(8, 8), (40, 20)])

@@ -153,11 +153,11 @@ def test_mtpb_benchmark_writes_harness_rows(tmp_path, capsys):
 
 
 def test_rounding_and_syntax_choices_match_the_library():
-    from nl2code.commands.generate import ROUNDING_CHOICES, SYNTAX_CHOICES
+    from nl2code.commands.generate import ROUNDING_CHOICES, SCORE_CHOICES, SYNTAX_CHOICES
     from nl2code.eval.metrics.syntax import LANGUAGES
-    from nl2code.sampling.diffusion import ROUNDINGS
+    from nl2code.sampling.diffusion import ROUNDINGS, SCORES
 
-    assert ROUNDING_CHOICES == ROUNDINGS and SYNTAX_CHOICES == LANGUAGES
+    assert ROUNDING_CHOICES == ROUNDINGS and SYNTAX_CHOICES == LANGUAGES and SCORE_CHOICES == SCORES
 
 
 def test_mbr_returns_the_distinct_samples_in_expected_utility_order(run_dir, capsys):

@@ -90,6 +90,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_rounding(dec)
     dec.add_argument(
+        "--score",
+        choices=SCORE_CHOICES,
+        help="diffusion: how the candidates are ranked; final = D+H's confidence on the last x_0 (default), "
+        "denoise = each candidate re-noised and denoised in one step given the request (orders multi-step draws)",
+    )
+    dec.add_argument(
         "--temperature",
         type=float,
         default=0.0,
@@ -217,6 +223,7 @@ def set_threads(n: int) -> None:
 # The sampler's names (nl2code.sampling.diffusion.ROUNDINGS), repeated so that --help does not import torch;
 # tests/commands/test_generate_cli.py checks that the two agree.
 ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp")
+SCORE_CHOICES = ("final", "denoise")  # nl2code.sampling.diffusion.SCORES
 SYNTAX_CHOICES = ("python", "bash", "cf")  # nl2code.eval.metrics.syntax.LANGUAGES
 MBR_CHOICES = ("bash", "python")  # nl2code.generation.rerank.MBR_LANGUAGES
 
@@ -249,6 +256,7 @@ def _generation_config(args: argparse.Namespace) -> Any:
             batch_size=args.batch_size,
             valid_stop=getattr(args, "valid_stop", None),  # infill has neither
             draws=getattr(args, "draws", 0),
+            score=getattr(args, "score", None),  # infill ranks its middles by their final confidence
         )
     except ValueError as e:
         raise CLIError(str(e)) from None
