@@ -468,7 +468,8 @@ def main() -> None:
     p.add_argument(
         "--precision",
         default="auto",
-        help="auto (fp32 on CPU, bf16 on CUDA) | fp32 | bf16 | recipe (each config's own)",
+        help="auto (fp32 on CPU, bf16 on CUDA) | fast (also bf16 on a CPU with native bf16) | fp32 | bf16 | recipe "
+        "(each config's own)",
     )
     p.add_argument("--parallel", type=int, default=1, help="systems trained at once")
     p.add_argument("--threads", type=int, default=0, help="CPU threads per training (0 = PyTorch's default)")

@@ -41,7 +41,10 @@ class TrainConfig:
     eps: float = _f(1e-8, "AdamW epsilon")
     clip: float = _f(1.0, "max global gradient norm (0 = no clipping)")
     ema_decay: float = _f(0.0, "EMA of weights, e.g. 0.9999 for diffusion (0 = off); final weights are EMA")
-    precision: Precision = _f("auto", "auto (bf16 on CUDA that supports it, else fp32) | fp32 | bf16")
+    precision: Precision = _f(
+        "auto",
+        "auto (bf16 on CUDA that supports it, else fp32) | fast (also bf16 on a CPU with native bf16) | fp32 | bf16",
+    )
     device: DeviceName = _f("auto", "auto | cpu | cuda | mps")
     cpu_threads: int = _f(0, "intra-op CPU threads (0 = PyTorch's default); tiny models are fastest on 1")
     eval_every: int = _f(500, "steps between evaluations on the held-out split (0 = never)")
