@@ -71,10 +71,8 @@ def main() -> None:
             samples, seconds = draw(gen, cfg, rows)
             for suffix, scores in judge_variants(lang, rows, samples).items():
                 results[f"{steps} steps, {score} score{suffix}"] = {**scores, "sample_s": seconds}
-            print(
-                f"{steps} steps, {score}: "
-                + json.dumps({k: round(v, 3) for k, v in results[list(results)[-1]].items()})
-            )
+            plain = results[f"{steps} steps, {score} score"]
+            print(f"{steps} steps, {score}: " + json.dumps({k: round(v, 3) for k, v in plain.items()}))
     metrics = [m for m in next(iter(results.values())) if m != "sample_s"]
     table = md_table(
         ["sampling", *metrics, "sample s"],
