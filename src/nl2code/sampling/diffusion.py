@@ -222,12 +222,16 @@ class DiffusionSampler:
         model = self.model
         if self.rounding in ("decoder", "decoder_clamp"):
             ctx = self._context(enc, x0.shape[0], generator, x0.device)
-            logp = model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
+            logp = self._decoded_logp(x0, ctx, enc_mask, ctx_ids)
             ids = logp.argmax(-1)
         else:
             logp = model.logits(x0).float().log_softmax(-1)
             ids = model.nearest_tokens(x0)
         return ids, logp.gather(-1, ids[..., None])[..., 0]
+
+    def _decoded_logp(self, x0, ctx, enc_mask, ctx_ids) -> torch.Tensor:  # noqa: ANN001
+        """D+H's token log-probabilities (rows, N, V) on ``x0``."""
+        return self.model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
 
     @torch.no_grad()
     def denoise_logp(
@@ -255,8 +259,7 @@ class DiffusionSampler:
             x_t = sched.add_noise(clean, noise.repeat_interleave(k, dim=0), t_vec)
             ctx = self._context(enc, ids.shape[0], generator, device)
             x0 = sched.to_x0(model.denoise(x_t, t_vec, ctx, enc_mask), x_t, t, clip=model.x0_bound())
-            logp = model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
-            total += logp.gather(-1, ids[..., None])[..., 0]
+            total += self._decoded_logp(x0, ctx, enc_mask, ctx_ids).gather(-1, ids[..., None])[..., 0]
         return total / len(SCORE_FRACTIONS)
 
     def _cut(self, ids: list[int]) -> int:
