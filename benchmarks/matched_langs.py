@@ -77,7 +77,7 @@ def utility_of(lang: Language, problem: Any = None) -> Callable[[str, str], floa
 
     if not lang.mbr:
         raise ValueError(f"{lang.task}: no MBR utility")
-    if not lang.link:
+    if lang.task != "codefusion-cf":
         return mbr_utility(lang.syntax)
     if problem is None:
         raise ValueError(f"{lang.task}: the MBR utility runs rules on the request's table: pass the problem")
