@@ -5,7 +5,8 @@ draw and the ``final`` score (their mean token log-probability) barely orders th
 re-noises each candidate and asks how well one denoising step given the request reconstructs it
 (nl2code.sampling.diffusion.DiffusionSampler). This script samples the same draws at each of ``--steps`` and
 judges the first 5 under each score, on up to ``--limit`` seeded rows of the run's held-out part
-(``data.eval_fraction``), never on test rows, so the choice it informs is not made on the test split.
+(``data.eval_fraction``), never on test rows, so the choice it informs is not made on the test split; the
+constant answer and TF-IDF retrieval over the run's training rows are judged on the same rows.
 
     python benchmarks/codefusion_ranking.py --run RUN_DIR --language bash --steps 1,20 --scores final,denoise
 """
@@ -20,21 +21,9 @@ import time
 from pathlib import Path
 
 from _common import RESULTS, machine_info, md_table, write_results
-from matched_langs import LANGUAGES, UNSCALED, judge_variants
-from matched_mbr import draw
-
-
-def held_out_rows(run, limit: int, seed: int) -> dict:
-    """Up to ``limit`` seeded rows of the run's held-out part, by task id; exits when it held out none."""
-    from nl2code.data.pipeline import load_splits
-    from nl2code.train.config import trained_data
-    from nl2code.utils.seed import seeded_subset
-
-    _, held, _ = load_splits(trained_data(run.config))
-    if not held:
-        sys.exit(f"{run.run_dir}: the run held out no rows (data.eval_fraction 0): nothing to judge on")
-    keep = set(seeded_subset([r.task_id for r in held], limit or None, seed))
-    return {r.task_id: r for r in held if r.task_id in keep}
+from bash_baselines import retrieval_samples
+from matched_langs import LANGUAGES, UNSCALED, constant_answer, judge_variants
+from matched_mbr import draw, held_out
 
 
 def main() -> None:
@@ -62,9 +51,15 @@ def main() -> None:
     started = time.monotonic()
     run = load_run(Path(args.run), args.device)
     run.model.eval()
-    rows = held_out_rows(run, args.limit, args.seed)
+    train, rows = held_out(run, args.limit, args.seed, f"{run.run_dir}: nothing to judge on")
     lang, gen = LANGUAGES[args.language], DiffusionGenerator(run)
     results: dict[str, dict] = {}
+    # the baselines on the same rows: the constant answer and TF-IDF retrieval over the run's own training rows
+    baselines = {"constant": {t: [constant_answer(lang, train)] for t in rows},
+                 "tfidf": retrieval_samples(train, rows, lang.pool)}  # fmt: skip
+    for base, samples in baselines.items():
+        for suffix, scores in judge_variants(lang, rows, samples).items():
+            results[f"baseline: {base}{suffix}"] = {**scores, "sample_s": 0.0}
     for steps in [int(s) for s in args.steps.split(",")]:
         for score in args.scores.split(","):
             cfg = GenerationConfig(n=5, seed=args.seed, steps=steps, batch_size=args.gen_batch, score=score)

@@ -83,23 +83,31 @@ def headline(lang: Any) -> str:
     return "bleu" if "bleu" in lang.extras else f"{lang.metrics[0]}@1"
 
 
+def held_out(run: Any, limit: int, seed: int, what: str) -> tuple[list[Any], dict[str, Any]]:
+    """(the run's training rows, up to ``limit`` seeded rows of the part it held out of training by task id;
+    ``data.eval_fraction``); exits naming ``what`` when it held out none. Choices made on these rows never read a
+    test row."""
+    from nl2code.data.pipeline import load_splits
+    from nl2code.train.config import trained_data
+    from nl2code.utils.seed import seeded_subset
+
+    train, held, _ = load_splits(trained_data(run.config))
+    if not held:
+        sys.exit(f"{what}: the run held out no rows (data.eval_fraction 0)")
+    keep = set(seeded_subset([r.task_id for r in held], limit or None, seed))
+    return train, {r.task_id: r for r in held if r.task_id in keep}
+
+
 def choose_share(gen: Any, cfg: Any, run: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Retrieval's share of the ``--mbr-retrieval`` mixture, chosen by the headline metric on up to ``--limit``
     seeded rows the run held out of its training (``data.eval_fraction``; retrieval over its training rows):
     never on the test rows. Ties go to the smaller share."""
     from bash_baselines import retrieval_samples
 
-    from nl2code.data.pipeline import load_splits
     from nl2code.generation.rerank import mbr, mixture_evidence
-    from nl2code.train.config import trained_data
-    from nl2code.utils.seed import seeded_subset
 
     lang = LANGUAGES[args.language]
-    train, held, _ = load_splits(trained_data(run.config))
-    if not held:
-        sys.exit("--mbr-retrieval: the run held out no rows (data.eval_fraction 0) to choose the share on")
-    keep = set(seeded_subset([r.task_id for r in held], args.limit or None, args.seed))
-    rows = {r.task_id: r for r in held if r.task_id in keep}
+    train, rows = held_out(run, args.limit, args.seed, "--mbr-retrieval: no rows to choose the share on")
     drawn, _ = draw(gen, cfg, rows)
     near = retrieval_samples(train, rows, lang.pool)
     metric = headline(lang)
