@@ -9,7 +9,7 @@ from nl2code.data.retrieval import Retriever, rag_context, retriever_for
 from nl2code.generation.spec import spec_from_config
 from nl2code.generation.types import Candidate, GenerationConfig, LoadedRun
 from nl2code.sampling.autoregressive import cut_at_stop
-from nl2code.sampling.diffusion import DiffusionSampler, DiffusionSamples, Rounding, Score, default_rounding
+from nl2code.sampling.diffusion import DiffusionSampler, DiffusionSamples, Rounding, default_rounding
 
 # The steps a user gets when they name none (CLI, server, demo). Eta-0 sampling with 20 strided steps
 # scored at or above 50 steps and above the single-step prediction on Bash (benchmarks/results/
@@ -32,21 +32,19 @@ class DiffusionGenerator:
         rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping`` or ``decoder_clamp``; default
             :func:`default_rounding` (``decoder_clamp``, or ``grounding`` without a decoder).
         eta: reverse-step stochasticity (1 = DDPM, 0 = deterministic DDIM given ``x_T``, the default).
-        score: how candidates are ranked when ``cfg.score`` is None (``final`` or ``denoise``, see
-            :class:`~nl2code.sampling.diffusion.DiffusionSampler`).
     """
 
     kind = "codefusion"
     prompt_format = "nl"
 
-    def __init__(self, run: LoadedRun, *, rounding: Rounding | None = None, eta: float = 0.0, score: Score = "final"):
+    def __init__(self, run: LoadedRun, *, rounding: Rounding | None = None, eta: float = 0.0):
         self.run, self.model, self.tok = run, run.model, run.tokenizer
         if rounding is None:
             rounding = default_rounding(self.model)
         if rounding in ("decoder", "decoder_clamp") and self.model.decoder is None:
             raise ValueError(f"{run.run_dir}: the model has no decoder (decoder_layers: 0); use grounding or clamping")
         self.rounding: Rounding = rounding
-        self.eta, self.score = eta, score
+        self.eta = eta
         spec = run.spec or spec_from_config(run.config)
         self.conditional = spec.conditional
         self.retrieval_k, self._retrieval_data = spec.retrieval_k, spec.retrieval_data
@@ -61,7 +59,7 @@ class DiffusionGenerator:
             rounding=rounding,
             eos_id=self.tok.eos_id,
             max_rows=max(cfg.batch_size, cfg.n, cfg.draws),
-            score=getattr(cfg, "score", None) or self.score,
+            score=getattr(cfg, "score", None) or "final",  # DiffusionSampler's scores
         )
 
     def check(self, cfg: GenerationConfig) -> None:

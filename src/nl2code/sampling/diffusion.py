@@ -229,7 +229,9 @@ class DiffusionSampler:
             ids = model.nearest_tokens(x0)
         return ids, logp.gather(-1, ids[..., None])[..., 0]
 
-    def _decoded_logp(self, x0, ctx, enc_mask, ctx_ids) -> torch.Tensor:  # noqa: ANN001
+    def _decoded_logp(
+        self, x0: torch.Tensor, ctx: torch.Tensor, enc_mask: torch.Tensor | None, ctx_ids: torch.Tensor | None
+    ) -> torch.Tensor:
         """D+H's token log-probabilities (rows, N, V) on ``x0``."""
         return self.model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
 
@@ -251,9 +253,9 @@ class DiffusionSampler:
         device = ids.device
         clean = model.embed_code(ids)
         total = torch.zeros(ids.shape, dtype=torch.float32, device=device)
+        shape = (ids.shape[0] // k, *clean.shape[1:])  # one noise draw per prompt
         for frac in SCORE_FRACTIONS:
             t = int(frac * (cfg.num_timesteps - 1))
-            shape = (ids.shape[0] // k, *clean.shape[1:])
             noise = torch.randn(shape, generator=generator, device=generator.device).to(device, clean.dtype)
             t_vec = torch.full((ids.shape[0],), t, dtype=torch.long, device=device)
             x_t = sched.add_noise(clean, noise.repeat_interleave(k, dim=0), t_vec)

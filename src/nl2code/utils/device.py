@@ -31,7 +31,8 @@ def resolve_device(name: DeviceName, local_rank: int = 0) -> torch.device:
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 matrix products natively (oneDNN's AVX-512 / AMX bf16 kernels). Without them
     CPU autocast falls back to slow reference kernels: on a 2-core AVX2 machine the 3.8M-parameter CF recipe
-    trained at 59 tokens/s under bf16 and 715 in fp32 (issue #18); an AVX-512 machine ran bf16 at 2.0x fp32."""
+    trained at 59 tokens/s under bf16 and 568 in fp32 (benchmarks/results/cf_mbr_paper_10min.md, cf_mbr20.md);
+    an AVX-512 machine ran bf16 at 2.0x fp32."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN
