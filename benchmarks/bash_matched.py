@@ -111,6 +111,19 @@ def recipe_of(name: str) -> str:
     return name.partition("@")[0]
 
 
+def scale_stage_minutes(cfg: dict[str, Any], minutes: float, name: str) -> None:
+    """A multi-stage recipe's stage budgets (each stage's ``train.max_minutes``) scaled to ``minutes`` in all, in
+    the recipe's proportions: matched wall-clock includes pre-training."""
+    stages = cfg.get("stages") or []
+    budgets = [(st.get("train") or {}).get("max_minutes") for st in stages]
+    if not stages:
+        return
+    if not all(isinstance(b, int | float) and b > 0 for b in budgets):
+        raise SystemExit(f"{name}: every stage of a multi-stage recipe needs train.max_minutes > 0 (its share)")
+    for st, b in zip(stages, budgets, strict=True):
+        st["train"]["max_minutes"] = round(minutes * b / sum(budgets), 3)
+
+
 def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path: Path) -> Path:
     cfg = yaml.safe_load((REPO / LANGUAGES[args.language].systems[recipe_of(name)]).read_text())
     (_cf if name.startswith("codefusion") else _ar)(cfg, args)
@@ -130,6 +143,7 @@ def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path
         progress="lines",
         log_every=50,
     )
+    scale_stage_minutes(cfg, args.minutes, name)
     if args.curve:  # a checkpoint every --curve steps, all kept, for the learning curve
         cfg["train"].update(ckpt_every=args.curve, keep_last=100_000)
     if args.precision != "recipe":

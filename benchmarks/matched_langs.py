@@ -56,7 +56,8 @@ LANGUAGES = {
     "cf": Language(
         BENCHES / "CFRuleBenchmarks.json", "codefusion-cf", ("execution_match", "exact_match"),
         {"execution_match@1": 72.8, "execution_match@5": 78.5},
-        {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml"},
+        {"codefusion": "configs/codefusion/cf_ft.yaml", "ar": "configs/codegen/cf_cpu.yaml",
+         "codefusion_pt": "configs/codefusion/cf_pt.yaml"},
         ("paper", "grouped"), link=True, distinct=True, mbr=True,
     ),
     "python": Language(  # the paper scores CodeBERTScore (80.7 / 90.3), which needs an encoder not on this machine
