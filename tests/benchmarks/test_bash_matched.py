@@ -75,6 +75,22 @@ def test_configs_carry_the_budget_the_split_and_the_scale(tmp_path):
         bm.write_config("ar", {}, args, tmp_path / "bad.yaml")
 
 
+def test_a_multi_stage_recipe_spends_the_budget_in_its_stage_proportions(tmp_path):
+    args = argparse.Namespace(
+        tiny=False, scale="recipe", seed=0, max_steps=500, minutes=8.0, batch_size=16, device="cpu",
+        precision="recipe", threads=1, language="cf", curve=0, set=[],
+    )  # fmt: skip
+    cfg = yaml.safe_load(bm.write_config("codefusion_pt", {}, args, tmp_path / "pt.yaml").read_text())
+    recipe = yaml.safe_load((bm.REPO / "configs/codefusion/cf_pt.yaml").read_text())["stages"]
+    shares = [st["train"]["max_minutes"] for st in recipe]
+    minutes = [st["train"]["max_minutes"] for st in cfg["stages"]]
+    assert sum(minutes) == pytest.approx(8.0) and minutes == pytest.approx([8.0 * s / sum(shares) for s in shares])
+    assert [st["name"] for st in cfg["stages"]] == ["pretrain_gen", "pretrain_cpd", "finetune"]
+    bad = {"stages": [{"name": "a", "train": {"max_minutes": 1}}, {"name": "b"}]}
+    with pytest.raises(SystemExit, match="max_minutes"):
+        bm.scale_stage_minutes(bad, 8.0, "x")
+
+
 def test_cf_rules_baselines_are_scored_by_execution(shared_data, tmp_path):
     lang = ml.LANGUAGES["cf"]
     _, problems, train = ml.split_data(lang, "paper", tmp_path)
