@@ -181,15 +181,27 @@ def train(config: Path, run_dir: Path, log: Path, threads: int) -> dict[str, Any
     return {**finished(run_dir), "command": shlex.join(cmd), "wall_s": wall, "reused": not fresh}
 
 
+def stage_loops(run_dir: Path) -> dict[str, float]:
+    """Loop seconds of each stage of the run at ``run_dir``, in order (a one-stage run has one), from its metrics."""
+    loops: dict[str, float] = {}
+    for x in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(x) if x.strip() else {}
+        if "elapsed_s" in row:
+            loops[row.get("stage", "main")] = row["elapsed_s"]
+    return loops
+
+
 def finished(run_dir: Path) -> dict[str, Any]:
-    """Training facts of a finished run directory (``--runs``), from its metrics and saved config."""
+    """Training facts of a finished run directory (``--runs``), from its metrics and saved config: steps, loss and
+    tokens/s of the last stage, loop seconds of all stages together."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = [r for r in rows if "elapsed_s" in r][-1]
-    keys = ("elapsed_s", "step", "loss", "tok_per_s")
-    info = dict(zip(("loop_s", "steps", "last_loss", "tok_per_s"), (last[k] for k in keys), strict=True))
-    info.update(loop_s=round(info["loop_s"], 1), last_loss=round(info["last_loss"], 4))
+    keys = ("step", "loss", "tok_per_s")
+    info = dict(zip(("steps", "last_loss", "tok_per_s"), (last[k] for k in keys), strict=True))
+    loops = stage_loops(run_dir)
+    info.update(loop_s=round(sum(loops.values()), 1), last_loss=round(info["last_loss"], 4))
     info.update(tok_per_s=round(info["tok_per_s"]), run_dir=str(run_dir))
-    return info
+    return {**info, "stage_loop_s": {k: round(v, 1) for k, v in loops.items()}} if len(loops) > 1 else info
 
 
 def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
@@ -307,15 +319,21 @@ def learning_curve(
     from safetensors.torch import load_model
 
     from nl2code.api import load_run
+    from nl2code.rundir import RunDir
     from nl2code.train.checkpoint import MODEL_FILE, STATE_FILE, list_checkpoints
+    from nl2code.train.config import resolve_stages
 
     run = load_run(run_dir, args.device)
     run.model.eval()
     gen, cfgs = sampler(run, name, args)
     label, cfg = list(cfgs.items())[-1]
+    stages = resolve_stages(run.config)
+    # a multi-stage run's curve follows its last stage, after the earlier stages' minutes
+    last = RunDir(run_dir).stage(stages[-1].name) if len(stages) > 1 else RunDir(run_dir)
+    before = sum(list(stage_loops(run_dir).values())[:-1])
     points = []
-    for step, ckpt in list_checkpoints(run_dir / "checkpoints"):
-        elapsed = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]
+    for step, ckpt in list_checkpoints(last.checkpoints):
+        elapsed = before + torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]
         if step == final[0] and not getattr(run.config.train, "ema_decay", 0.0):
             scores = final[1][label]
         else:
