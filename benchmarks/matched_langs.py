@@ -101,6 +101,7 @@ def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]
 
 
 LINKED, VALID, DISTINCT = " + column linking", " + valid first", " + distinct results"
+VALUES = " + value linking"
 
 
 def linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -110,6 +111,14 @@ def linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str,
     return {
         t: [link_columns(c, problems[t].nl, problems[t].extras["table"]) for c in cands] for t, cands in samples.items()
     }
+
+
+def values_linked(problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """CF candidates with the literals their request does not contain replaced by the values it spells out
+    (nl2code.eval.cf.values: the edit step of retrieve-and-edit; no gold is read)."""
+    from nl2code.eval.cf.values import link_values
+
+    return {t: [link_values(c, problems[t].nl) for c in cands] for t, cands in samples.items()}
 
 
 def valid_first(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -168,32 +177,46 @@ def cf_result(table: Any) -> Callable[[str], Any]:
 Transform = Callable[[dict[str, Any], dict[str, list[str]]], dict[str, list[str]]]
 
 
-def steps(lang: Language) -> list[tuple[str, Transform]]:
+def steps(lang: Language, values: bool = False) -> list[tuple[str, Transform]]:
     """The steps each system and baseline is also judged after, in order, each on the previous step's output:
-    CF: column linking, valid first, then distinct results; Bash: valid first, distinct results; Python: valid
-    first."""
+    CF: column linking, valid first, then distinct results (``values``: value linking after column linking);
+    Bash: valid first, distinct results; Python: valid first."""
     chain = [(LINKED, linked)] if lang.link else []
+    chain += [(VALUES, values_linked)] if values else []
     chain.append((VALID, lambda p, s: valid_first(lang, p, s)))
     return chain + ([(DISTINCT, lambda p, s: distinct_results(lang, p, s))] if lang.distinct else [])
+
+
+def chains(lang: Language) -> list[list[tuple[str, Transform]]]:
+    """The step chains judged: :func:`steps`, and for CF also the chain with value linking (its own rows, so the
+    rows without it stay comparable with earlier results)."""
+    return [steps(lang)] + ([steps(lang, values=True)] if lang.link else [])
 
 
 def variants(lang: Language) -> dict[str, Transform]:
     """Label suffix -> the candidates after the steps up to it ("" = as generated)."""
     out: dict[str, Transform] = {"": lambda p, s: s}
-    label = ""
-    for suffix, step in steps(lang):
-        out[label + suffix] = lambda p, s, before=out[label], step=step: step(p, before(p, s))
-        label += suffix
+    for chain in chains(lang):
+        label = ""
+        for suffix, step in chain:
+            if label + suffix not in out:
+                out[label + suffix] = lambda p, s, before=out[label], step=step: step(p, before(p, s))
+            label += suffix
     return out
 
 
 def judge_variants(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, dict]:
-    """Label suffix -> scores: the candidates as generated ("") and after each of :func:`steps` in turn (each
-    step runs once, on the previous one's output)."""
-    out, label = {"": judge(lang, problems, samples)}, ""
-    for suffix, step in steps(lang):
-        samples, label = step(problems, samples), label + suffix
-        out[label] = judge(lang, problems, samples)
+    """Label suffix -> scores: the candidates as generated ("") and after each step of each of :func:`chains` in
+    turn (a step shared by two chains' prefixes runs once, on the previous step's output)."""
+    done: dict[str, dict[str, list[str]]] = {"": samples}
+    out = {"": judge(lang, problems, samples)}
+    for chain in chains(lang):
+        label = ""
+        for suffix, step in chain:
+            if label + suffix not in done:
+                done[label + suffix] = step(problems, done[label])
+                out[label + suffix] = judge(lang, problems, done[label + suffix])
+            label += suffix
     return out
 
 
@@ -229,7 +252,7 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 
 
 __all__ = [
-    "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "Language", "constant_answer", "distinct_results",
-    "grouped_split", "judge", "judge_variants", "linked", "split_data", "steps", "utility_of", "valid_first",
-    "variants",
+    "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "VALUES", "Language", "chains", "constant_answer",
+    "distinct_results", "grouped_split", "judge", "judge_variants", "linked", "split_data", "steps", "utility_of",
+    "valid_first", "values_linked", "variants",
 ]  # fmt: skip

@@ -121,7 +121,15 @@ def test_valid_first_puts_a_rule_that_runs_on_the_table_before_one_that_does_not
     _, problems, _ = ml.split_data(lang, "paper", tmp_path)
     broken = {t: ["GreaterThan(c[40], 1)", "TextContains(", p.code] for t, p in problems.items()}
     steps = ml.variants(lang)
-    assert list(steps) == ["", ml.LINKED, ml.LINKED + ml.VALID, ml.LINKED + ml.VALID + ml.DISTINCT]
+    values = ml.LINKED + ml.VALUES
+    assert list(steps) == [
+        "", ml.LINKED, ml.LINKED + ml.VALID, ml.LINKED + ml.VALID + ml.DISTINCT,
+        values, values + ml.VALID, values + ml.VALID + ml.DISTINCT,
+    ]  # fmt: skip
+    judged = ml.judge_variants(lang, problems, broken)
+    assert list(judged) == list(steps) and judged[values + ml.VALID] == ml.judge(
+        lang, problems, steps[values + ml.VALID](problems, broken)
+    )
     plain = ml.judge(lang, problems, broken)
     valid = ml.judge(lang, problems, steps[ml.LINKED + ml.VALID](problems, broken))
     assert plain["execution_match@1"] == 0.0 and plain["execution_match@3"] == 1.0
