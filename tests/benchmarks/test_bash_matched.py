@@ -279,3 +279,20 @@ def test_finished_runs_must_have_trained_on_the_split_they_are_judged_on(tmp_pat
             bm.check_trained_on(run, grouped, "--runs ar")
     trained_on("codefusion-bash", "x.json")
     bm.check_trained_on(run, {"source": "codefusion-bash", "path": "x.json"}, "--runs ar")
+
+
+def test_a_multi_stage_run_reports_the_loop_time_of_all_its_stages(tmp_path):
+    rows = [
+        {"stage": "pretrain", "step": 50, "loss": 3.0, "tok_per_s": 900.0, "elapsed_s": 10.0},
+        {"stage": "pretrain", "step": 100, "loss": 2.0, "tok_per_s": 950.0, "elapsed_s": 20.0},
+        {"stage": "pretrain", "step": 100, "split": "eval", "ce": 2.5},  # an eval row has no loop time
+        {"stage": "finetune", "step": 50, "loss": 1.0, "tok_per_s": 600.0, "elapsed_s": 30.0},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert bm.stage_loops(tmp_path) == {"pretrain": 20.0, "finetune": 30.0}
+    info = bm.finished(tmp_path)
+    assert (info["steps"], info["loop_s"], info["last_loss"], info["tok_per_s"]) == (50, 50.0, 1.0, 600)
+    assert info["stage_loop_s"] == {"pretrain": 20.0, "finetune": 30.0}
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "stage"}) + "\n"
+                                                    for r in rows[:2]))
+    assert "stage_loop_s" not in bm.finished(tmp_path) and bm.finished(tmp_path)["loop_s"] == 20.0
