@@ -181,24 +181,24 @@ def train(config: Path, run_dir: Path, log: Path, threads: int) -> dict[str, Any
     return {**finished(run_dir), "command": shlex.join(cmd), "wall_s": wall, "reused": not fresh}
 
 
-def stage_loops(run_dir: Path) -> dict[str, float]:
-    """Loop seconds of each stage of the run at ``run_dir``, in order (a one-stage run has one), from its metrics."""
-    loops: dict[str, float] = {}
-    for x in (run_dir / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(x) if x.strip() else {}
-        if "elapsed_s" in row:
-            loops[row.get("stage", "main")] = row["elapsed_s"]
-    return loops
+def loop_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The training-loop rows (those with ``elapsed_s``) of the run at ``run_dir``'s metrics, in order."""
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [r for r in rows if "elapsed_s" in r]
+
+
+def stage_loops(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Loop seconds of each stage in :func:`loop_rows` ``rows``, in order (a one-stage run has one)."""
+    return {r.get("stage", "main"): r["elapsed_s"] for r in rows}
 
 
 def finished(run_dir: Path) -> dict[str, Any]:
     """Training facts of a finished run directory (``--runs``), from its metrics and saved config: steps, loss and
     tokens/s of the last stage, loop seconds of all stages together."""
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    last = [r for r in rows if "elapsed_s" in r][-1]
+    rows = loop_rows(run_dir)
     keys = ("step", "loss", "tok_per_s")
-    info = dict(zip(("steps", "last_loss", "tok_per_s"), (last[k] for k in keys), strict=True))
-    loops = stage_loops(run_dir)
+    info = dict(zip(("steps", "last_loss", "tok_per_s"), (rows[-1][k] for k in keys), strict=True))
+    loops = stage_loops(rows)
     info.update(loop_s=round(sum(loops.values()), 1), last_loss=round(info["last_loss"], 4))
     info.update(tok_per_s=round(info["tok_per_s"]), run_dir=str(run_dir))
     return {**info, "stage_loop_s": {k: round(v, 1) for k, v in loops.items()}} if len(loops) > 1 else info
@@ -330,7 +330,7 @@ def learning_curve(
     stages = resolve_stages(run.config)
     # a multi-stage run's curve follows its last stage, after the earlier stages' minutes
     last = RunDir(run_dir).stage(stages[-1].name) if len(stages) > 1 else RunDir(run_dir)
-    before = sum(list(stage_loops(run_dir).values())[:-1])
+    before = sum(list(stage_loops(loop_rows(run_dir)).values())[:-1])
     points = []
     for step, ckpt in list_checkpoints(last.checkpoints):
         elapsed = before + torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)["elapsed_s"]

@@ -289,7 +289,7 @@ def test_a_multi_stage_run_reports_the_loop_time_of_all_its_stages(tmp_path):
         {"stage": "finetune", "step": 50, "loss": 1.0, "tok_per_s": 600.0, "elapsed_s": 30.0},
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert bm.stage_loops(tmp_path) == {"pretrain": 20.0, "finetune": 30.0}
+    assert bm.stage_loops(bm.loop_rows(tmp_path)) == {"pretrain": 20.0, "finetune": 30.0}
     info = bm.finished(tmp_path)
     assert (info["steps"], info["loop_s"], info["last_loss"], info["tok_per_s"]) == (50, 50.0, 1.0, 600)
     assert info["stage_loop_s"] == {"pretrain": 20.0, "finetune": 30.0}
