@@ -115,9 +115,9 @@ def scale_stage_minutes(cfg: dict[str, Any], minutes: float, name: str) -> None:
     """A multi-stage recipe's stage budgets (each stage's ``train.max_minutes``) scaled to ``minutes`` in all, in
     the recipe's proportions: matched wall-clock includes pre-training."""
     stages = cfg.get("stages") or []
-    budgets = [(st.get("train") or {}).get("max_minutes") for st in stages]
     if not stages:
         return
+    budgets = [(st.get("train") or {}).get("max_minutes") for st in stages]
     if not all(isinstance(b, int | float) and b > 0 for b in budgets):
         raise SystemExit(f"{name}: every stage of a multi-stage recipe needs train.max_minutes > 0 (its share)")
     for st, b in zip(stages, budgets, strict=True):

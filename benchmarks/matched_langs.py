@@ -193,30 +193,37 @@ def chains(lang: Language) -> list[list[tuple[str, Transform]]]:
     return [steps(lang)] + ([steps(lang, values=True)] if lang.link else [])
 
 
-def variants(lang: Language) -> dict[str, Transform]:
-    """Label suffix -> the candidates after the steps up to it ("" = as generated)."""
-    out: dict[str, Transform] = {"": lambda p, s: s}
+def _links(lang: Language) -> list[tuple[str, str, Transform]]:
+    """(label before, label after, step) of every step of :func:`chains`, each label once, in order: a step shared
+    by two chains' prefixes appears once."""
+    out: list[tuple[str, str, Transform]] = []
+    seen = {""}
     for chain in chains(lang):
         label = ""
         for suffix, step in chain:
-            if label + suffix not in out:
-                out[label + suffix] = lambda p, s, before=out[label], step=step: step(p, before(p, s))
+            if label + suffix not in seen:
+                seen.add(label + suffix)
+                out.append((label, label + suffix, step))
             label += suffix
+    return out
+
+
+def variants(lang: Language) -> dict[str, Transform]:
+    """Label suffix -> the candidates after the steps up to it ("" = as generated)."""
+    out: dict[str, Transform] = {"": lambda p, s: s}
+    for before, label, step in _links(lang):
+        out[label] = lambda p, s, before=out[before], step=step: step(p, before(p, s))
     return out
 
 
 def judge_variants(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, dict]:
     """Label suffix -> scores: the candidates as generated ("") and after each step of each of :func:`chains` in
-    turn (a step shared by two chains' prefixes runs once, on the previous step's output)."""
+    turn (each step runs once, on the previous step's output)."""
     done: dict[str, dict[str, list[str]]] = {"": samples}
     out = {"": judge(lang, problems, samples)}
-    for chain in chains(lang):
-        label = ""
-        for suffix, step in chain:
-            if label + suffix not in done:
-                done[label + suffix] = step(problems, done[label])
-                out[label + suffix] = judge(lang, problems, done[label + suffix])
-            label += suffix
+    for before, label, step in _links(lang):
+        done[label] = step(problems, done[before])
+        out[label] = judge(lang, problems, done[label])
     return out
 
 

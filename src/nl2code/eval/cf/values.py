@@ -49,7 +49,8 @@ def _substitutions(rule: Call, nl: str) -> dict[int, Node]:
     spare_nums = [v for v in dict.fromkeys(numbers) if v not in used]
     lowered = nl.lower()
     stray_text = [x for x in literals if isinstance(x, Text) and x.value.lower() not in lowered]
-    spare_text = [s for s in dict.fromkeys(request_strings(nl)) if s not in {x.value for x in literals}]
+    texts = {x.value for x in literals if isinstance(x, Text)}
+    spare_text = [s for s in dict.fromkeys(request_strings(nl)) if s not in texts]
     out: dict[int, Node] = {}
     if stray_nums and len(spare_nums) >= len(stray_nums):
         out.update({id(x): replace(x, value=v) for x, v in zip(stray_nums, spare_nums, strict=False)})
