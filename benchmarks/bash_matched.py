@@ -226,7 +226,7 @@ def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The system's generator and its sampling settings by label: eta-0 diffusion sampling with each of
     ``--steps`` (CodeFusion), else 5-beam search; with ``--mbr N`` first N samples (AR: temperature 1;
-    CodeFusion: N draws at the last of ``--steps``) that :func:`sample_judge` ranks by minimum Bayes risk."""
+    CodeFusion: N draws at each of ``--steps``) that :func:`sample_judge` ranks by minimum Bayes risk."""
     from nl2code.api import GenerationConfig
 
     mbr = mbr_label(args)
@@ -244,9 +244,13 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
             for n in steps
             for score in scores.split(",")
         }
-        if mbr:  # every draw kept (draws=0): the samples are the evidence
-            draws = GenerationConfig(n=args.mbr, seed=args.seed, steps=steps[-1], batch_size=args.gen_batch)
-            cfgs = {f"{steps[-1]} steps, {mbr}": draws, **cfgs}
+        if mbr:  # every draw kept (draws=0): the samples are the evidence; at each of --steps, so a multi-step
+            # sampler is compared with its own single step under the same ranking
+            draws = {
+                f"{n} steps, {mbr}": GenerationConfig(n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch)
+                for n in steps
+            }
+            cfgs = {**draws, **cfgs}
         return DiffusionGenerator(run), cfgs
     from nl2code.generation.autoregressive import ARGenerator
 
@@ -285,9 +289,10 @@ def evaluate(
     for setting, cfg in cfgs.items():
         mix = None
         if near is not None and is_mbr(setting, args):
-            chosen = choose_share(gen, cfg, run, args)
+            if chosen is None:  # once, with the last MBR setting's sampler (the last of --steps)
+                chosen = choose_share(gen, [c for s, c in cfgs.items() if is_mbr(s, args)][-1], run, args)
+                print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
             mix = (chosen["share"], near)
-            print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
         drawn, seconds = draw(gen, cfg, problems)
         keep = Path(args.work_dir) / "samples" / f"{run_dir.name}.{setting.replace(' ', '_').replace(',', '')}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
@@ -491,9 +496,9 @@ def main() -> None:
         "--mbr",
         type=int,
         default=0,
-        help="also sample N candidates per utterance (AR: temperature 1; CodeFusion: N draws) and rank them by "
-        "minimum Bayes risk under the language's metric (Bash: CMS; Python: sentence BLEU; CF: the same formatting "
-        "of the request's table); 0 = off",
+        help="also sample N candidates per utterance (AR: temperature 1; CodeFusion: N draws at each of --steps) and "
+        "rank them by minimum Bayes risk under the language's metric (Bash: CMS; Python: sentence BLEU; CF: the same "
+        "formatting of the request's table); 0 = off",
     )
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")

@@ -197,7 +197,9 @@ def test_mbr_setting_samples_then_ranks_by_cms_without_reading_the_gold(monkeypa
     assert label == "6 samples, MBR (cms)" and first.n == 6 and first.temperature == 1.0
     assert list(cfgs)[-1] == "5-beam"
     _, cf_cfgs = bm.sampler(None, "codefusion", args)
-    assert list(cf_cfgs)[0] == "20 steps, 6 samples, MBR (cms)" and cf_cfgs[list(cf_cfgs)[0]].draws == 0
+    mbr_cfgs = list(cf_cfgs.items())[:2]  # at each of --steps: the sampler beside its own single step
+    assert [label for label, _ in mbr_cfgs] == ["1 steps, 6 samples, MBR (cms)", "20 steps, 6 samples, MBR (cms)"]
+    assert [(c.n, c.steps, c.draws) for _, c in mbr_cfgs] == [(6, 1, 0), (6, 20, 0)]
 
     pool = ["ls -l", "find . -name a -print0 | xargs -0 rm", "find . -name b", "find . -type f -name c", "", "du"]
 
