@@ -48,6 +48,7 @@ def test_rag_prefix_keeps_whole_commands_within_budget():
     assert rag_prefix([[5, 6], [7]], [9], eom_id=4, budget=10) == [5, 6, 9, 7, 9, 4]
     assert rag_prefix([[5, 6], [7]], [9], eom_id=4, budget=5) == [5, 6, 9, 4]
     assert rag_prefix([[5, 6]], [9], eom_id=4, budget=2) == [4]
+    assert rag_prefix([[5, 6]], [9], eom_id=4, budget=0) == []  # not even <eom> fits
 
 
 def test_retrieval_transform_prefixes_unscored_neighbours():
@@ -64,6 +65,8 @@ def test_retrieval_transform_prefixes_unscored_neighbours():
     assert not out.loss_mask[: len(prefix)].any() and out.loss_mask[len(prefix) :].tolist() == mask
     short = RetrievalPrefix(tok, retr, k=1, max_len=len(ids) + 1)(ex)  # no room: only <eom>
     assert short.input_ids.tolist() == [tok.eom_id, *ids]
+    full = RetrievalPrefix(tok, retr, k=1, max_len=len(ids))(ex)  # a row max_len long stays max_len long
+    assert full.input_ids.tolist() == ids and full.loss_mask.tolist() == mask
 
 
 def test_retrieval_k_is_validated():

@@ -110,7 +110,10 @@ def rag_prefix(
     neighbour_ids: Sequence[Sequence[int]], newline_ids: Sequence[int], eom_id: int, budget: int
 ) -> list[int]:
     """``cmd_1 \\n ... cmd_k \\n <eom>`` from tokenized commands, nearest first, keeping only whole
-    commands while the prefix fits ``budget`` tokens (``[<eom>]`` alone when none fits)."""
+    commands while the prefix fits ``budget`` tokens (``[<eom>]`` alone when none fits; nothing when not even
+    ``<eom>`` fits, so a row already ``max_len`` long stays within it)."""
+    if budget < 1:
+        return []
     out: list[int] = []
     for ids in neighbour_ids:
         piece = [*ids, *newline_ids]
