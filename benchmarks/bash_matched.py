@@ -285,14 +285,13 @@ def evaluate(
     run.model.eval()
     gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
+    mbr_cfgs = [c for s, c in cfgs.items() if is_mbr(s, args)]
     chosen = None
+    if near is not None and mbr_cfgs:  # once, with the last MBR setting's sampler (the last of --steps)
+        chosen = choose_share(gen, mbr_cfgs[-1], run, args)
+        print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
     for setting, cfg in cfgs.items():
-        mix = None
-        if near is not None and is_mbr(setting, args):
-            if chosen is None:  # once, with the last MBR setting's sampler (the last of --steps)
-                chosen = choose_share(gen, [c for s, c in cfgs.items() if is_mbr(s, args)][-1], run, args)
-                print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
-            mix = (chosen["share"], near)
+        mix = (chosen["share"], near) if chosen and is_mbr(setting, args) else None
         drawn, seconds = draw(gen, cfg, problems)
         keep = Path(args.work_dir) / "samples" / f"{run_dir.name}.{setting.replace(' ', '_').replace(',', '')}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
