@@ -1,0 +1,122 @@
+"""Minimum Bayes risk over the pooled samples of several runs: an ensemble of training seeds, judged beside each
+run's own MBR ranking and the baselines on the same rows (#18).
+
+    python benchmarks/mbr_pool.py --language cf --split paper --samples NAME=FILE,NAME=FILE[,...] [--limit 500]
+        [--seed 0] [--work-dir DIR] [--out DIR] [--name mbr_pool]
+
+Each FILE is a samples file bash_matched.py keeps (``WORK/samples/RUN.SETTING.json``: the candidates of one
+sampling setting by task id, as generated), made with the same ``--language``, ``--split``, ``--limit`` and
+``--seed``, so its rows are the ones drawn here. Every run's samples are ranked by MBR alone (as bash_matched.py
+ranks them), then all runs' samples of a row are pooled and ranked together under the language's utility
+(matched_mbr.rankings: plainly and with the first 5 as a set); no gold is read. Writes ``OUT/NAME.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import header_md, machine_info, md_table, write_results  # noqa: E402
+from bash_baselines import retrieval_samples  # noqa: E402
+from matched_langs import KS, LANGUAGES, UNSCALED, constant_answer, judge_variants, split_data  # noqa: E402
+from matched_mbr import mbr_label, rankings  # noqa: E402
+
+
+def load_samples(spec: str, problems: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """NAME -> candidates by task id, each file checked to hold exactly ``problems``' rows."""
+    out = {}
+    for item in spec.split(","):
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            sys.exit(f"--samples: expected NAME=FILE, got {item!r}")
+        try:
+            samples = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            sys.exit(f"--samples {name}: cannot read {path}: {e}")
+        if set(samples) != set(problems):
+            sys.exit(f"--samples {name}: {path} holds {len(samples)} rows, not the {len(problems)} drawn here "
+                     "(same --language, --split, --limit and --seed as the run that made it?)")  # fmt: skip
+        out[name] = samples
+    if len(out) < 2:
+        sys.exit("--samples: give at least two runs' samples to pool")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--language", default="cf", choices=sorted(LANGUAGES))
+    p.add_argument("--split", default="paper", choices=["paper", "grouped"])
+    p.add_argument("--samples", required=True, help="NAME=FILE,...: saved samples of one setting, one file per run")
+    p.add_argument("--limit", type=int, default=500, help="seeded random test rows, as the runs drew them")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", default="/tmp/nl2code_mbr_pool", help="where the grouped split is written")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--name", default="mbr_pool")
+    args = p.parse_args()
+    from nl2code.utils.seed import seeded_subset
+
+    started = time.monotonic()
+    lang = LANGUAGES[args.language]
+    if not lang.mbr:
+        sys.exit(f"--language {args.language}: no MBR utility")
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    _, all_problems, train = split_data(lang, args.split, work)
+    problems = {k: all_problems[k] for k in seeded_subset(list(all_problems), args.limit or None, args.seed)}
+    runs = load_samples(args.samples, problems)
+    label = "pooled (" + " + ".join(runs) + ")"
+
+    def ranked(name: str, samples: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+        args.mbr = max(len(c) for c in samples.values())  # rankings() ranks the setting mbr_label names
+        out = rankings(mbr_label(args), samples, args, problems=problems)
+        return {f"{name}, {k}": v for k, v in out.items()}
+
+    answers = {"baseline: constant": {t: [constant_answer(lang, train)] for t in problems}}
+    answers["baseline: tfidf"] = retrieval_samples(train, problems, lang.pool)
+    for name, samples in runs.items():
+        answers.update(ranked(name, samples))
+    pooled = {t: [c for s in runs.values() for c in s[t]] for t in problems}
+    answers.update(ranked(label, pooled))
+    evals = {}
+    for base, samples in answers.items():
+        for suffix, scores in judge_variants(lang, problems, samples).items():
+            evals[base + suffix] = scores
+            print(f"{base + suffix}: " + json.dumps({k: round(v, 3) for k, v in scores.items()}), flush=True)
+    keys = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
+    rows = [
+        [name, *(round(v[k] * (1 if k in UNSCALED else 100), 1) if k in v else "" for k in keys)]
+        for name, v in evals.items()
+    ]
+    command = "python benchmarks/mbr_pool.py " + shlex.join(sys.argv[1:])
+    result = {
+        "command": command,
+        "machine": machine_info(),
+        "language": args.language,
+        "split": args.split,
+        "rows": len(problems),
+        "seed": args.seed,
+        "samples": dict(item.split("=", 1) for item in args.samples.split(",")),
+        "evals": evals,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    md = "\n".join([
+        header_md(f"MBR over the pooled samples of {len(runs)} runs on {args.language} (#18)", command,
+                  result["machine"]),
+        f"{len(problems)} test rows of the {args.split} split (seeded sample, seed {args.seed}); wall time "
+        f"{result['wall_s']} s.",
+        "",
+        md_table(["ranking", *keys], rows),
+        "",
+    ])  # fmt: skip
+    write_results(args.name, result, md, args.out)
+
+
+if __name__ == "__main__":
+    main()
