@@ -118,6 +118,10 @@ def test_diagnostics_are_sane_on_a_trained_model(trained):
         assert row["decoded"]["token_acc"] >= row["xt_rounded"]["token_acc"] - 0.01
         assert row["x0_max_abs"] <= report["embeddings"]["max_abs"] + 1e-6  # bounded at every t, T-1 too
     assert by_t["0"]["decoded"]["token_acc"] >= by_t[str(T - 1)]["decoded"]["token_acc"]
+    # From pure noise the prediction rests on the utterance: another row's utterance loses most of it.
+    last = by_t[str(T - 1)]
+    assert last["decoded"]["seq_acc"] >= 0.5, last
+    assert last["decoded_other_nl"]["seq_acc"] <= 0.3 * last["decoded"]["seq_acc"], last
     # The reverse loop from partially noised gold never loses against one x^_0 prediction (default eta).
     for row in report["refine"]:
         if row["eta"] == 0.0:

@@ -6,7 +6,9 @@ padded to the model's code length) and a seeded generator, and returns plain num
 * :func:`x0_by_t`: for each timestep t, gold code noised to t and ONE denoiser pass; token and sequence
   accuracy of D+H on the estimate ``x^_0``, of nearest-embedding rounding of ``x^_0``, and of rounding
   ``x_t / sqrt(ab_t)`` itself (what a model that only copied its input would get); the MSE of ``x^_0``,
-  its largest entry, and the decoder's MSE and cross-entropy at that t (the loss terms, separately).
+  its largest entry, and the decoder's MSE and cross-entropy at that t (the loss terms, separately);
+  and D+H's accuracy when every row is given another row's utterance (the same ``x_t``): how much the
+  prediction at t rests on the request rather than on ``x_t`` or the language's common tokens.
 * :func:`clean_decode`: D+H on the clean gold embeddings ``L(y)`` (the rounding a perfect denoiser
   would hand over) and the head alone on ``L(y)``.
 * :func:`refine_vs_oneshot`: gold noised to t, then either one ``x^_0`` prediction or the reverse loop
@@ -87,6 +89,9 @@ def x0_by_t(model: CodeFusion, batch: GoldBatch, generator: torch.Generator, tim
     """Per timestep: accuracy of one ``x^_0`` prediction from gold noised to t (see module docstring)."""
     sched = scheduler_for(model.cfg)
     enc = model.encode(batch.nl, batch.nl_mask)
+    # Row i gets row i-1's utterance: a derangement for B > 1 that keeps the utterance distribution.
+    other_nl, other_mask = batch.nl.roll(1, 0), batch.nl_mask.roll(1, 0)
+    other_enc = model.encode(other_nl, other_mask)
     x0 = model.embed_code(batch.code)
     bound = model.x0_bound()
     out = {}
@@ -96,12 +101,15 @@ def x0_by_t(model: CodeFusion, batch: GoldBatch, generator: torch.Generator, tim
         x_t = sched.add_noise(x0, noise, t_vec)
         x0_hat = sched.to_x0(model.denoise(x_t, t_vec, enc, batch.nl_mask), x_t, t, clip=bound)
         hidden, logits = model.decode_logits(x0_hat, enc, batch.nl_mask, batch.nl)
+        other_x0 = sched.to_x0(model.denoise(x_t, t_vec, other_enc, other_mask), x_t, t, clip=bound)
+        other_logits = model.decode_logits(other_x0, other_enc, other_mask, other_nl)[1]
         logits = logits.float()
         ce = torch.nn.functional.cross_entropy(logits[batch.real], batch.code[batch.real])
         ab = sched._alpha_bar(t, x_t)
         row = {
             "alpha_bar": float(ab.flatten()[0]),
             "decoded": accuracy(logits.argmax(-1), batch),
+            "decoded_other_nl": accuracy(other_logits.argmax(-1), batch),
             "x0_rounded": accuracy(model.nearest_tokens(x0_hat), batch),
             "xt_rounded": accuracy(model.nearest_tokens(x_t / ab.sqrt()), batch),
             "x0_mse": float((x0_hat - x0).pow(2).mean(-1)[batch.real].mean()),
@@ -268,12 +276,14 @@ def to_markdown(report: dict) -> str:
     lines += [f"Pad share of code positions: {pct(report['pad_share'])}%", ""]
     lines += ["## One x^_0 prediction from gold noised to t", ""]
     lines += [
-        "| t | alpha_bar | D+H tok | D+H seq | round x^_0 tok | round x_t tok | x^_0 MSE | max abs x^_0 | D MSE | CE |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| t | alpha_bar | D+H tok | D+H seq | D+H tok, another row's NL | round x^_0 tok | round x_t tok "
+        "| x^_0 MSE | max abs x^_0 | D MSE | CE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t, r in report["x0_by_t"].items():
         lines.append(
             f"| {t} | {r['alpha_bar']:.3g} | {pct(r['decoded']['token_acc'])} | {pct(r['decoded']['seq_acc'])} | "
+            f"{pct(r['decoded_other_nl']['token_acc'])} | "
             f"{pct(r['x0_rounded']['token_acc'])} | {pct(r['xt_rounded']['token_acc'])} | {r['x0_mse']:.3g} | "
             f"{r['x0_max_abs']:.3g} | {r['decoder_mse']:.3g} | {r['ce']:.3g} |"
         )
