@@ -71,12 +71,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header_md, machine_info, md_table, write_results  # noqa: E402
 from matched_langs import (  # noqa: E402
-    KS,
     LANGUAGES,
     UNSCALED,
+    columns,
     constant_answer,
     judge,
     judge_variants,
+    percents,
     split_data,
 )
 from matched_mbr import MBR_SET, choose_share, consensus, draw, is_mbr, mbr_label, rankings  # noqa: E402
@@ -382,10 +383,7 @@ def plot_curves(result: dict[str, Any], split: str, path: Path) -> bool:
 
 def report(result: dict[str, Any], out: Path, name: str) -> None:
     lang = LANGUAGES[result["language"]]
-    keys = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
-
-    def pct(m: dict[str, Any]) -> list[Any]:
-        return [round(m[k] * (1 if k in UNSCALED else 100), 1) if k in m else "" for k in keys]
+    keys = columns(lang)
 
     m = result["machine"]
     trained = (
@@ -403,9 +401,9 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
     for split, part in result["splits"].items():
         paper = ["paper: CodeFusion 75M, CodeT5 encoder", "", *(lang.paper.get(k, "") for k in keys)]
         rows = [paper] if lang.paper else []
-        rows += [[f"baseline: {b}", "", *pct(v)] for b, v in part["baselines"].items()]
+        rows += [[f"baseline: {b}", "", *percents(v, keys)] for b, v in part["baselines"].items()]
         for sname, entry in part["systems"].items():
-            rows += [[sname, label, *pct(v)] for label, v in entry["evals"].items()]
+            rows += [[sname, label, *percents(v, keys)] for label, v in entry["evals"].items()]
         lines += [
             f"## Split: {split} ({part['rows']} test rows, a seeded random sample of {part['test_rows']}; "
             f"{part['train_rows']} train rows; constant answer `{part['constant']}`)",
@@ -427,7 +425,7 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
             "",
         ]
         curve_rows = [
-            [n, p["step"], p["minutes"], p["sampling"], *pct(p)]
+            [n, p["step"], p["minutes"], p["sampling"], *percents(p, keys)]
             for n, e in part["systems"].items()
             for p in e.get("curve", [])
         ]

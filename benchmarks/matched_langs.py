@@ -89,6 +89,16 @@ def utility_of(lang: Language, problem: Any = None) -> Callable[[str, str], floa
     return execution_utility(lambda rule: formatting(link_columns(rule, problem.nl, table)))
 
 
+def columns(lang: Language) -> list[str]:
+    """The score names a language reports: its metrics @1/3/5, then its extras (syntax validity, BLEU, ...)."""
+    return [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
+
+
+def percents(scores: dict[str, float], keys: list[str]) -> list[Any]:
+    """``scores`` at ``keys`` as table cells: fractions as percentages (UNSCALED ones as they are), "" if absent."""
+    return [round(scores[k] * (1 if k in UNSCALED else 100), 1) if k in scores else "" for k in keys]
+
+
 def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]]) -> dict[str, float]:
     """The language's metrics @1/3/5 (and syntax validity where the task reports it) of the first 5 of
     ``samples``' candidates."""
@@ -96,8 +106,7 @@ def judge(lang: Language, problems: dict[str, Any], samples: dict[str, list[str]
 
     top = {t: cands[: max(KS)] for t, cands in samples.items()}
     res = get_task(lang.task).judge(problems, top, EvalContext(ks=KS, workers=1, progress=False))
-    keep = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
-    return {m: res.metrics[m] for m in keep if m in res.metrics}
+    return {m: res.metrics[m] for m in columns(lang) if m in res.metrics}
 
 
 LINKED, VALID, DISTINCT = " + column linking", " + valid first", " + distinct results"
@@ -259,7 +268,7 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 
 
 __all__ = [
-    "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "VALUES", "Language", "chains", "constant_answer",
-    "distinct_results", "grouped_split", "judge", "judge_variants", "linked", "split_data", "steps", "utility_of",
-    "valid_first", "values_linked", "variants",
+    "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "VALUES", "Language", "chains", "columns",
+    "constant_answer", "distinct_results", "grouped_split", "judge", "judge_variants", "linked", "percents",
+    "split_data", "steps", "utility_of", "valid_first", "values_linked", "variants",
 ]  # fmt: skip

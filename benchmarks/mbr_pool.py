@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header_md, machine_info, md_table, write_results  # noqa: E402
 from bash_baselines import retrieval_samples  # noqa: E402
-from matched_langs import KS, LANGUAGES, UNSCALED, constant_answer, judge_variants, split_data  # noqa: E402
+from matched_langs import LANGUAGES, columns, constant_answer, judge_variants, percents, split_data  # noqa: E402
 from matched_mbr import mbr_label, rankings  # noqa: E402
 
 
-def load_samples(spec: str, problems: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
-    """NAME -> candidates by task id, each file checked to hold exactly ``problems``' rows."""
-    out = {}
+def load_samples(spec: str, problems: dict[str, Any]) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
+    """(NAME -> candidates by task id, NAME -> file), each file checked to hold exactly ``problems``' rows."""
+    out, paths = {}, {}
     for item in spec.split(","):
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
@@ -43,10 +43,10 @@ def load_samples(spec: str, problems: dict[str, Any]) -> dict[str, dict[str, lis
         if set(samples) != set(problems):
             sys.exit(f"--samples {name}: {path} holds {len(samples)} rows, not the {len(problems)} drawn here "
                      "(same --language, --split, --limit and --seed as the run that made it?)")  # fmt: skip
-        out[name] = samples
+        out[name], paths[name] = samples, path
     if len(out) < 2:
         sys.exit("--samples: give at least two runs' samples to pool")
-    return out
+    return out, paths
 
 
 def main() -> None:
@@ -70,15 +70,17 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     _, all_problems, train = split_data(lang, args.split, work)
     problems = {k: all_problems[k] for k in seeded_subset(list(all_problems), args.limit or None, args.seed)}
-    runs = load_samples(args.samples, problems)
+    runs, paths = load_samples(args.samples, problems)
     label = "pooled (" + " + ".join(runs) + ")"
 
     def ranked(name: str, samples: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
-        args.mbr = max(len(c) for c in samples.values())  # rankings() ranks the setting mbr_label names
-        out = rankings(mbr_label(args), samples, args, problems=problems)
+        # rankings() ranks the setting mbr_label names, "N samples, MBR (...)", N from the samples themselves
+        setting = argparse.Namespace(**{**vars(args), "mbr": max(len(c) for c in samples.values())})
+        out = rankings(mbr_label(setting), samples, setting, problems=problems)
         return {f"{name}, {k}": v for k, v in out.items()}
 
-    answers = {"baseline: constant": {t: [constant_answer(lang, train)] for t in problems}}
+    constant = constant_answer(lang, train)
+    answers = {"baseline: constant": {t: [constant] for t in problems}}
     answers["baseline: tfidf"] = retrieval_samples(train, problems, lang.pool)
     for name, samples in runs.items():
         answers.update(ranked(name, samples))
@@ -89,11 +91,8 @@ def main() -> None:
         for suffix, scores in judge_variants(lang, problems, samples).items():
             evals[base + suffix] = scores
             print(f"{base + suffix}: " + json.dumps({k: round(v, 3) for k, v in scores.items()}), flush=True)
-    keys = [f"{m}@{k}" for m in lang.metrics for k in KS] + list(lang.extras)
-    rows = [
-        [name, *(round(v[k] * (1 if k in UNSCALED else 100), 1) if k in v else "" for k in keys)]
-        for name, v in evals.items()
-    ]
+    keys = columns(lang)
+    rows = [[name, *percents(v, keys)] for name, v in evals.items()]
     command = "python benchmarks/mbr_pool.py " + shlex.join(sys.argv[1:])
     result = {
         "command": command,
@@ -102,7 +101,7 @@ def main() -> None:
         "split": args.split,
         "rows": len(problems),
         "seed": args.seed,
-        "samples": dict(item.split("=", 1) for item in args.samples.split(",")),
+        "samples": paths,
         "evals": evals,
         "wall_s": round(time.monotonic() - started, 1),
     }
