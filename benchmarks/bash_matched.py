@@ -236,20 +236,30 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
 
         steps = [int(x) for x in args.steps.split(",")]
         scores = getattr(args, "scores", None) or "final"
+        weights = [float(w) for w in (getattr(args, "guidance", None) or "1").split(",")]
+
+        def guided(w: float) -> str:
+            return "" if w == 1 else f", guidance {w:g}"
+
         cfgs = {
             f"{n} steps"
             + ("" if score == "final" else f", {score} score")
+            + guided(w)
             + (f", best distinct of {args.draws} draws" if args.draws else ""): GenerationConfig(
-                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score
+                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score, guidance=w
             )
             for n in steps
+            for w in weights
             for score in scores.split(",")
         }
         if mbr:  # every draw kept (draws=0): the samples are the evidence; at each of --steps, so a multi-step
             # sampler is compared with its own single step under the same ranking
             draws = {
-                f"{n} steps, {mbr}": GenerationConfig(n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch)
+                f"{n} steps{guided(w)}, {mbr}": GenerationConfig(
+                    n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch, guidance=w
+                )
                 for n in steps
+                for w in weights
             }
             cfgs = {**draws, **cfgs}
         return DiffusionGenerator(run), cfgs
@@ -482,6 +492,12 @@ def main() -> None:
         default="final",
         help="CodeFusion: candidate rankings to judge each of --steps with, comma-separated: final (D+H's "
         "confidence on the final x0) and/or denoise (each candidate re-noised and denoised in one step)",
+    )
+    p.add_argument(
+        "--guidance",
+        default="1",
+        help="CodeFusion: classifier-free guidance weights to judge each of --steps with, comma-separated (1 = off; "
+        "others need a run trained with objective.cond_dropout, e.g. --set codefusion:objective.cond_dropout=0.1)",
     )
     p.add_argument(
         "--draws",

@@ -96,6 +96,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "denoise = each candidate re-noised and denoised in one step given the request (orders multi-step draws)",
     )
     dec.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="diffusion: classifier-free guidance weight, u + w (c - u) against the empty request (default 1 = off; "
+        "needs a run trained with objective.cond_dropout > 0)",
+    )
+    dec.add_argument(
         "--temperature",
         type=float,
         default=0.0,
@@ -257,6 +264,7 @@ def _generation_config(args: argparse.Namespace) -> Any:
             valid_stop=getattr(args, "valid_stop", None),  # infill has neither
             draws=getattr(args, "draws", 0),
             score=getattr(args, "score", None),  # infill ranks its middles by their final confidence
+            guidance=getattr(args, "guidance", 1.0),
         )
     except ValueError as e:
         raise CLIError(str(e)) from None

@@ -47,12 +47,13 @@ class DiffusionGenerator:
         self.eta = eta
         spec = run.spec or spec_from_config(run.config)
         self.conditional = spec.conditional
+        self.guidable = spec.conditional and spec.guidable
         self.retrieval_k, self._retrieval_data = spec.retrieval_k, spec.retrieval_data
         self._retriever: Retriever | None = None
 
     def sampler(self, cfg: GenerationConfig) -> DiffusionSampler:
         rounding = getattr(cfg, "rounding", None) or self.rounding
-        return DiffusionSampler(
+        sampler = DiffusionSampler(
             self.model,
             num_steps=cfg.steps,
             eta=self.eta,
@@ -60,11 +61,20 @@ class DiffusionGenerator:
             eos_id=self.tok.eos_id,
             max_rows=max(cfg.batch_size, cfg.n, cfg.draws),
             score=getattr(cfg, "score", None) or "final",  # DiffusionSampler's scores
+            guidance=getattr(cfg, "guidance", 1.0),
+            decoder_guidance=getattr(cfg, "decoder_guidance", None),
         )
+        if (sampler.guidance != 1 or sampler.decoder_guidance != 1) and not self.guidable:
+            raise ValueError(
+                f"{self.run.run_dir}: guidance needs a run trained with objective.cond_dropout > 0 (this one "
+                + ("samples unconditionally)" if not self.conditional else "never saw the empty request)")
+            )
+        return sampler
 
     def check(self, cfg: GenerationConfig) -> None:
         """Raise ValueError, before any work, for settings this model cannot take (steps above T, a
-        rounding it lacks); see :func:`nl2code.generation.types.check_config`."""
+        rounding it lacks, guidance for a model that never learned the empty request); see
+        :func:`nl2code.generation.types.check_config`."""
         self.sampler(cfg)
 
     def default_steps(self) -> int:

@@ -31,6 +31,8 @@ class GenerationSpec:
             pre-training stages do not).
         retrieval_k: retrieval-augmented prompts: the commands of this many nearest training utterances.
         retrieval_data: the data section whose training records retrieval reads (None without retrieval).
+        guidable: the model also learned the empty request (CodeFusion's ``objective.cond_dropout``), so
+            classifier-free guidance can contrast against it.
     """
 
     prompt_format: PromptFormat = "nl"
@@ -38,6 +40,7 @@ class GenerationSpec:
     conditional: bool = True
     retrieval_k: int = 0
     retrieval_data: DataConfig | None = None
+    guidable: bool = False
 
 
 def infill_mode_of(config: RunConfig) -> InfillMode | None:
@@ -65,6 +68,7 @@ def spec_from_config(config: RunConfig) -> GenerationSpec:
         conditional=getattr(last.objective, "task", "finetune") == "finetune",
         retrieval_k=retrieval_k,
         retrieval_data=last.data if retrieval_k else None,
+        guidable=bool(getattr(last.objective, "cond_dropout", 0.0)),
     )
 
 

@@ -44,6 +44,9 @@ class GenerationConfig:
         score: diffusion: how candidates are ranked, ``final`` (D+H's confidence on the final ``x_0``) or
             ``denoise`` (each candidate re-noised and denoised in one step; see ``DiffusionSampler``); None =
             the generator's default.
+        guidance: diffusion: classifier-free guidance weight (1 = off; needs a run trained with
+            ``objective.cond_dropout``); see ``nl2code.sampling.diffusion``.
+        decoder_guidance: diffusion: the same for D+H's token log-probabilities; None = ``guidance``.
         batch_size: prompts x candidates decoded together.
         draws: diffusion: ``x_T`` draws per prompt, of which the ``n`` best *distinct* candidates are
             returned (duplicates fill in only when fewer are distinct); 0 = ``n`` draws, all kept.
@@ -63,6 +66,8 @@ class GenerationConfig:
     steps: int | None = None
     rounding: str | None = None
     score: str | None = None
+    guidance: float = 1.0
+    decoder_guidance: float | None = None
     batch_size: int = 16
     valid_stop: str | None = None
     draws: int = 0

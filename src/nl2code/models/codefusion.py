@@ -370,6 +370,12 @@ class CodeFusion(nn.Module):
             x = block(x, cos, sin, mask, is_causal=False)
         return self.encoder_norm(x)
 
+    def null_request(self, rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The empty request of classifier-free guidance: one visible pad token per row, ids and mask (rows, 1).
+        A row whose utterance is all pad but its first position encodes to the same E(s) at that position."""
+        ids = torch.full((rows, 1), self.cfg.pad_id, dtype=torch.long, device=device)
+        return ids, torch.ones((rows, 1), dtype=torch.bool, device=device)
+
     def embed_code(self, code_ids: torch.Tensor) -> torch.Tensor:
         """L: code ids (B, N) -> x_0 (B, N, E)."""
         return self.code_embed(code_ids)

@@ -67,6 +67,10 @@ class CodeFusionLossConfig:
             ``data.max_len`` tokens (keep ``model.max_nl_length`` >= it). See :mod:`nl2code.data.retrieval`.
         timestep_power: training timesteps ``floor(T u^p)`` (``GaussianScheduler.sample_timesteps``);
             1 = uniform (the paper), > 1 more low-noise steps, < 1 more high-noise steps.
+        cond_dropout: classifier-free guidance training (Ho & Salimans 2022; not in the paper): each row's
+            utterance is replaced by the empty request (``CodeFusion.null_request``) with this probability, so
+            the model also learns to denoise without one and a sampler can contrast the two
+            (``DiffusionSampler(guidance=...)``). ``finetune`` only; 0 = off (the paper).
         min_snr_gamma: > 0 multiplies each row's term 1 by its min-SNR-gamma weight (Hang et al.
             2023, ``GaussianScheduler.min_snr_weight``); 0 = unweighted (the paper).
         chunked_head: compute the head's cross-entropy in row chunks, never holding the logits (same
@@ -87,6 +91,7 @@ class CodeFusionLossConfig:
     retrieval_k: int = 0
     timestep_power: float = 1.0
     min_snr_gamma: float = 0.0
+    cond_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("denoise_weight", "decoder_weight", "ce_weight", "pad_weight"):
@@ -104,6 +109,10 @@ class CodeFusionLossConfig:
             raise ValueError(f"timestep_power must be > 0, got {self.timestep_power}")
         if self.min_snr_gamma < 0:
             raise ValueError(f"min_snr_gamma must be >= 0 (0 = off), got {self.min_snr_gamma}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.cond_dropout and self.task != "finetune":
+            raise ValueError(f"cond_dropout drops the utterance: task must be finetune, not {self.task}")
         if self.preview_steps < 1:
             raise ValueError(f"preview_steps must be >= 1, got {self.preview_steps}")
 
@@ -124,6 +133,17 @@ def pad_code(
     real[:, :width] = keep.bool()
     weights = torch.where(real, 1.0, pad_weight)
     return ids, weights
+
+
+def drop_requests(
+    ids: torch.Tensor, mask: torch.Tensor, rate: float, pad_id: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Utterance ids and mask (B, S) with each row made the empty request with probability ``rate``: all pad,
+    only the first position visible, which encodes as :meth:`CodeFusion.null_request` does."""
+    drop = (torch.rand(ids.shape[0], generator=generator, device=generator.device) < rate).to(ids.device)[:, None]
+    first = torch.zeros_like(mask, dtype=torch.bool)
+    first[:, 0] = True
+    return torch.where(drop, pad_id, ids), torch.where(drop, first, mask.bool()).to(mask.dtype)
 
 
 def _row_mean(per_pos: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -296,6 +316,8 @@ class CodeFusionObjective(Objective):
         if "nl" not in batch.extras:
             raise ValueError("finetune objective needs the utterance in batch.extras['nl']")
         ids, mask = batch.extras["nl"], batch.extras["nl_mask"]
+        if cfg.cond_dropout:
+            ids, mask = drop_requests(ids, mask, cfg.cond_dropout, mcfg.pad_id, generator)
         return model.encode(ids, mask), mask, ids
 
     def __call__(

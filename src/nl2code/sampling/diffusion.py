@@ -13,10 +13,16 @@ final ``x_0``; ``"clamping"`` also snaps ``x^_0`` to its nearest embedding at ev
 argmax tokens, so each step's input lies on the token manifold the denoiser was trained on; it keeps
 briefly trained models from drifting as the number of steps grows (benchmarks/codefusion_results.md).
 Unconditional models (pre-training task a) get fresh N(0, I) noise in place of ``E(s)`` at every step.
+
+Classifier-free guidance (Ho & Salimans 2022; not in the paper), for a model trained with
+``objective.cond_dropout``: the denoiser's output becomes ``u + w (c - u)``, ``c`` given the request and ``u``
+given the empty request (``CodeFusion.null_request``), and D+H's token log-probabilities likewise (renormalised).
+``w = 1`` is plain conditional sampling; ``w > 1`` pushes the sample towards what the request changes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,6 +109,9 @@ class DiffusionSampler:
             denoised in one step; the mean log-probability D+H give its tokens, averaged over the levels: a
             one-sample estimate of how well the model, given the request, reconstructs the candidate, the
             same for any number of steps.
+        guidance: classifier-free guidance weight of the denoiser's output (see the module docstring); 1 = off.
+            Needs a model trained with ``objective.cond_dropout`` (the generator checks).
+        decoder_guidance: the same for D+H's token log-probabilities; None = ``guidance``.
     """
 
     def __init__(
@@ -115,7 +124,14 @@ class DiffusionSampler:
         eos_id: int | None = None,
         max_rows: int = 64,
         score: Score = "final",
+        guidance: float = 1.0,
+        decoder_guidance: float | None = None,
     ):
+        decoder_guidance = guidance if decoder_guidance is None else decoder_guidance
+        for name, w in (("guidance", guidance), ("decoder_guidance", decoder_guidance)):
+            if not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (1 = off), got {w}")
+        self.guidance, self.decoder_guidance = float(guidance), float(decoder_guidance)
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
         if score == "denoise" and model.decoder is None:
@@ -153,6 +169,30 @@ class DiffusionSampler:
         shape = (rows, self.model.cfg.max_nl_length, self.model.cfg.d_model)
         return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
+    def null(self, enc: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """The empty request's E, mask and ids for ``enc``'s rows when guidance is on; None otherwise."""
+        if enc is None or (self.guidance == 1 and self.decoder_guidance == 1):
+            return None
+        ids, mask = self.model.null_request(enc.shape[0], enc.device)
+        return self.model.encode(ids, mask), mask, ids
+
+    def _denoise_out(self, x, t_vec, ctx, enc_mask, null, **prev) -> torch.Tensor:  # noqa: ANN001
+        """N's output, guided against the empty request when ``null`` is given."""
+        out = self.model.denoise(x, t_vec, ctx, enc_mask, **prev)
+        if null is None or self.guidance == 1:
+            return out
+        uncond = self.model.denoise(x, t_vec, null[0], null[1], **prev)
+        return uncond + self.guidance * (out - uncond)
+
+    def _token_scores(self, x0, ctx, enc_mask, ctx_ids, null) -> torch.Tensor:  # noqa: ANN001
+        """D+H's token scores (rows, N, V) on ``x0``; guided log-probabilities when ``null`` is given."""
+        scores = self.model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1]
+        if null is None or self.decoder_guidance == 1:
+            return scores
+        cond = scores.float().log_softmax(-1)
+        uncond = self.model.decode_logits(x0, null[0], null[1], null[2])[1].float().log_softmax(-1)
+        return uncond + self.decoder_guidance * (cond - uncond)
+
     def _clamp(self, x0: torch.Tensor) -> torch.Tensor:
         return self.model.embed_code(self.model.nearest_tokens(x0))
 
@@ -168,6 +208,7 @@ class DiffusionSampler:
         x_start: torch.Tensor | None = None,
         t_start: int | None = None,
         ctx_ids: torch.Tensor | None = None,
+        null: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """Run the reverse loop from ``x_T ~ N(0, I)``; returns the final ``x_0`` (rows, N, E).
 
@@ -176,6 +217,7 @@ class DiffusionSampler:
         at ``T-1`` (SDEdit-style refinement; the diagnostics start from noised gold code). The
         schedule is then ``t_start`` followed by the inference timesteps below it.
         ``ctx_ids`` (rows, S): the utterance's token ids, for a model with a copy head.
+        ``null``: :meth:`null` of ``enc``, for guided sampling.
         """
         model, sched, cfg = self.model, self.scheduler, self.model.cfg
         device = next(model.parameters()).device
@@ -198,12 +240,12 @@ class DiffusionSampler:
             t_vec = torch.full((rows,), t, dtype=torch.long, device=device)
             prev = {"x0_prev": x0} if cfg.self_condition else {}
             ctx = self._context(enc, rows, generator, device)
-            out = model.denoise(x, t_vec, ctx, enc_mask, **prev)
+            out = self._denoise_out(x, t_vec, ctx, enc_mask, null, **prev)
             x0 = sched.to_x0(out, x, t, clip=model.x0_bound())
             if self.rounding == "clamping":
                 x0 = self._clamp(x0)
             elif self.rounding == "decoder_clamp":
-                x0 = model.embed_code(model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].argmax(-1))
+                x0 = model.embed_code(self._token_scores(x0, ctx, enc_mask, ctx_ids, null).argmax(-1))
             if fixed is not None:
                 x0 = torch.where(known, fixed, x0)
             x = sched.step(out, t, x, generator=generator, x0_override=x0).prev_sample
@@ -217,12 +259,13 @@ class DiffusionSampler:
         enc_mask: torch.Tensor | None,
         generator: torch.Generator,
         ctx_ids: torch.Tensor | None = None,
+        null: tuple[torch.Tensor, ...] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final ``x_0`` -> token ids (rows, N) and their log-probabilities (rows, N)."""
         model = self.model
         if self.rounding in ("decoder", "decoder_clamp"):
             ctx = self._context(enc, x0.shape[0], generator, x0.device)
-            logp = self._decoded_logp(x0, ctx, enc_mask, ctx_ids)
+            logp = self._decoded_logp(x0, ctx, enc_mask, ctx_ids, null)
             ids = logp.argmax(-1)
         else:
             logp = model.logits(x0).float().log_softmax(-1)
@@ -230,10 +273,15 @@ class DiffusionSampler:
         return ids, logp.gather(-1, ids[..., None])[..., 0]
 
     def _decoded_logp(
-        self, x0: torch.Tensor, ctx: torch.Tensor, enc_mask: torch.Tensor | None, ctx_ids: torch.Tensor | None
+        self,
+        x0: torch.Tensor,
+        ctx: torch.Tensor,
+        enc_mask: torch.Tensor | None,
+        ctx_ids: torch.Tensor | None,
+        null: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
-        """D+H's token log-probabilities (rows, N, V) on ``x0``."""
-        return self.model.decode_logits(x0, ctx, enc_mask, ctx_ids)[1].float().log_softmax(-1)
+        """D+H's token log-probabilities (rows, N, V) on ``x0`` (guided when ``null`` is given)."""
+        return self._token_scores(x0, ctx, enc_mask, ctx_ids, null).float().log_softmax(-1)
 
     @torch.no_grad()
     def denoise_logp(
@@ -244,6 +292,7 @@ class DiffusionSampler:
         generator: torch.Generator,
         k: int,
         ctx_ids: torch.Tensor | None = None,
+        null: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """Per-token log-probabilities (rows, N) of ``ids`` (rows = prompts x ``k``, prompt-major) under the
         ``denoise`` score: their embeddings noised to each of :data:`SCORE_FRACTIONS` of T with one noise draw
@@ -260,8 +309,9 @@ class DiffusionSampler:
             t_vec = torch.full((ids.shape[0],), t, dtype=torch.long, device=device)
             x_t = sched.add_noise(clean, noise.repeat_interleave(k, dim=0), t_vec)
             ctx = self._context(enc, ids.shape[0], generator, device)
-            x0 = sched.to_x0(model.denoise(x_t, t_vec, ctx, enc_mask), x_t, t, clip=model.x0_bound())
-            total += self._decoded_logp(x0, ctx, enc_mask, ctx_ids).gather(-1, ids[..., None])[..., 0]
+            out = self._denoise_out(x_t, t_vec, ctx, enc_mask, null)
+            x0 = sched.to_x0(out, x_t, t, clip=model.x0_bound())
+            total += self._decoded_logp(x0, ctx, enc_mask, ctx_ids, null).gather(-1, ids[..., None])[..., 0]
         return total / len(SCORE_FRACTIONS)
 
     def _cut(self, ids: list[int]) -> int:
@@ -304,11 +354,12 @@ class DiffusionSampler:
             for start in range(0, len(groups), per_chunk):
                 chunk = groups[start : start + per_chunk]
                 enc, mask, ctx_ids = self._encode(chunk, num_samples)
+                null = self.null(enc)
                 rows = len(chunk) * num_samples
-                x0 = self.denoise(enc, mask, rows, generator, ctx_ids=ctx_ids)
-                ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids)
+                x0 = self.denoise(enc, mask, rows, generator, ctx_ids=ctx_ids, null=null)
+                ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids, null)
                 if self.score == "denoise":
-                    logp = self.denoise_logp(ids, enc, mask, generator, num_samples, ctx_ids)
+                    logp = self.denoise_logp(ids, enc, mask, generator, num_samples, ctx_ids, null)
                 chunk_ids, chunk_scores = self._rank(ids, logp, num_samples)
                 result.ids.extend(chunk_ids)
                 result.scores.extend(chunk_scores)
@@ -339,8 +390,11 @@ class DiffusionSampler:
         self.model.eval()
         try:
             enc, mask, ctx_ids = self._encode([prompt], num_samples)
-            x0 = self.denoise(enc, mask, num_samples, generator, template=template, known=known, ctx_ids=ctx_ids)
-            ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids)
+            null = self.null(enc)
+            x0 = self.denoise(
+                enc, mask, num_samples, generator, template=template, known=known, ctx_ids=ctx_ids, null=null
+            )
+            ids, logp = self.to_tokens(x0, enc, mask, generator, ctx_ids, null)
         finally:
             self.model.train(was_training)
         lo, hi = len(prefix), len(prefix) + middle_length
