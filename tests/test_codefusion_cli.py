@@ -68,14 +68,19 @@ def test_code_cpd_groups_mark_identifiers_not_eos(tok):
 
 
 def make_run(
-    root: Path, tok: CodeTokenizer, task: str = "finetune", decoder_layers: int = 1, timesteps: int = 20
+    root: Path,
+    tok: CodeTokenizer,
+    task: str = "finetune",
+    decoder_layers: int = 1,
+    timesteps: int = 20,
+    cond_dropout: float = 0.0,
 ) -> Path:
     tok.save(root / "tokenizer")
     cfg = from_dict(RunConfig, {
         "model": {"kind": "codefusion", "vocab_size": tok.vocab_size, "d_model": 32, "n_heads": 4,
                   "encoder_layers": 1, "denoiser_layers": 1, "decoder_layers": decoder_layers, "embed_dim": 8,
                   "code_length": 16, "max_nl_length": 16, "num_timesteps": timesteps},
-        "objective": {"kind": "codefusion", "task": task},
+        "objective": {"kind": "codefusion", "task": task, "cond_dropout": cond_dropout},
         "data": {"format": "code_nl", "max_len": 16},
     })
     config_io.save(cfg, root / "config.yaml")
@@ -113,6 +118,19 @@ def test_unconditional_run_ignores_prompts(tmp_path, tok):
     assert not gen.conditional
     cfg = GenerationConfig(n=2, seed=0, steps=3)
     assert [c.text for c in gen.generate(["a"], cfg)[0]] == [c.text for c in gen.generate(["b"], cfg)[0]]
+
+
+def test_guidance_needs_a_run_that_learned_the_empty_request(tiny_run, tmp_path, tok, capsys):
+    guided = GenerationConfig(n=2, seed=0, steps=3, guidance=2.0)
+    with pytest.raises(ValueError, match="cond_dropout"):
+        load_generator(tiny_run).generate(["wc"], guided)
+    argv = ["generate", "--run", str(tiny_run), "--json", "--guidance", "2", "wc"]
+    assert cli.main(argv) != 0 and "cond_dropout" in capsys.readouterr().err
+    run = make_run(tmp_path / "cfg", tok, cond_dropout=0.1)
+    gen = load_generator(run)
+    plain, twice = gen.generate(["wc"], GenerationConfig(n=2, seed=0, steps=3)), gen.generate(["wc"], guided)
+    assert len(twice[0]) == 2 and [c.score for c in twice[0]] != [c.score for c in plain[0]]
+    assert cli.main([*argv[:2], str(run), *argv[3:]]) == 0 and len(json.loads(capsys.readouterr().out)) == 1
 
 
 def test_generate_cli_json_and_steps(tiny_run, capsys):

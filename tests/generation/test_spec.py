@@ -33,7 +33,12 @@ def test_the_last_stage_decides():
         "model": {"kind": "codefusion", "vocab_size": 0}, "objective": {"kind": "codefusion", "task": "cpd"},
         "data": {"format": "code_cpd"},
     })  # fmt: skip
-    assert spec_from_config(cpd).conditional is False
+    assert spec_from_config(cpd).conditional is False and spec_from_config(cpd).guidable is False
+    guided = from_dict(RunConfig, {
+        "model": {"kind": "codefusion", "vocab_size": 0}, "objective": {"kind": "codefusion", "cond_dropout": 0.1},
+        "data": {"format": "code_nl"},
+    })  # fmt: skip
+    assert spec_from_config(guided).guidable is True
     rag = config(objective={"kind": "causal_lm", "retrieval_k": 2}, data={"source": "jsonl", "path": "x.jsonl"})
     spec = spec_from_config(rag)
     assert spec.retrieval_k == 2 and spec.retrieval_data == rag.data

@@ -15,6 +15,7 @@ from nl2code.objectives.diffusion import (
     CodeFusionLossConfig,
     CodeFusionObjective,
     cpd_inputs,
+    drop_requests,
     pad_code,
 )
 
@@ -199,6 +200,27 @@ def test_errors_and_registry():
     assert special_tokens().index("<pad>") == CodeFusionConfig().pad_id
     with pytest.raises(ValueError):
         CodeFusionLossConfig(pad_weight=-1)
+
+
+def test_dropped_requests_encode_as_the_empty_request_at_the_rate_asked():
+    model = tiny_model().eval()
+    batch = make_batch()
+    ids, mask = batch.extras["nl"], batch.extras["nl_mask"]
+    kept = drop_requests(ids, mask, 0.0, PAD, torch.Generator().manual_seed(0))
+    assert torch.equal(kept[0], ids) and torch.equal(kept[1], mask)
+    gone_ids, gone_mask = drop_requests(ids, mask, 0.999, PAD, torch.Generator().manual_seed(0))
+    assert (gone_ids == PAD).all() and gone_mask.dtype == mask.dtype
+    assert gone_mask.bool()[:, 0].all() and not gone_mask.bool()[:, 1:].any()
+    null = model.encode(*model.null_request(len(ids), ids.device))
+    torch.testing.assert_close(model.encode(gone_ids, gone_mask)[:, :1], null)  # the sampler's empty request
+    many = torch.arange(4, 4004).view(-1, 1) % V
+    dropped = drop_requests(many, torch.ones_like(many), 0.25, PAD, torch.Generator().manual_seed(1))[0] == PAD
+    assert 0.2 < dropped.float().mean() < 0.3  # the ids hold no pad, so every pad was dropped
+    loss = CodeFusionObjective(CodeFusionLossConfig(cond_dropout=0.5))(model.train(), batch, torch.Generator())[0]
+    assert torch.isfinite(loss)
+    for bad in ({"cond_dropout": 1.0}, {"cond_dropout": -0.1}, {"cond_dropout": 0.1, "task": "cpd"}):
+        with pytest.raises(ValueError, match="cond_dropout"):
+            CodeFusionLossConfig(**bad)
 
 
 def test_one_batch_overfits():

@@ -166,6 +166,37 @@ def test_self_conditioned_sampler_feeds_back_the_previous_estimate(monkeypatch):
     assert not torch.equal(got[1], got[2])
 
 
+@pytest.mark.parametrize("rounding", ["decoder", "decoder_clamp"])
+def test_guidance_one_is_plain_and_zero_samples_the_empty_request(rounding):
+    model = tiny_model(self_condition=True)
+
+    def draws(prompts, **kw):
+        sampler = DiffusionSampler(model, num_steps=4, eos_id=EOS, rounding=rounding, **kw)
+        return sampler.generate(prompts, 2, torch.Generator().manual_seed(3))
+
+    plain = draws(PROMPTS)
+    assert draws(PROMPTS, guidance=1.0) == plain
+    empty = draws([[PAD]] * len(PROMPTS))  # CodeFusion.null_request is one visible pad
+    zero = draws(PROMPTS, guidance=0.0)
+    assert zero.ids == empty.ids and np.allclose(zero.scores, empty.scores, atol=1e-5)
+    assert draws(PROMPTS, guidance=3.0).scores != plain.scores
+    with pytest.raises(ValueError, match="guidance"):
+        DiffusionSampler(model, guidance=float("nan"))
+    with pytest.raises(ValueError, match="decoder_guidance"):
+        DiffusionSampler(model, decoder_guidance=-1.0)
+
+
+def test_guided_output_extrapolates_from_the_empty_request():
+    model = tiny_model().eval()
+    sampler = DiffusionSampler(model, guidance=2.5)
+    enc = model.encode(torch.tensor([[5, 6, 7]]), torch.ones(1, 3, dtype=torch.bool))
+    null = sampler.null(enc)
+    x, t = torch.randn(1, 12, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([50])
+    cond, uncond = model.denoise(x, t, enc, None), model.denoise(x, t, null[0], null[1])
+    torch.testing.assert_close(sampler._denoise_out(x, t, enc, None, null), uncond + 2.5 * (cond - uncond))
+    assert DiffusionSampler(model).null(enc) is None and sampler.null(None) is None
+
+
 def test_infill_template_layout():
     ids, known = infill_template([5, 6], [7], middle_length=3, code_length=10, pad_id=PAD, eos_id=EOS)
     assert ids.tolist() == [5, 6, PAD, PAD, PAD, 7, EOS, PAD, PAD, PAD]
