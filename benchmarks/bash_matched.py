@@ -231,16 +231,16 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     from nl2code.api import GenerationConfig
 
     mbr = mbr_label(args)
+    weights = [float(w) for w in (getattr(args, "guidance", None) or "1").split(",")]
+
+    def guided(w: float) -> str:
+        return "" if w == 1 else f", guidance {w:g}"
+
     if name.startswith("codefusion"):
         from nl2code.generation.diffusion import DiffusionGenerator
 
         steps = [int(x) for x in args.steps.split(",")]
         scores = getattr(args, "scores", None) or "final"
-        weights = [float(w) for w in (getattr(args, "guidance", None) or "1").split(",")]
-
-        def guided(w: float) -> str:
-            return "" if w == 1 else f", guidance {w:g}"
-
         cfgs = {
             f"{n} steps"
             + ("" if score == "final" else f", {score} score")
@@ -271,8 +271,14 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     lang = LANGUAGES[args.language]
     valid = replace(beam, n=lang.pool, num_beams=10, valid_stop=lang.syntax)
     cfgs = {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
-    if mbr:
-        cfgs = {mbr: replace(beam, n=args.mbr, temperature=1.0, batch_size=64), **cfgs}
+    if mbr:  # guided sampling feeds MBR only (guidance is not for beam search); the label ends with the MBR one
+        draws = {
+            f"{guided(w)[2:]}, {mbr}" if w != 1 else mbr: replace(
+                beam, n=args.mbr, temperature=1.0, batch_size=64, guidance=w
+            )
+            for w in weights
+        }
+        cfgs = {**draws, **cfgs}
     return ARGenerator(run), cfgs
 
 
@@ -496,8 +502,9 @@ def main() -> None:
     p.add_argument(
         "--guidance",
         default="1",
-        help="CodeFusion: classifier-free guidance weights to judge each of --steps with, comma-separated (1 = off; "
-        "others need a run trained with objective.cond_dropout, e.g. --set codefusion:objective.cond_dropout=0.1)",
+        help="classifier-free guidance weights, comma-separated (1 = off): CodeFusion judges each of --steps with "
+        "each, the AR model's --mbr samples are drawn with each; weights other than 1 need a run trained with "
+        "objective.cond_dropout, e.g. --set ar@cfg:objective.cond_dropout=0.1",
     )
     p.add_argument(
         "--draws",

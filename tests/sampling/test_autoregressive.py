@@ -62,6 +62,52 @@ def test_batched_equals_unbatched_and_seeds_matter():
     assert batched[0][0].ids != batched[0][1].ids  # n samples of a prompt differ
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_guidance_one_is_plain_and_zero_continues_the_empty_request(temperature):
+    model, null = tiny(), [[3]] * len(PROMPTS)
+
+    def draws(prompts, temperature=temperature, **kw):
+        return ids_of(sample(model, prompts, n=2, max_new_tokens=6, temperature=temperature, seed=4, **kw))
+
+    plain = draws(PROMPTS)
+    assert draws(PROMPTS, guidance=1.0, null_prompts=null) == plain
+    assert draws(PROMPTS, guidance=0.0, null_prompts=null) == draws(null)  # rows keep their (seed, i, j) draws
+    assert draws(PROMPTS, 1.0, guidance=4.0, null_prompts=null) != draws(PROMPTS, 1.0)
+    with pytest.raises(ValueError, match="null prompts"):
+        draws(PROMPTS, guidance=2.0, null_prompts=null[:1])
+
+
+def test_guided_generator_needs_a_run_trained_with_cond_dropout(digit_tok):
+    model = tiny(vocab_size=digit_tok.vocab_size)
+    guided = GenerationConfig(n=2, temperature=1.0, max_new_tokens=4, guidance=2.0)
+    with pytest.raises(ValueError, match="cond_dropout"):
+        ARGenerator(loaded(model, digit_tok, fmt="nl_code")).generate(["12"], guided)
+    gen = ARGenerator(loaded(model, digit_tok, {"kind": "causal_lm", "cond_dropout": 0.1}, fmt="nl_code"))
+    assert [len(c) for c in gen.generate(["12", "3"], guided)] == [2, 2]
+    with pytest.raises(ValueError, match="beam search"):
+        gen.generate(["12"], GenerationConfig(n=2, num_beams=2, guidance=2.0))
+    with pytest.raises(ValueError, match="infilling"):
+        gen.infill("1", "2", guided)
+
+
+def test_dropped_requests_keep_the_code_and_its_loss_mask(digit_tok):
+    from nl2code.objectives.autoregressive import CausalLMConfig, DropRequest
+
+    sep = digit_tok.sep_id
+    ex = Example(np.array([7, 8, sep, 9, 10, 1]), np.array([0, 0, 0, 1, 1, 1], bool))
+    drop = CausalLMObjective(CausalLMConfig(cond_dropout=0.5)).example_transform(digit_tok, from_dict(
+        RunConfig, {"model": {"kind": "codegen", "vocab_size": 1}, "data": {"format": "nl_code"}}).data)
+    assert isinstance(drop, DropRequest)
+    outs = [drop(ex, np.random.default_rng([0, 0, i])) for i in range(400)]
+    gone = [o for o in outs if len(o.input_ids) < 6]
+    assert 150 < len(gone) < 250 and all(o.input_ids.tolist() == [sep, 9, 10, 1] for o in gone)
+    assert all(o.loss_mask.tolist() == [0, 1, 1, 1] for o in gone)
+    with pytest.raises(ValueError, match="generator"):
+        drop(ex)
+    with pytest.raises(ValueError, match="retrieval_k"):
+        CausalLMConfig(cond_dropout=0.1, retrieval_k=1)
+
+
 def test_filter_logits_top_k_is_tie_safe_and_top_p_minimal():
     logits = torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.0]])
     kept = torch.isfinite(filter_logits(logits, top_k=2))

@@ -99,8 +99,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--guidance",
         type=float,
         default=1.0,
-        help="diffusion: classifier-free guidance weight, u + w (c - u) against the empty request (default 1 = off; "
-        "needs a run trained with objective.cond_dropout > 0)",
+        help="classifier-free guidance weight, u + w (c - u) against the empty request (default 1 = off; needs a run "
+        "trained with objective.cond_dropout > 0; AR: sampling or greedy only)",
     )
     dec.add_argument(
         "--temperature",

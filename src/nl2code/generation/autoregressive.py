@@ -29,6 +29,8 @@ class ARGenerator:
     Decoding (``GenerationConfig``): ``num_beams > 1`` is beam search; ``temperature == 0`` is
     greedy, and with ``n > 1`` beam search with ``max(num_beams, n)`` beams (n distinct greedy
     candidates); otherwise sampling. Candidates are ranked by mean token log-probability.
+    ``guidance != 1`` samples with classifier-free guidance against the empty request ``<sep>`` (an NL run
+    trained with ``objective.cond_dropout``; sampling or greedy, not beam search).
     """
 
     kind = "codegen"
@@ -52,6 +54,7 @@ class ARGenerator:
         self.prefix_lm = bool(getattr(self.model.cfg, "prefix_lm", False))
         self.retrieval_k = spec.retrieval_k
         self._retrieval_data = spec.retrieval_data
+        self.guidable = spec.guidable
         self._retriever: Retriever | None = None
 
     def retrieved(self, nl: str, room: int = RAG_CODE_ROOM) -> list[int]:
@@ -96,13 +99,35 @@ class ARGenerator:
         )
 
     # -- decoding ---------------------------------------------------------------------------------
+    def _beams(self, cfg: GenerationConfig) -> int:
+        return max(cfg.num_beams, cfg.n) if cfg.num_beams > 1 or (cfg.temperature == 0 and cfg.n > 1) else 1
+
+    def check(self, cfg: GenerationConfig, prompt_format: PromptFormat | None = None) -> None:
+        """Raise ValueError, before any work, for guidance this run or decoding cannot take."""
+        if cfg.guidance == 1 and cfg.decoder_guidance in (None, 1):
+            return
+        if cfg.decoder_guidance not in (None, cfg.guidance):
+            raise ValueError("decoder_guidance is CodeFusion's; an AR model takes guidance alone")
+        if not self.guidable or (prompt_format or self.prompt_format) != "nl":
+            raise ValueError(
+                f"{self.run.run_dir}: guidance needs an NL run trained with objective.cond_dropout > 0 "
+                "(it contrasts against the empty request it learned)"
+            )
+        if self._beams(cfg) > 1 or cfg.valid_stop is not None:
+            raise ValueError("guidance is for sampling or greedy decoding, not beam search or valid_stop")
+
     def decode_ids(
-        self, prompt_ids: list[list[int]], cfg: GenerationConfig, stop_ids: Sequence[int]
+        self,
+        prompt_ids: list[list[int]],
+        cfg: GenerationConfig,
+        stop_ids: Sequence[int],
+        null_ids: list[int] | None = None,
     ) -> list[list[Candidate]]:
-        """``cfg.n`` ranked candidates per prompt (token-id prompts)."""
+        """``cfg.n`` ranked candidates per prompt (token-id prompts); ``null_ids``: the empty request's prompt,
+        for guided sampling."""
         model_len = self.model.cfg.max_seq_len
         prompt_ids, max_new = fit_prompts(prompt_ids, model_len, cfg.max_new_tokens)
-        beams = max(cfg.num_beams, cfg.n) if cfg.num_beams > 1 or (cfg.temperature == 0 and cfg.n > 1) else 1
+        beams = self._beams(cfg)
         stop = stop_checker(self.tok.decode, cfg.stop)
         accept = self._acceptor(cfg)
         per_chunk = max(1, cfg.batch_size // max(cfg.n, beams))
@@ -142,6 +167,8 @@ class ARGenerator:
                     use_cache=self.use_cache,
                     prefix_lm=self.prefix_lm,
                     prompt_offset=c,
+                    guidance=cfg.guidance,
+                    null_prompts=None if null_ids is None else [null_ids] * len(chunk),
                 )
             for group in samples:
                 ranked = sorted(group, key=lambda s: s.score, reverse=True)
@@ -172,8 +199,10 @@ class ARGenerator:
         self, prompts: list[str], cfg: GenerationConfig, *, prompt_format: PromptFormat | None = None
     ) -> list[list[Candidate]]:
         """For each prompt, ``cfg.n`` candidates, best first."""
+        self.check(cfg, prompt_format)
         ids = [self.encode_prompt(p, prompt_format) for p in prompts]
-        return self.decode_ids(ids, cfg, self.stop_ids)
+        null = self.encode_prompt("", "nl") if cfg.guidance != 1 else None
+        return self.decode_ids(ids, cfg, self.stop_ids, null)
 
     @torch.no_grad()
     def token_logprobs(self, prompt: str, completion: str, top: int = 0) -> dict[str, list]:
@@ -215,6 +244,8 @@ class ARGenerator:
         self, prefix: str, suffix: str, cfg: GenerationConfig, *, mode: InfillMode | None = None
     ) -> list[Candidate]:
         """Candidates for the text between ``prefix`` and ``suffix``, best first."""
+        if cfg.guidance != 1:
+            raise ValueError("guidance needs a request to contrast; infilling has none")
         ids, stop_ids = self.infill_prompt(prefix, suffix, mode)
         return self.decode_ids([ids], cfg, stop_ids)[0]
 

@@ -44,8 +44,9 @@ class GenerationConfig:
         score: diffusion: how candidates are ranked, ``final`` (D+H's confidence on the final ``x_0``) or
             ``denoise`` (each candidate re-noised and denoised in one step; see ``DiffusionSampler``); None =
             the generator's default.
-        guidance: diffusion: classifier-free guidance weight (1 = off; needs a run trained with
-            ``objective.cond_dropout``); see ``nl2code.sampling.diffusion``.
+        guidance: classifier-free guidance weight against the empty request (1 = off; needs a run trained
+            with ``objective.cond_dropout``); see ``nl2code.sampling.diffusion`` and, for AR sampling,
+            ``nl2code.sampling.autoregressive.sample``.
         decoder_guidance: diffusion: the same for D+H's token log-probabilities; None = ``guidance``.
         batch_size: prompts x candidates decoded together.
         draws: diffusion: ``x_T`` draws per prompt, of which the ``n`` best *distinct* candidates are

@@ -36,17 +36,25 @@ class CausalLMConfig:
             (TF-IDF, the row itself left out), ``cmd_1 \\n ... <eom> NL <sep> code <eos>``; generation
             builds the same prompt from the run's training data. 0 = off (the paper-faithful prompt).
             See :mod:`nl2code.data.retrieval`.
+        cond_dropout: classifier-free guidance training (``data.format: nl_code``; not in CodeGen): each row
+            loses its utterance with this probability, ``<sep> code <eos>``, so the model also learns the
+            empty request that guided sampling contrasts against (``GenerationConfig.guidance``). 0 = off.
     """
 
     label_smoothing: float = 0.0
     chunked_head: bool = True
     retrieval_k: int = 0
+    cond_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.retrieval_k < 0:
             raise ValueError(f"retrieval_k must be >= 0, got {self.retrieval_k}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.cond_dropout and self.retrieval_k:
+            raise ValueError("cond_dropout and retrieval_k cannot be combined (the empty request has no neighbours)")
 
 
 @dataclass(frozen=True)
@@ -161,12 +169,16 @@ class CausalLMObjective(Objective):
     def example_transform(
         self, tokenizer: Any, data_cfg: Any
     ) -> Callable[[Example, np.random.Generator], Example] | None:
-        """With ``retrieval_k > 0``: prefix every ``NL <sep> code <eos>`` row with its retrieved commands."""
-        k = getattr(self.cfg, "retrieval_k", 0)
-        if not k:
+        """With ``retrieval_k > 0``: prefix every ``NL <sep> code <eos>`` row with its retrieved commands; with
+        ``cond_dropout > 0``: drop the utterance of some rows (:class:`DropRequest`)."""
+        k, drop = getattr(self.cfg, "retrieval_k", 0), getattr(self.cfg, "cond_dropout", 0.0)
+        if not (k or drop):
             return None
         if data_cfg.format != "nl_code":
-            raise ValueError(f"objective.retrieval_k needs data.format: nl_code, not {data_cfg.format}")
+            knob = "retrieval_k" if k else "cond_dropout"
+            raise ValueError(f"objective.{knob} needs data.format: nl_code, not {data_cfg.format}")
+        if drop:
+            return DropRequest(tokenizer.sep_id, drop)
         from nl2code.data.retrieval import retriever_for
 
         return RetrievalPrefix(tokenizer, retriever_for(data_cfg), k, data_cfg.max_len)
@@ -206,6 +218,26 @@ class CausalLMObjective(Objective):
                 ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)
             outputs.append(new)
         return outputs
+
+
+class DropRequest:
+    """Row rewrite ``NL <sep> code <eos>`` -> ``<sep> code <eos>`` with probability ``rate``, drawn from the
+    stream's per-row generator (fresh each epoch, resumable); the empty request ``<sep>`` is what a guided
+    sampler continues for the unconditional half."""
+
+    def __init__(self, sep_id: int, rate: float):
+        self.sep_id, self.rate = sep_id, rate
+
+    def __call__(self, ex: Example, rng: np.random.Generator | None = None) -> Example:
+        if rng is None:
+            raise ValueError("cond_dropout draws from the batch stream's per-row generator; none was given")
+        if rng.random() >= self.rate:
+            return ex
+        seps = np.flatnonzero(ex.input_ids == self.sep_id)
+        if not len(seps):
+            raise ValueError("cond_dropout: a training row without <sep> (data.format must be nl_code)")
+        s = int(seps[0])
+        return Example(ex.input_ids[s:], ex.loss_mask[s:], ex.extras)
 
 
 class RetrievalPrefix:

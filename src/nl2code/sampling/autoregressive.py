@@ -104,6 +104,8 @@ def sample(
     use_cache: bool = True,
     prefix_lm: bool = False,
     prompt_offset: int = 0,
+    guidance: float = 1.0,
+    null_prompts: list[list[int]] | None = None,
 ) -> list[list[Sample]]:
     """``n`` continuations of each prompt (in draw order, not ranked).
 
@@ -117,24 +119,38 @@ def sample(
             each batch's offset, so outputs do not depend on the split.
         use_cache: KV cache (False recomputes the full sequence each step; same output).
         prefix_lm: attend bidirectionally over each prompt (prefix-LM models).
+        guidance, null_prompts: classifier-free guidance (Sanchez et al. 2023): tokens are drawn from
+            ``log p_u + w (log p_c - log p_u)``, ``p_u`` the model's distribution continuing ``null_prompts[i]``
+            (the empty request) in step with prompt i; ``w = 1`` (or no null prompts) is plain sampling.
+            Scores stay the model's own conditional log-probabilities.
     """
     stop_set = set(stop_ids)
-    dec = StepDecoder(
-        model, prompts, pad_id=pad_id, max_new_tokens=max_new_tokens, use_cache=use_cache, prefix_lm=prefix_lm
-    )
-    logits = dec.start()
+    guide = null_prompts is not None and guidance != 1
+    if guide and len(null_prompts) != len(prompts):
+        raise ValueError(f"{len(null_prompts)} null prompts for {len(prompts)} prompts")
+    decoders = [
+        StepDecoder(model, p, pad_id=pad_id, max_new_tokens=max_new_tokens, use_cache=use_cache, prefix_lm=prefix_lm)
+        for p in ([prompts, null_prompts] if guide else [prompts])
+    ]
+    outs = [d.start() for d in decoders]
     rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
     if n > 1:
-        expand = torch.arange(len(prompts), device=logits.device).repeat_interleave(n)
-        dec.select(expand)
-        logits = logits.index_select(0, expand)
+        expand = torch.arange(len(prompts), device=outs[0].device).repeat_interleave(n)
+        for d in decoders:
+            d.select(expand)
+        outs = [o.index_select(0, expand) for o in outs]
+    logits = outs[0]
     gens = [torch.Generator(device=logits.device).manual_seed(derive_seed(seed, prompt_offset + i, j)) for i, j in rows]
     ids: list[list[int]] = [[] for _ in rows]
     logprob = [0.0] * len(rows)
     finish: list[Finish] = ["length"] * len(rows)
     active = list(range(len(rows)))  # decoder row -> output row
     for step in range(max_new_tokens):
-        chosen = next_tokens(logits, [gens[r] for r in active], temperature, top_k, top_p)
+        drawn = logits
+        if guide:
+            cond, uncond = logits.float().log_softmax(-1), outs[1].float().log_softmax(-1)
+            drawn = uncond + guidance * (cond - uncond)
+        chosen = next_tokens(drawn, [gens[r] for r in active], temperature, top_k, top_p)
         token_logp = logits.log_softmax(-1).gather(-1, chosen[:, None])[:, 0]
         still = []
         for pos, (r, tok, lp) in enumerate(zip(active, chosen.tolist(), token_logp.tolist())):
@@ -150,10 +166,12 @@ def sample(
         if not still or step == max_new_tokens - 1:
             break
         if len(still) < len(active):  # drop finished rows from the batch
-            dec.select(still)
+            for d in decoders:
+                d.select(still)
             chosen = chosen[torch.tensor(still, device=chosen.device)]
             active = [active[p] for p in still]
-        logits = dec.step(chosen)
+        outs = [d.step(chosen) for d in decoders]
+        logits = outs[0]
     out = [Sample(ids[r], logprob[r], len(ids[r]) + (finish[r] == "stop_token"), finish[r]) for r in range(len(rows))]
     return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
 
