@@ -224,6 +224,19 @@ def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
             sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} does not hold this split's rows ({mine})")
 
 
+def guidance_weights(text: str) -> list[tuple[float, float | None]]:
+    """``--guidance`` entries: ``W`` (the denoiser and D+H both at W; the AR model's only weight) or ``W:D``
+    (CodeFusion's denoiser at W, D+H at D)."""
+    out = []
+    for item in text.split(","):
+        w, _, d = item.partition(":")
+        try:
+            out.append((float(w), float(d) if d else None))
+        except ValueError:
+            raise SystemExit(f"--guidance {item!r}: expected W or W:D with numbers") from None
+    return out
+
+
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The system's generator and its sampling settings by label: eta-0 diffusion sampling with each of
     ``--steps`` (CodeFusion), else 5-beam search; with ``--mbr N`` first N samples (AR: temperature 1;
@@ -231,10 +244,12 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     from nl2code.api import GenerationConfig
 
     mbr = mbr_label(args)
-    weights = [float(w) for w in (getattr(args, "guidance", None) or "1").split(",")]
+    weights = guidance_weights(getattr(args, "guidance", None) or "1")
 
-    def guided(w: float) -> str:
-        return "" if w == 1 else f", guidance {w:g}"
+    def guided(w: tuple[float, float | None]) -> str:
+        if w[1] is None:
+            return "" if w[0] == 1 else f", guidance {w[0]:g}"
+        return f", guidance {w[0]:g}:{w[1]:g}"
 
     if name.startswith("codefusion"):
         from nl2code.generation.diffusion import DiffusionGenerator
@@ -246,7 +261,8 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
             + ("" if score == "final" else f", {score} score")
             + guided(w)
             + (f", best distinct of {args.draws} draws" if args.draws else ""): GenerationConfig(
-                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score, guidance=w
+                n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score,
+                guidance=w[0], decoder_guidance=w[1],
             )
             for n in steps
             for w in weights
@@ -256,7 +272,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
             # sampler is compared with its own single step under the same ranking
             draws = {
                 f"{n} steps{guided(w)}, {mbr}": GenerationConfig(
-                    n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch, guidance=w
+                    n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch, guidance=w[0], decoder_guidance=w[1]
                 )
                 for n in steps
                 for w in weights
@@ -273,8 +289,8 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     cfgs = {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
     if mbr:  # guided sampling feeds MBR only (guidance is not for beam search); the label ends with the MBR one
         draws = {
-            f"{guided(w)[2:]}, {mbr}" if w != 1 else mbr: replace(
-                beam, n=args.mbr, temperature=1.0, batch_size=64, guidance=w
+            f"{guided(w)[2:]}, {mbr}" if guided(w) else mbr: replace(
+                beam, n=args.mbr, temperature=1.0, batch_size=64, guidance=w[0], decoder_guidance=w[1]
             )
             for w in weights
         }
@@ -503,7 +519,8 @@ def main() -> None:
         "--guidance",
         default="1",
         help="classifier-free guidance weights, comma-separated (1 = off): CodeFusion judges each of --steps with "
-        "each, the AR model's --mbr samples are drawn with each; weights other than 1 need a run trained with "
+        "each (W:D = the denoiser at W, D+H at D), the AR model's --mbr samples are drawn with each; weights other "
+        "than 1 need a run trained with "
         "objective.cond_dropout, e.g. --set ar@cfg:objective.cond_dropout=0.1",
     )
     p.add_argument(

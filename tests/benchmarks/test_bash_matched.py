@@ -298,3 +298,23 @@ def test_a_multi_stage_run_reports_the_loop_time_of_all_its_stages(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "stage"}) + "\n"
                                                     for r in rows[:2]))
     assert "stage_loop_s" not in bm.finished(tmp_path) and bm.finished(tmp_path)["loop_s"] == 20.0
+
+
+def test_guidance_weights_and_their_sampling_labels(monkeypatch):
+    import nl2code.generation.diffusion as gd
+
+    assert bm.guidance_weights("1,1.5:1,2") == [(1.0, None), (1.5, 1.0), (2.0, None)]
+    with pytest.raises(SystemExit, match="W:D"):
+        bm.guidance_weights("1,x")
+    monkeypatch.setattr(gd, "DiffusionGenerator", lambda run: "generator")
+    args = argparse.Namespace(language="bash", steps="1", scores="final", draws=0, mbr=4, seed=0, gen_batch=8,
+                              guidance="1,1.5:1")  # fmt: skip
+    gen, cfgs = bm.sampler(None, "codefusion", args)
+    guided = {k: (c.guidance, c.decoder_guidance) for k, c in cfgs.items()}
+    assert guided == {
+        "1 steps, 4 samples, MBR (cms)": (1.0, None),
+        "1 steps, guidance 1.5:1, 4 samples, MBR (cms)": (1.5, 1.0),
+        "1 steps": (1.0, None),
+        "1 steps, guidance 1.5:1": (1.5, 1.0),
+    }
+    assert all(mm.is_mbr(k, args) == ("MBR" in k) for k in cfgs)
