@@ -88,6 +88,9 @@ def test_guided_generator_needs_a_run_trained_with_cond_dropout(digit_tok):
         gen.generate(["12"], GenerationConfig(n=2, num_beams=2, guidance=2.0))
     with pytest.raises(ValueError, match="infilling"):
         gen.infill("1", "2", guided)
+    for bad in ({"guidance": float("nan")}, {"guidance": -1.0}, {"decoder_guidance": float("inf")}):
+        with pytest.raises(ValueError, match="guidance must be a finite number"):
+            GenerationConfig(**bad)
 
 
 def test_dropped_requests_keep_the_code_and_its_loss_mask(digit_tok):

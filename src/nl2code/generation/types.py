@@ -84,6 +84,10 @@ class GenerationConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:  # also refuses nan
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        for name in ("guidance", "decoder_guidance"):
+            w = getattr(self, name)
+            if w is not None and not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (1 = off), got {w}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.valid_stop is not None and self.num_beams == 1 and self.temperature >= MIN_TEMPERATURE:
