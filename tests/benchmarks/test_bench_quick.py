@@ -16,10 +16,11 @@ sys.path.insert(0, str(BENCH))
 
 pytest.importorskip("transformers", reason="the peers need the optional 'hf' extra")
 
-import generation  # noqa: E402
 import memory  # noqa: E402
 import train_throughput as tt  # noqa: E402
 from _common import interleaved, matmul_peak, md_table, write_results  # noqa: E402
+
+import generation  # noqa: E402
 
 TINY_AR = tt.ARSetup(d_model=32, n_layers=1, n_heads=2, vocab_size=64, seq_len=16, batch=2)
 TINY_CF = tt.CFSetup(

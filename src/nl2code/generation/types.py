@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from nl2code.sampling.guidance import check_weight
+
 if TYPE_CHECKING:
     from nl2code.data.tokenizer import CodeTokenizer
     from nl2code.generation.spec import GenerationSpec
@@ -84,10 +86,9 @@ class GenerationConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:  # also refuses nan
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        for name in ("guidance", "decoder_guidance"):
-            w = getattr(self, name)
-            if w is not None and not (math.isfinite(w) and w >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0 (1 = off), got {w}")
+        check_weight("guidance", self.guidance)
+        if self.decoder_guidance is not None:
+            check_weight("decoder_guidance", self.decoder_guidance)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.valid_stop is not None and self.num_beams == 1 and self.temperature >= MIN_TEMPERATURE:

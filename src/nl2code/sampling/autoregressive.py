@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nl2code.sampling.decoder import StepDecoder
+from nl2code.sampling.guidance import guided_logp
 from nl2code.utils.seed import derive_seed
 
 Finish = Literal["stop_token", "stop_string", "length"]
@@ -146,10 +147,7 @@ def sample(
     finish: list[Finish] = ["length"] * len(rows)
     active = list(range(len(rows)))  # decoder row -> output row
     for step in range(max_new_tokens):
-        drawn = logits
-        if guide:
-            cond, uncond = logits.float().log_softmax(-1), outs[1].float().log_softmax(-1)
-            drawn = uncond + guidance * (cond - uncond)
+        drawn = guided_logp(logits, outs[1], guidance) if guide else logits
         chosen = next_tokens(drawn, [gens[r] for r in active], temperature, top_k, top_p)
         token_logp = logits.log_softmax(-1).gather(-1, chosen[:, None])[:, 0]
         still = []
