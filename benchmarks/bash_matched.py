@@ -224,6 +224,22 @@ def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
             sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} does not hold this split's rows ({mine})")
 
 
+def mbr_sampling(text: str) -> list[tuple[float, float]]:
+    """``--mbr-sampling`` entries: ``T`` or ``T:P``, the AR model's temperature and nucleus (top-p) mass for the
+    ``--mbr`` samples (1 and 1 = plain ancestral sampling)."""
+    out = []
+    for item in text.split(","):
+        t, _, top_p = item.partition(":")
+        try:
+            temp, mass = float(t), float(top_p) if top_p else 1.0
+        except ValueError:
+            raise SystemExit(f"--mbr-sampling {item!r}: expected T or T:P with numbers") from None
+        if not (temp > 0 and 0 < mass <= 1):
+            raise SystemExit(f"--mbr-sampling {item!r}: need a temperature > 0 and 0 < top-p <= 1")
+        out.append((temp, mass))
+    return out
+
+
 def guidance_weights(text: str) -> list[tuple[float, float | None]]:
     """``--guidance`` entries: ``W`` (the denoiser and D+H both at W; the AR model's only weight) or ``W:D``
     (CodeFusion's denoiser at W, D+H at D)."""
@@ -288,12 +304,19 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     valid = replace(beam, n=lang.pool, num_beams=10, valid_stop=lang.syntax)
     cfgs = {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
     if mbr:  # guided sampling feeds MBR only (guidance is not for beam search); the label ends with the MBR one
-        draws = {
-            f"{guided(w)[2:]}, {mbr}" if guided(w) else mbr: replace(
-                beam, n=args.mbr, temperature=1.0, batch_size=64, guidance=w[0], decoder_guidance=w[1]
-            )
-            for w in weights
-        }
+        draws = {}
+        for w in weights:
+            for temp, top_p in mbr_sampling(getattr(args, "mbr_sampling", None) or "1"):
+                parts = (
+                    guided(w)[2:],
+                    f"temperature {temp:g}" if temp != 1 else "",
+                    f"top-p {top_p:g}" if top_p != 1 else "",
+                )
+                prefix = ", ".join(x for x in parts if x)
+                draws[f"{prefix}, {mbr}" if prefix else mbr] = replace(
+                    beam, n=args.mbr, temperature=temp, top_p=top_p, batch_size=64, guidance=w[0],
+                    decoder_guidance=w[1],
+                )  # fmt: skip
         cfgs = {**draws, **cfgs}
     return ARGenerator(run), cfgs
 
@@ -522,6 +545,12 @@ def main() -> None:
         "each (W:D = the denoiser at W, D+H at D), the AR model's --mbr samples are drawn with each; weights other "
         "than 1 need a run trained with "
         "objective.cond_dropout, e.g. --set ar@cfg:objective.cond_dropout=0.1",
+    )
+    p.add_argument(
+        "--mbr-sampling",
+        default="1",
+        help="the AR model's --mbr samples: temperatures, or T:P with a nucleus (top-p) mass, comma-separated; "
+        "each is its own setting (e.g. 1,0.7,1:0.9; 1 = plain sampling)",
     )
     p.add_argument(
         "--draws",

@@ -318,3 +318,21 @@ def test_guidance_weights_and_their_sampling_labels(monkeypatch):
         "1 steps, guidance 1.5:1": (1.5, 1.0),
     }
     assert all(mm.is_mbr(k, args) == ("MBR" in k) for k in cfgs)
+
+
+def test_mbr_sampling_settings_and_their_labels(monkeypatch):
+    import nl2code.generation.autoregressive as ar
+
+    assert bm.mbr_sampling("1,0.7,1:0.9") == [(1.0, 1.0), (0.7, 1.0), (1.0, 0.9)]
+    for bad in ("x", "0", "1:1.5", "1:0"):
+        with pytest.raises(SystemExit, match="--mbr-sampling"):
+            bm.mbr_sampling(bad)
+    monkeypatch.setattr(ar, "ARGenerator", lambda run: "generator")
+    args = argparse.Namespace(language="bash", mbr=4, seed=0, guidance="1", mbr_sampling="1,0.7,0.8:0.9")
+    _, cfgs = bm.sampler(None, "ar", args)
+    drawn = {k: (c.n, c.temperature, c.top_p) for k, c in cfgs.items() if mm.is_mbr(k, args)}
+    assert drawn == {
+        "4 samples, MBR (cms)": (4, 1.0, 1.0),
+        "temperature 0.7, 4 samples, MBR (cms)": (4, 0.7, 1.0),
+        "temperature 0.8, top-p 0.9, 4 samples, MBR (cms)": (4, 0.8, 0.9),
+    }
