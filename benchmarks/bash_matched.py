@@ -264,8 +264,11 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
 
     def guided(w: tuple[float, float | None]) -> str:
         if w[1] is None:
-            return "" if w[0] == 1 else f", guidance {w[0]:g}"
-        return f", guidance {w[0]:g}:{w[1]:g}"
+            return "" if w[0] == 1 else f"guidance {w[0]:g}"
+        return f"guidance {w[0]:g}:{w[1]:g}"
+
+    def label(*parts: object) -> str:  # a setting's name: its parts that are set (False and 0 are not)
+        return ", ".join(str(x) for x in parts if x)
 
     if name.startswith("codefusion"):
         from nl2code.generation.diffusion import DiffusionGenerator
@@ -273,10 +276,12 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
         steps = [int(x) for x in args.steps.split(",")]
         scores = getattr(args, "scores", None) or "final"
         cfgs = {
-            f"{n} steps"
-            + ("" if score == "final" else f", {score} score")
-            + guided(w)
-            + (f", best distinct of {args.draws} draws" if args.draws else ""): GenerationConfig(
+            label(
+                f"{n} steps",
+                score != "final" and f"{score} score",
+                guided(w),
+                args.draws and f"best distinct of {args.draws} draws",
+            ): GenerationConfig(
                 n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score,
                 guidance=w[0], decoder_guidance=w[1],
             )
@@ -287,7 +292,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
         if mbr:  # every draw kept (draws=0): the samples are the evidence; at each of --steps, so a multi-step
             # sampler is compared with its own single step under the same ranking
             draws = {
-                f"{n} steps{guided(w)}, {mbr}": GenerationConfig(
+                label(f"{n} steps", guided(w), mbr): GenerationConfig(
                     n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch, guidance=w[0], decoder_guidance=w[1]
                 )
                 for n in steps
@@ -307,13 +312,8 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
         draws = {}
         for w in weights:
             for temp, top_p in mbr_sampling(getattr(args, "mbr_sampling", None) or "1"):
-                parts = (
-                    guided(w)[2:],
-                    f"temperature {temp:g}" if temp != 1 else "",
-                    f"top-p {top_p:g}" if top_p != 1 else "",
-                )
-                prefix = ", ".join(x for x in parts if x)
-                draws[f"{prefix}, {mbr}" if prefix else mbr] = replace(
+                name = label(guided(w), temp != 1 and f"temperature {temp:g}", top_p != 1 and f"top-p {top_p:g}", mbr)
+                draws[name] = replace(
                     beam, n=args.mbr, temperature=temp, top_p=top_p, batch_size=64, guidance=w[0],
                     decoder_guidance=w[1],
                 )  # fmt: skip
