@@ -336,3 +336,22 @@ def test_mbr_sampling_settings_and_their_labels(monkeypatch):
         "temperature 0.7, 4 samples, MBR (cms)": (4, 0.7, 1.0),
         "temperature 0.8, top-p 0.9, 4 samples, MBR (cms)": (4, 0.8, 0.9),
     }
+
+
+def test_the_ar_pretraining_recipe_is_the_pairs_recipe_after_a_snippet_stage(tmp_path):
+    from nl2code.train.config import load_run_config
+
+    pairs = yaml.safe_load((bm.REPO / "configs/codegen/bash_cpu.yaml").read_text())
+    pt = yaml.safe_load((bm.REPO / "configs/codegen/bash_cpu_pt.yaml").read_text())
+    for section in ("model", "objective", "data", "tokenizer"):  # bash_ar_pt40.md: only the stage differs
+        assert pt[section] == pairs[section], section
+    _, stages = load_run_config(bm.REPO / "configs/codegen/bash_cpu_pt.yaml")
+    assert [s.name for s in stages] == ["pretrain", "finetune"]
+    assert stages[0].data.source == "snippets" and stages[0].data.packing and stages[0].data.format == "code"
+    assert stages[1].data.format == "nl_code" and stages[1].data.loss_on == "code"
+    args = argparse.Namespace(
+        tiny=False, scale="recipe", seed=0, max_steps=500, minutes=40.0, batch_size=32, device="cpu",
+        precision="recipe", threads=1, language="bash", curve=0, set=[],
+    )  # fmt: skip
+    cfg = yaml.safe_load(bm.write_config("ar_pt", {}, args, tmp_path / "pt.yaml").read_text())
+    assert [st["train"]["max_minutes"] for st in cfg["stages"]] == [10.0, 30.0]
