@@ -225,33 +225,32 @@ def check_trained_on(run_dir: Path, data: dict[str, Any], what: str) -> None:
             sys.exit(f"{what}: {run_dir / 'config.yaml'}: data.path {theirs} does not hold this split's rows ({mine})")
 
 
+def number_pairs(flag: str, form: str, text: str) -> list[tuple[float, float | None]]:
+    """A comma list of ``A`` or ``A:B`` numbers (``form`` names them in the error), as (A, B or None)."""
+    out = []
+    for item in text.split(","):
+        a, _, b = item.partition(":")
+        try:
+            out.append((float(a), float(b) if b else None))
+        except ValueError:
+            raise SystemExit(f"{flag} {item!r}: expected {form} with numbers") from None
+    return out
+
+
 def mbr_sampling(text: str) -> list[tuple[float, float]]:
     """``--mbr-sampling`` entries: ``T`` or ``T:P``, the AR model's temperature and nucleus (top-p) mass for the
     ``--mbr`` samples (1 and 1 = plain ancestral sampling)."""
-    out = []
-    for item in text.split(","):
-        t, _, top_p = item.partition(":")
-        try:
-            temp, mass = float(t), float(top_p) if top_p else 1.0
-        except ValueError:
-            raise SystemExit(f"--mbr-sampling {item!r}: expected T or T:P with numbers") from None
+    out = [(t, 1.0 if p is None else p) for t, p in number_pairs("--mbr-sampling", "T or T:P", text)]
+    for temp, mass in out:
         if not (temp > 0 and 0 < mass <= 1):
-            raise SystemExit(f"--mbr-sampling {item!r}: need a temperature > 0 and 0 < top-p <= 1")
-        out.append((temp, mass))
+            raise SystemExit(f"--mbr-sampling {temp:g}:{mass:g}: need a temperature > 0 and 0 < top-p <= 1")
     return out
 
 
 def guidance_weights(text: str) -> list[tuple[float, float | None]]:
     """``--guidance`` entries: ``W`` (the denoiser and D+H both at W; the AR model's only weight) or ``W:D``
     (CodeFusion's denoiser at W, D+H at D)."""
-    out = []
-    for item in text.split(","):
-        w, _, d = item.partition(":")
-        try:
-            out.append((float(w), float(d) if d else None))
-        except ValueError:
-            raise SystemExit(f"--guidance {item!r}: expected W or W:D with numbers") from None
-    return out
+    return number_pairs("--guidance", "W or W:D", text)
 
 
 def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -311,8 +310,9 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     cfgs = {"10-beam top 5, valid stop": valid, "5-beam": beam}  # the curve follows the last
     if mbr:  # guided sampling feeds MBR only (guidance is not for beam search); the label ends with the MBR one
         draws = {}
+        truncations = mbr_sampling(getattr(args, "mbr_sampling", None) or "1")
         for w in weights:
-            for temp, top_p in mbr_sampling(getattr(args, "mbr_sampling", None) or "1"):
+            for temp, top_p in truncations:
                 name = label(guided(w), temp != 1 and f"temperature {temp:g}", top_p != 1 and f"top-p {top_p:g}", mbr)
                 draws[name] = replace(
                     beam, n=args.mbr, temperature=temp, top_p=top_p, batch_size=64, guidance=w[0],

@@ -147,9 +147,10 @@ def sample(
     finish: list[Finish] = ["length"] * len(rows)
     active = list(range(len(rows)))  # decoder row -> output row
     for step in range(max_new_tokens):
-        drawn = guided_logp(logits, outs[1], guidance) if guide else logits
+        logp = logits.log_softmax(-1)
+        drawn = guided_logp(logp, outs[1], guidance) if guide else logits
         chosen = next_tokens(drawn, [gens[r] for r in active], temperature, top_k, top_p)
-        token_logp = logits.log_softmax(-1).gather(-1, chosen[:, None])[:, 0]
+        token_logp = logp.gather(-1, chosen[:, None])[:, 0]
         still = []
         for pos, (r, tok, lp) in enumerate(zip(active, chosen.tolist(), token_logp.tolist())):
             logprob[r] += lp

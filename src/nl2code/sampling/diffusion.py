@@ -191,7 +191,7 @@ class DiffusionSampler:
         if null is None or self.decoder_guidance == 1:
             return scores
         uncond = self.model.decode_logits(x0, null[0], null[1], null[2])[1]
-        return guided_logp(scores, uncond, self.decoder_guidance)
+        return guided_logp(scores.float().log_softmax(-1), uncond, self.decoder_guidance)
 
     def _clamp(self, x0: torch.Tensor) -> torch.Tensor:
         return self.model.embed_code(self.model.nearest_tokens(x0))

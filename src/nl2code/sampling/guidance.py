@@ -16,8 +16,9 @@ def check_weight(name: str, w: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0 (1 = off), got {w}")
 
 
-def guided_logp(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
-    """Guided token scores (..., V) in float32 from the conditional and unconditional scores (logits or
-    log-probabilities; both are normalised first). Not renormalised: log_softmax it to get probabilities."""
-    c, u = cond.float().log_softmax(-1), uncond.float().log_softmax(-1)
-    return u + w * (c - u)
+def guided_logp(cond_logp: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Guided token scores (..., V) in float32 from the conditional log-probabilities (the caller has them
+    already: the AR sampler scores its tokens with them) and the unconditional scores (logits or
+    log-probabilities; normalised here). Not renormalised: log_softmax it to get probabilities."""
+    u = uncond.float().log_softmax(-1)
+    return u + w * (cond_logp.float() - u)
