@@ -126,6 +126,25 @@ def scale_stage_minutes(cfg: dict[str, Any], minutes: float, name: str) -> None:
         st["train"]["max_minutes"] = round(minutes * b / sum(budgets), 3)
 
 
+def apply_set(cfg: dict[str, Any], item: str, name: str) -> None:
+    """One ``--set SYSTEM:SECTION.KEY=VALUE`` (or ``SYSTEM:stages.STAGE.SECTION.KEY=VALUE``, a stage's override)."""
+    key, eq, value = item.partition(":")[2].partition("=")
+    parts = key.split(".")
+    target = cfg
+    if parts[0] == "stages" and len(parts) == 4:
+        stage = next((st for st in cfg.get("stages") or [] if st.get("name") == parts[1]), None)
+        if stage is None:
+            raise SystemExit(f"--set {item!r}: {name}'s recipe has no stage {parts[1]!r}")
+        target, parts = stage, parts[2:]
+        target.setdefault(parts[0], {})
+    if not (eq and len(parts) == 2 and isinstance(target.get(parts[0]), dict)):
+        raise SystemExit(
+            f"--set {item!r}: expected SYSTEM:SECTION.KEY=VALUE or SYSTEM:stages.STAGE.SECTION.KEY=VALUE "
+            f"with a section of {name}'s recipe"
+        )
+    target[parts[0]][parts[1]] = yaml.safe_load(value)
+
+
 def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path: Path) -> Path:
     cfg = yaml.safe_load((REPO / LANGUAGES[args.language].systems[recipe_of(name)]).read_text())
     (_cf if name.startswith("codefusion") else _ar)(cfg, args)
@@ -145,20 +164,14 @@ def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path
         progress="lines",
         log_every=50,
     )
-    scale_stage_minutes(cfg, args.minutes, name)
     if args.curve:  # a checkpoint every --curve steps, all kept, for the learning curve
         cfg["train"].update(ckpt_every=args.curve, keep_last=100_000)
     if args.precision != "recipe":
         cfg["train"]["precision"] = args.precision
     for item in args.set:
-        system, _, assignment = item.partition(":")
-        key, eq, value = assignment.partition("=")
-        if system != name:
-            continue
-        section, dot, field = key.partition(".")
-        if not (eq and dot and isinstance(cfg.get(section), dict)):
-            raise SystemExit(f"--set {item!r}: expected SYSTEM:SECTION.KEY=VALUE with a section of {name}'s recipe")
-        cfg[section][field] = yaml.safe_load(value)
+        if item.partition(":")[0] == name:
+            apply_set(cfg, item, name)
+    scale_stage_minutes(cfg, args.minutes, name)  # after --set: a stage's max_minutes is its share
     text = yaml.safe_dump(cfg, sort_keys=False)
     if not (path.is_file() and path.read_text() == text):
         path.write_text(text)
@@ -593,7 +606,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="SYSTEM:SECTION.KEY=VALUE",
-        help="change one key of a system's recipe, e.g. ar:model.copy_head=true (repeatable; the value is YAML)",
+        help="change one key of a system's recipe, e.g. ar:model.copy_head=true, or of one of its stages, e.g. "
+        "ar_pt@half:stages.pretrain.train.max_minutes=15 (a stage's minutes are its share of --minutes; "
+        "repeatable; the value is YAML)",
     )
     p.add_argument(
         "--mbr-retrieval",

@@ -355,3 +355,12 @@ def test_the_ar_pretraining_recipe_is_the_pairs_recipe_after_a_snippet_stage(tmp
     )  # fmt: skip
     cfg = yaml.safe_load(bm.write_config("ar_pt", {}, args, tmp_path / "pt.yaml").read_text())
     assert [st["train"]["max_minutes"] for st in cfg["stages"]] == [10.0, 30.0]
+    # a stage's --set lands before the scaling: its max_minutes is its share (here 15 : 15, so 20 / 20)
+    args.set = ["ar_pt@half:stages.pretrain.train.max_minutes=15", "ar_pt@half:stages.finetune.train.lr=3.0e-4"]
+    cfg = yaml.safe_load(bm.write_config("ar_pt@half", {}, args, tmp_path / "half.yaml").read_text())
+    assert [st["train"]["max_minutes"] for st in cfg["stages"]] == [20.0, 20.0]
+    assert cfg["stages"][1]["train"]["lr"] == 3.0e-4 and "lr" not in cfg["stages"][0]["train"]
+    assert cfg["train"]["lr"] == 1.0e-3  # the top-level section is untouched
+    args.set = ["ar_pt@x:stages.warmup.train.max_minutes=1"]
+    with pytest.raises(SystemExit, match="no stage 'warmup'"):
+        bm.write_config("ar_pt@x", {}, args, tmp_path / "bad.yaml")
