@@ -344,14 +344,15 @@ def sample_judge(gen: Any, cfg: Any, problems: dict, args: argparse.Namespace, l
 
 
 def evaluate(
-    name: str, run_dir: Path, problems: dict, args: argparse.Namespace, near: dict | None = None
+    name: str, run_dirs: list[Path], problems: dict, args: argparse.Namespace, near: dict | None = None
 ) -> dict[str, Any]:
     """Parameters, and 5 candidates per problem judged with each sampling setting (and each of its rankings);
-    the run is loaded once, each setting sampled once. ``near``: the test rows' retrieved programs, for
+    the run is loaded once, each setting sampled once. Several AR runs are decoded as one model, the mixture of
+    their next-token distributions (``--runs NAME=A+B``). ``near``: the test rows' retrieved programs, for
     ``--mbr-retrieval`` (its share is chosen on the run's held-out rows first)."""
-    from nl2code.api import load_run
+    from nl2code.api import load_ensemble, load_run
 
-    run = load_run(run_dir, args.device)
+    run = load_run(run_dirs[0], args.device) if len(run_dirs) == 1 else load_ensemble(run_dirs, args.device)
     run.model.eval()
     gen, cfgs = sampler(run, name, args)
     evals: dict[str, Any] = {}
@@ -363,7 +364,8 @@ def evaluate(
     for setting, cfg in cfgs.items():
         mix = (chosen["share"], near) if chosen and is_mbr(setting, args) else None
         drawn, seconds = draw(gen, cfg, problems)
-        keep = Path(args.work_dir) / "samples" / f"{run_dir.name}.{setting.replace(' ', '_').replace(',', '')}.json"
+        stem = "+".join(d.name for d in run_dirs)
+        keep = Path(args.work_dir) / "samples" / f"{stem}.{setting.replace(' ', '_').replace(',', '')}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text(json.dumps(drawn))  # as generated, for re-ranking studies without sampling again
         for label, samples in rankings(setting, drawn, args, mix, problems).items():
@@ -624,10 +626,14 @@ def main() -> None:
         "--runs",
         default=None,
         help="NAME=RUN_DIR,...: evaluate these finished runs instead of training --systems; all trained on the one "
-        "--split given (paper: the benchmark's train part; grouped: the JSONL this script writes, checked)",
+        "--split given (paper: the benchmark's train part; grouped: the JSONL this script writes, checked); "
+        "NAME=RUN_A+RUN_B decodes AR runs of one tokenizer as one model (the mixture of their next-token "
+        "distributions)",
     )
     args = p.parse_args()
     lang = LANGUAGES[args.language]
+    if args.curve and args.runs and "+" in args.runs:
+        p.error("--curve follows one run's checkpoints, not an ensemble's (--runs NAME=A+B)")
     if args.mbr_retrieval and not (args.mbr and lang.mbr):
         p.error("--mbr-retrieval ranks the --mbr samples: give --mbr N (Bash, Python)")
     args.name = args.name or f"{args.language}_matched"
@@ -694,20 +700,25 @@ def main() -> None:
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)
             continue
+        members = {name: [Path(d) for d in dirs.split("+")] for name, dirs in given.items()}
         if given:
-            for name, d in given.items():
-                check_trained_on(Path(d), data, f"--runs {name}")
-            trained = {name: finished(Path(d)) for name, d in given.items()}
+            for name, dirs in members.items():
+                for d in dirs:
+                    check_trained_on(d, data, f"--runs {name}")
+            trained = {
+                name: finished(dirs[0]) if len(dirs) == 1 else {"members": [finished(d) for d in dirs]}
+                for name, dirs in members.items()
+            }
         else:
             with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
                 trained = dict(zip(names, pool.map(one, names), strict=True))
         for name in names:
-            run_dir = Path(given[name]) if given else work / f"{name}-{split}"
+            dirs = members[name] if given else [work / f"{name}-{split}"]
             near = tfidf if args.mbr_retrieval else None
-            entry = {"train": trained[name], **evaluate(name, run_dir, problems, args, near)}
+            entry = {"train": trained[name], **evaluate(name, dirs, problems, args, near)}
             if args.curve:
                 final = (entry["train"]["steps"], entry["evals"])
-                entry["curve"] = learning_curve(name, run_dir, problems, args, final)
+                entry["curve"] = learning_curve(name, dirs[0], problems, args, final)
             part["systems"][name] = entry
             result["wall_s"] = round(time.monotonic() - started, 1)
             report(result, out, args.name)

@@ -228,3 +228,12 @@ def test_mbr_retrieval_ranks_the_nearest_training_programs_beside_the_samples(tm
     assert "find . -type f" not in samples and any(r.get("retrieved") for r in rows)  # the check above saw one
     code, _, err = main([*args, "--mbr-retrieval", "0.5"], capsys)
     assert code != 0 and "--mbr-retrieval needs --mbr" in err
+
+
+def test_ensemble_decodes_runs_as_one_model(run_dir, tmp_path, capsys):
+    args = ["find files", "-n", "3", "--temperature", "1", "--seed", "4", "--max-new-tokens", "6", "--json"]
+    _, alone, _ = main(["generate", "--run", str(run_dir), *args], capsys)
+    code, twice, _ = main(["generate", "--run", str(run_dir), "--ensemble", str(run_dir), *args], capsys)
+    assert code == 0 and json.loads(twice) == json.loads(alone)  # a run mixed with itself is the run
+    code, _, err = main(["generate", "--run", str(run_dir), "--ensemble", str(tmp_path / "nope"), *args], capsys)
+    assert code == 2 and "nope" in err and "missing" in err

@@ -56,6 +56,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (NL for NL->code runs, code for code runs)")
     p.add_argument("--run", "--run-dir", dest="run", required=True, metavar="DIR", help=f"run directory ({LAYOUT})")
+    p.add_argument(
+        "--ensemble",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another AR run of the same tokenizer (repeatable): --run and these are decoded as one model, the "
+        "mixture of their next-token distributions (e.g. training seeds of one recipe)",
+    )
     src = p.add_argument_group("prompt sources (instead of PROMPT arguments)")
     src.add_argument(
         "--prompts-file", metavar="FILE", help="one prompt per line, or JSONL rows with prompt/nl (+ task_id)"
@@ -464,7 +472,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         set_threads(args.threads)
-        gen = load_generator(args.run, resolve_device(args.device))
+        gen = load_generator(args.run, resolve_device(args.device), ensemble=args.ensemble)
     except (RunError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     cfg = dataclasses.replace(cfg, steps=default_steps(gen, cfg.steps))

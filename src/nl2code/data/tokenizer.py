@@ -141,6 +141,10 @@ class CodeTokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
+    def vocab(self) -> dict[str, int]:
+        """Token -> id, added tokens included: two tokenizers with equal vocabularies encode alike."""
+        return self._tok.get_vocab(with_added_tokens=True)
+
     def token_id(self, token: str) -> int:
         if token in self._special_ids:
             return self._special_ids[token]

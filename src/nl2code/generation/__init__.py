@@ -5,7 +5,7 @@ how a run is prompted, :mod:`~nl2code.generation.load` loads a run directory and
 (``BACKENDS``). The decoding algorithms themselves are in :mod:`nl2code.sampling`.
 """
 
-from nl2code.generation.load import BACKENDS, load_generator, load_run
+from nl2code.generation.load import BACKENDS, load_ensemble, load_generator, load_run
 from nl2code.generation.spec import GenerationSpec
 from nl2code.generation.types import (
     MIN_TEMPERATURE,
@@ -27,6 +27,7 @@ __all__ = [
     "LoadedRun",
     "RunError",
     "check_config",
+    "load_ensemble",
     "load_generator",
     "load_run",
 ]

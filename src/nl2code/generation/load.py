@@ -61,8 +61,35 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     return LoadedRun(run.path, cfg, model, tokenizer, dev, spec)
 
 
-def load_generator(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """The generation backend for the run directory's model kind."""
+def load_ensemble(run_dirs: list[str | Path], device: str | torch.device = "cpu") -> LoadedRun:
+    """Finished AR runs decoded as one model, the mixture of their next-token distributions
+    (:class:`nl2code.models.ensemble.Ensemble`): the first run's config, tokenizer and generation spec; every run
+    must be a causal LM with the same tokenizer and prompt format (else a :class:`RunError` naming the run)."""
+    from nl2code.models.ensemble import Ensemble
+
+    runs = [load_run(d, device) for d in run_dirs]
+    first = runs[0]
+    for r in runs:
+        if getattr(type(r.config.model), "kind", None) != "codegen":
+            raise RunError(f"{r.run_dir}: an ensemble decodes causal LMs; this run's model is not one")
+        if r.tokenizer.vocab() != first.tokenizer.vocab():
+            raise RunError(f"{r.run_dir}: its tokenizer differs from {first.run_dir}'s; an ensemble needs one")
+        if r.spec != first.spec:
+            raise RunError(f"{r.run_dir}: its generation spec (prompt format, stops) differs from {first.run_dir}'s")
+    try:
+        model = Ensemble([r.model for r in runs])
+    except ValueError as e:
+        raise RunError(f"{', '.join(str(r.run_dir) for r in runs)}: {e}") from e
+    return LoadedRun(first.run_dir, first.config, model.eval(), first.tokenizer, first.device, first.spec)
+
+
+def load_generator(
+    run_dir: str | Path, device: str | torch.device = "cpu", ensemble: list[str | Path] | tuple = ()
+) -> Generator:
+    """The generation backend for the run directory's model kind; with ``ensemble`` (more AR run directories),
+    the AR backend over all of them decoded as one model (:func:`load_ensemble`)."""
+    if ensemble:
+        return ARGenerator(load_ensemble([run_dir, *ensemble], device))
     run = load_run(run_dir, device)
     kind = getattr(type(run.config.model), "kind", None)
     if kind not in BACKENDS:
@@ -70,4 +97,4 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu") -> G
     return BACKENDS[kind](run)
 
 
-__all__ = ["BACKENDS", "load_generator", "load_run"]
+__all__ = ["BACKENDS", "load_ensemble", "load_generator", "load_run"]
