@@ -311,7 +311,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
                 for n in steps
                 for w in weights
             }
-            cfgs = {**draws, **cfgs}
+            cfgs = draws if getattr(args, "mbr_only", False) else {**draws, **cfgs}
         return DiffusionGenerator(run), cfgs
     from nl2code.generation.autoregressive import ARGenerator
 
@@ -331,7 +331,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
                     beam, n=args.mbr, temperature=temp, top_p=top_p, batch_size=64, guidance=w[0],
                     decoder_guidance=w[1],
                 )  # fmt: skip
-        cfgs = {**draws, **cfgs}
+        cfgs = draws if getattr(args, "mbr_only", False) else {**draws, **cfgs}
     return ARGenerator(run), cfgs
 
 
@@ -582,6 +582,12 @@ def main() -> None:
         "rank them by minimum Bayes risk under the language's metric (Bash: CMS; Python: sentence BLEU; CF: the same "
         "formatting of the request's table); 0 = off",
     )
+    p.add_argument(
+        "--mbr-only",
+        action="store_true",
+        help="judge the --mbr samples only (no beam search, no CodeFusion top-5 draws): a re-judging run or an "
+        "ensemble (--runs NAME=A+B) spends its time where the comparison is",
+    )
     p.add_argument("--gen-batch", type=int, default=512, help="CodeFusion sequences sampled together")
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -634,6 +640,8 @@ def main() -> None:
     lang = LANGUAGES[args.language]
     if args.curve and args.runs and "+" in args.runs:
         p.error("--curve follows one run's checkpoints, not an ensemble's (--runs NAME=A+B)")
+    if args.mbr_only and not args.mbr:
+        p.error("--mbr-only judges the --mbr samples: give --mbr N")
     if args.mbr_retrieval and not (args.mbr and lang.mbr):
         p.error("--mbr-retrieval ranks the --mbr samples: give --mbr N (Bash, Python)")
     args.name = args.name or f"{args.language}_matched"

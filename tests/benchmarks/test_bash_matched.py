@@ -336,6 +336,9 @@ def test_mbr_sampling_settings_and_their_labels(monkeypatch):
         "temperature 0.7, 4 samples, MBR (cms)": (4, 0.7, 1.0),
         "temperature 0.8, top-p 0.9, 4 samples, MBR (cms)": (4, 0.8, 0.9),
     }
+    assert any("beam" in k for k in cfgs)
+    args.mbr_only = True  # the MBR settings alone: no beam search
+    assert set(bm.sampler(None, "ar", args)[1]) == set(drawn)
 
 
 def test_the_ar_pretraining_recipe_is_the_pairs_recipe_after_a_snippet_stage(tmp_path):
