@@ -485,12 +485,14 @@ def report(result: dict[str, Any], out: Path, name: str) -> None:
                 ["system", "parameters", "steps", "loop s", "last loss", "tokens/s"],
                 [
                     [
-                        n,
-                        f"{e['parameters']:,}",
-                        *(e["train"][k] for k in ("steps", "loop_s", "last_loss")),
-                        f"{e['train']['tok_per_s']:,}",
+                        n if len(ms) == 1 else f"{n}, member {i + 1} ({Path(t['run_dir']).name})",
+                        f"{e['parameters']:,}" + ("" if len(ms) == 1 else " (all members)"),
+                        *(t[k] for k in ("steps", "loop_s", "last_loss")),
+                        f"{t['tok_per_s']:,}",
                     ]
                     for n, e in part["systems"].items()
+                    for ms in [e["train"].get("members", [e["train"]])]  # an ensemble: a row per member run
+                    for i, t in enumerate(ms)
                 ],
             ),  # fmt: skip
             "",

@@ -367,3 +367,23 @@ def test_the_ar_pretraining_recipe_is_the_pairs_recipe_after_a_snippet_stage(tmp
     args.set = ["ar_pt@x:stages.warmup.train.max_minutes=1"]
     with pytest.raises(SystemExit, match="no stage 'warmup'"):
         bm.write_config("ar_pt@x", {}, args, tmp_path / "bad.yaml")
+
+
+def test_the_report_lists_an_ensembles_member_runs(tmp_path):
+    from _common import machine_info
+
+    facts = {"steps": 10, "loop_s": 60.0, "last_loss": 0.5, "tok_per_s": 1000}
+    scores = {"cms@1": 0.5, "cms@3": 0.6, "cms@5": 0.7, "template_match@1": 0.1, "syntax_valid": 1.0}
+    entry = {"parameters": 8, "evals": {"30 samples, MBR (cms)": scores}, "examples": []}
+    part = {"rows": 2, "test_rows": 2, "train_rows": 5, "constant": "ls", "baselines": {}, "systems": {
+        "one": {**entry, "train": {**facts, "run_dir": "/r/a"}},
+        "ens": {**entry, "train": {"members": [{**facts, "run_dir": "/r/a"},
+                                               {**facts, "steps": 12, "run_dir": "/r/b"}]}},
+    }}  # fmt: skip
+    result = {"language": "bash", "machine": machine_info(), "command": "x", "scale": "recipe", "runs": True,
+              "seed": 0, "minutes": 1.0, "precision": "fp32", "splits": {"paper": part}}  # fmt: skip
+    bm.report(result, tmp_path, "t")
+    text = (tmp_path / "t.md").read_text()
+    assert "| one | 8 | 10 |" in text
+    assert "| ens, member 1 (a) | 8 (all members) | 10 |" in text
+    assert "| ens, member 2 (b) | 8 (all members) | 12 |" in text
