@@ -273,6 +273,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
     from nl2code.api import GenerationConfig
 
     mbr = mbr_label(args)
+    mbr_only = bool(mbr) and getattr(args, "mbr_only", False)
     weights = guidance_weights(getattr(args, "guidance", None) or "1")
 
     def guided(w: tuple[float, float | None]) -> str:
@@ -311,7 +312,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
                 for n in steps
                 for w in weights
             }
-            cfgs = draws if getattr(args, "mbr_only", False) else {**draws, **cfgs}
+            cfgs = draws if mbr_only else {**draws, **cfgs}
         return DiffusionGenerator(run), cfgs
     from nl2code.generation.autoregressive import ARGenerator
 
@@ -331,7 +332,7 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
                     beam, n=args.mbr, temperature=temp, top_p=top_p, batch_size=64, guidance=w[0],
                     decoder_guidance=w[1],
                 )  # fmt: skip
-        cfgs = draws if getattr(args, "mbr_only", False) else {**draws, **cfgs}
+        cfgs = draws if mbr_only else {**draws, **cfgs}
     return ARGenerator(run), cfgs
 
 
@@ -361,10 +362,10 @@ def evaluate(
     if near is not None and mbr_cfgs:  # once, with the last MBR setting's sampler (the last of --steps)
         chosen = choose_share(gen, mbr_cfgs[-1], run, args)
         print(f"{name} --mbr-retrieval: " + json.dumps(chosen))
+    stem = "+".join(d.name for d in run_dirs)  # an ensemble's samples are named by its members
     for setting, cfg in cfgs.items():
         mix = (chosen["share"], near) if chosen and is_mbr(setting, args) else None
         drawn, seconds = draw(gen, cfg, problems)
-        stem = "+".join(d.name for d in run_dirs)
         keep = Path(args.work_dir) / "samples" / f"{stem}.{setting.replace(' ', '_').replace(',', '')}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text(json.dumps(drawn))  # as generated, for re-ranking studies without sampling again

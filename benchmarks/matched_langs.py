@@ -244,6 +244,25 @@ def constant_answer(lang: Language, train: list[Any]) -> str:
     return CONSTANT if lang.task == "codefusion-bash" else Counter(r.code for r in train).most_common(1)[0][0]
 
 
+def add_row_args(p: Any, work_dir: str, name: str) -> None:
+    """``--limit``, ``--seed`` (the rows, as bash_matched.py drew them), ``--work-dir`` (where the grouped split is
+    written), ``--out`` and ``--name`` (the results files) of a script that re-judges saved samples."""
+    p.add_argument("--limit", type=int, default=500, help="seeded random test rows, as the runs drew them")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", default=work_dir, help="where the grouped split is written")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--name", default=name)
+
+
+def sampled_rows(lang: Language, split: str, work: Path, limit: int, seed: int) -> tuple[dict[str, Any], list[Any]]:
+    """(up to ``limit`` seeded test problems by task id, train records) of ``split``: the rows every script of #18
+    judges (bash_matched.py draws them so; its saved samples are keyed by them)."""
+    from nl2code.utils.seed import seeded_subset
+
+    _, problems, train = split_data(lang, split, work)
+    return {k: problems[k] for k in seeded_subset(list(problems), limit or None, seed)}, train
+
+
 def grouped_split(lang: Language, out: Path) -> Path:
     """All the benchmark's pairs re-split by a hash of the program string (JSONL rows for ``data.source:
     jsonl``, with each record's extras: CF keeps its tables)."""
@@ -271,5 +290,5 @@ def split_data(lang: Language, split: str, work: Path) -> tuple[dict[str, Any], 
 __all__ = [
     "DISTINCT", "KS", "LANGUAGES", "LINKED", "UNSCALED", "VALID", "VALUES", "Language", "chains", "columns",
     "constant_answer", "distinct_results", "grouped_split", "judge", "judge_variants", "linked", "percents",
-    "split_data", "steps", "utility_of", "valid_first", "values_linked", "variants",
+    "add_row_args", "sampled_rows", "split_data", "steps", "utility_of", "valid_first", "values_linked", "variants",
 ]  # fmt: skip

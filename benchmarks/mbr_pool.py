@@ -25,12 +25,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header_md, machine_info, md_table, write_results  # noqa: E402
 from bash_baselines import retrieval_samples  # noqa: E402
-from matched_langs import LANGUAGES, columns, constant_answer, judge_variants, percents, split_data  # noqa: E402
+from matched_langs import (  # noqa: E402
+    LANGUAGES,
+    add_row_args,
+    columns,
+    constant_answer,
+    judge_variants,
+    percents,
+    sampled_rows,
+)  # fmt: skip
 from matched_mbr import mbr_label, rankings  # noqa: E402
 
 
-def load_samples(spec: str, problems: dict[str, Any]) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
-    """(NAME -> candidates by task id, NAME -> file), each file checked to hold exactly ``problems``' rows."""
+def load_samples(
+    spec: str, problems: dict[str, Any], least: int = 2
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
+    """(NAME -> candidates by task id, NAME -> file), each file checked to hold exactly ``problems``' rows; at least
+    ``least`` files."""
     out, paths = {}, {}
     for item in spec.split(","):
         name, sep, path = item.partition("=")
@@ -44,8 +55,8 @@ def load_samples(spec: str, problems: dict[str, Any]) -> tuple[dict[str, dict[st
             sys.exit(f"--samples {name}: {path} holds {len(samples)} rows, not the {len(problems)} drawn here "
                      "(same --language, --split, --limit and --seed as the run that made it?)")  # fmt: skip
         out[name], paths[name] = samples, path
-    if len(out) < 2:
-        sys.exit("--samples: give at least two runs' samples to pool")
+    if len(out) < least:
+        sys.exit(f"--samples: give at least {least} runs' samples")
     return out, paths
 
 
@@ -54,22 +65,15 @@ def main() -> None:
     p.add_argument("--language", default="cf", choices=sorted(LANGUAGES))
     p.add_argument("--split", default="paper", choices=["paper", "grouped"])
     p.add_argument("--samples", required=True, help="NAME=FILE,...: saved samples of one setting, one file per run")
-    p.add_argument("--limit", type=int, default=500, help="seeded random test rows, as the runs drew them")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work-dir", default="/tmp/nl2code_mbr_pool", help="where the grouped split is written")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--name", default="mbr_pool")
+    add_row_args(p, "/tmp/nl2code_mbr_pool", "mbr_pool")
     args = p.parse_args()
-    from nl2code.utils.seed import seeded_subset
-
     started = time.monotonic()
     lang = LANGUAGES[args.language]
     if not lang.mbr:
         sys.exit(f"--language {args.language}: no MBR utility")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    _, all_problems, train = split_data(lang, args.split, work)
-    problems = {k: all_problems[k] for k in seeded_subset(list(all_problems), args.limit or None, args.seed)}
+    problems, train = sampled_rows(lang, args.split, work, args.limit, args.seed)
     runs, paths = load_samples(args.samples, problems)
     label = "pooled (" + " + ".join(runs) + ")"
 

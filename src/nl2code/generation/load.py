@@ -68,11 +68,11 @@ def load_ensemble(run_dirs: list[str | Path], device: str | torch.device = "cpu"
     from nl2code.models.ensemble import Ensemble
 
     runs = [load_run(d, device) for d in run_dirs]
-    first = runs[0]
+    first, vocab = runs[0], runs[0].tokenizer.vocab()
     for r in runs:
         if getattr(type(r.config.model), "kind", None) != "codegen":
             raise RunError(f"{r.run_dir}: an ensemble decodes causal LMs; this run's model is not one")
-        if r.tokenizer.vocab() != first.tokenizer.vocab():
+        if r.tokenizer.vocab() != vocab:
             raise RunError(f"{r.run_dir}: its tokenizer differs from {first.run_dir}'s; an ensemble needs one")
         if r.spec != first.spec:
             raise RunError(f"{r.run_dir}: its generation spec (prompt format, stops) differs from {first.run_dir}'s")
