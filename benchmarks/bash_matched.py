@@ -27,7 +27,8 @@ recipe beside it (an ablation).
 Systems (configs): ``codefusion`` = configs/codefusion/bash_ft.yaml (the paper's model and loss, fine-
 tuning only), ``codefusion_rag`` = bash_rag.yaml, ``ar`` = configs/codegen/bash_cpu.yaml (pairs only),
 ``ar_pt`` = bash_cpu_pt.yaml (a causal-LM stage on BashSnippets first), ``ar_rag`` = bash_cpu_rag.yaml;
-``*_rag`` are retrieval-augmented, not the paper's setting. CF rules:
+``ar_rag_pt`` = bash_cpu_rag_pt.yaml (the snippet stage, then retrieval-prompted pairs with a copy head);
+``*_rag*`` are retrieval-augmented, not the paper's setting. CF rules:
 ``codefusion`` = configs/codefusion/cf_ft.yaml, ``ar`` = configs/codegen/cf_cpu.yaml. CF rows are
 judged as generated and ``+ column linking`` (every system and baseline alike): the train rules never
 name a column, 114 test rules do, so each candidate's implicit column is bound to the table column the

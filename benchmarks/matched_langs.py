@@ -52,7 +52,7 @@ LANGUAGES = {
         {"codefusion": "configs/codefusion/bash_ft.yaml", "codefusion_rag": "configs/codefusion/bash_rag.yaml",
          "codefusion_pt": "configs/codefusion/bash_pt.yaml",
          "ar": "configs/codegen/bash_cpu.yaml", "ar_rag": "configs/codegen/bash_cpu_rag.yaml",
-         "ar_pt": "configs/codegen/bash_cpu_pt.yaml"},
+         "ar_pt": "configs/codegen/bash_cpu_pt.yaml", "ar_rag_pt": "configs/codegen/bash_cpu_rag_pt.yaml"},
         ("paper", "grouped"), distinct=True, mbr=True,
     ),
     "cf": Language(
