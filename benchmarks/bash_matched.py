@@ -290,27 +290,32 @@ def sampler(run: Any, name: str, args: argparse.Namespace) -> tuple[Any, dict[st
 
         steps = [int(x) for x in args.steps.split(",")]
         scores = getattr(args, "scores", None) or "final"
+        roundings = [None if r == "default" else r for r in (getattr(args, "roundings", None) or "default").split(",")]
         cfgs = {
             label(
                 f"{n} steps",
+                r and f"{r} rounding",
                 score != "final" and f"{score} score",
                 guided(w),
                 args.draws and f"best distinct of {args.draws} draws",
             ): GenerationConfig(
                 n=5, seed=args.seed, steps=n, batch_size=args.gen_batch, draws=args.draws, score=score,
-                guidance=w[0], decoder_guidance=w[1],
+                guidance=w[0], decoder_guidance=w[1], rounding=r,
             )
             for n in steps
+            for r in roundings
             for w in weights
             for score in scores.split(",")
         }
         if mbr:  # every draw kept (draws=0): the samples are the evidence; at each of --steps, so a multi-step
             # sampler is compared with its own single step under the same ranking
             draws = {
-                label(f"{n} steps", guided(w), mbr): GenerationConfig(
-                    n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch, guidance=w[0], decoder_guidance=w[1]
+                label(f"{n} steps", r and f"{r} rounding", guided(w), mbr): GenerationConfig(
+                    n=args.mbr, seed=args.seed, steps=n, batch_size=args.gen_batch, guidance=w[0],
+                    decoder_guidance=w[1], rounding=r,
                 )
                 for n in steps
+                for r in roundings
                 for w in weights
             }
             cfgs = draws if mbr_only else {**draws, **cfgs}
@@ -559,6 +564,13 @@ def main() -> None:
         "confidence on the final x0) and/or denoise (each candidate re-noised and denoised in one step)",
     )
     p.add_argument(
+        "--roundings",
+        default="default",
+        help="CodeFusion: how each step's x0 becomes tokens, comma-separated, each judged at each of --steps: "
+        "default (decoder_clamp for a model with a decoder), decoder, decoder_clamp, decoder_sample (snap to "
+        "tokens drawn from D+H, argmax at the last step), grounding, clamping",
+    )
+    p.add_argument(
         "--guidance",
         default="1",
         help="classifier-free guidance weights, comma-separated (1 = off): CodeFusion judges each of --steps with "
@@ -644,6 +656,10 @@ def main() -> None:
     lang = LANGUAGES[args.language]
     if args.curve and args.runs and "+" in args.runs:
         p.error("--curve follows one run's checkpoints, not an ensemble's (--runs NAME=A+B)")
+    from nl2code.sampling.diffusion import ROUNDINGS
+
+    if not set(args.roundings.split(",")) <= {"default", *ROUNDINGS}:
+        p.error(f"--roundings: each of default, {', '.join(ROUNDINGS)}")
     if args.mbr_only and not args.mbr:
         p.error("--mbr-only judges the --mbr samples: give --mbr N")
     if args.mbr_retrieval and not (args.mbr and lang.mbr):

@@ -320,6 +320,23 @@ def test_guidance_weights_and_their_sampling_labels(monkeypatch):
     assert all(mm.is_mbr(k, args) == ("MBR" in k) for k in cfgs)
 
 
+def test_roundings_make_settings_of_their_own(monkeypatch):
+    """--roundings: each rounding judged at each step count, its name in the label unless it is the default."""
+    import nl2code.generation.diffusion as gd
+
+    monkeypatch.setattr(gd, "DiffusionGenerator", lambda run: "generator")
+    args = argparse.Namespace(language="bash", steps="1,20", scores="final", draws=0, mbr=4, seed=0, gen_batch=8,
+                              roundings="default,decoder_sample")  # fmt: skip
+    _, cfgs = bm.sampler(None, "codefusion", args)
+    assert {k: c.rounding for k, c in cfgs.items() if c.steps == 20} == {
+        "20 steps, 4 samples, MBR (cms)": None,
+        "20 steps, decoder_sample rounding, 4 samples, MBR (cms)": "decoder_sample",
+        "20 steps": None,
+        "20 steps, decoder_sample rounding": "decoder_sample",
+    }
+    assert all(mm.is_mbr(k, args) == ("MBR" in k) for k in cfgs)
+
+
 def test_mbr_sampling_settings_and_their_labels(monkeypatch):
     import nl2code.generation.autoregressive as ar
 

@@ -11,7 +11,7 @@ from nl2code.data.collate import Example, pad_collate
 from nl2code.data.tokenizer import CodeTokenizer
 from nl2code.models.codefusion import CodeFusion, CodeFusionConfig, preset
 from nl2code.objectives.diffusion import CodeFusionObjective
-from nl2code.sampling.diffusion import DiffusionSampler, infill_template
+from nl2code.sampling.diffusion import DiffusionSampler, gumbel_argmax, infill_template
 
 V, PAD, EOS = 40, 0, 1
 
@@ -59,7 +59,7 @@ def test_deterministic_under_a_seed():
 
 
 @pytest.mark.parametrize("steps", [1, 4, None])
-@pytest.mark.parametrize("rounding", ["decoder", "grounding", "clamping", "decoder_clamp"])
+@pytest.mark.parametrize("rounding", ["decoder", "grounding", "clamping", "decoder_clamp", "decoder_sample"])
 @pytest.mark.parametrize("self_condition", [False, True])
 def test_step_counts_and_rounding_modes_run(steps, rounding, self_condition):
     model = tiny_model(num_timesteps=20, self_condition=self_condition)
@@ -148,6 +148,50 @@ def test_decoder_clamp_snaps_every_step_to_the_decoders_tokens(monkeypatch):
         assert all(on_rows) if snapped else not any(on_rows)
     with pytest.raises(ValueError, match="decoder"):
         DiffusionSampler(tiny_model(decoder_layers=0), rounding="decoder_clamp")
+
+
+def test_gumbel_argmax_draws_from_the_softmax():
+    """Each position's draws follow softmax(scores): the frequencies of 20,000 draws of a 3-token distribution
+    are within 0.015 of its probabilities, and a seed repeats them."""
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    scores = probs.log().expand(20_000, 1, 3)
+    ids = gumbel_argmax(scores, torch.Generator().manual_seed(0))
+    assert ids.shape == (20_000, 1)
+    freq = torch.bincount(ids.flatten(), minlength=3).float() / ids.numel()
+    assert torch.allclose(freq, probs, atol=0.015), freq
+    assert torch.equal(ids, gumbel_argmax(scores, torch.Generator().manual_seed(0)))
+
+
+def test_decoder_sample_draws_every_step_but_the_last(monkeypatch):
+    """decoder_sample hands the scheduler L(tokens drawn from D+H) at every step but the last (an argmax there:
+    one step is decoder_clamp exactly), and a seed repeats the draws."""
+    model = tiny_model()
+    seen: list[torch.Tensor] = []
+    real_step = DiffusionSampler(model).scheduler.step
+
+    def spy(self, out, t, x, generator=None, x0_override=None):
+        seen.append(x0_override)
+        return real_step(out, t, x, generator=generator, x0_override=x0_override)
+
+    for rounding in ("decoder_sample", "decoder_clamp"):
+        sampler = DiffusionSampler(model, num_steps=4, rounding=rounding)
+        monkeypatch.setattr(type(sampler.scheduler), "step", spy)
+        sampler.generate(PROMPTS[:1], 2, torch.Generator().manual_seed(0))
+        monkeypatch.undo()
+    rows = model.code_embed.weight
+    assert len(seen) == 8 and all(bool((x0[..., None, :] == rows).all(-1).any(-1).all()) for x0 in seen)
+    # An untrained model's D+H is near uniform: a drawn step differs from the argmax step on most positions.
+    assert not torch.equal(seen[0], seen[4])
+
+    def run(rounding, steps=4, seed=0):
+        sampler = DiffusionSampler(model, num_steps=steps, rounding=rounding)
+        return sampler.generate(PROMPTS, 2, torch.Generator().manual_seed(seed))
+
+    assert run("decoder_sample") == run("decoder_sample") != run("decoder_clamp")
+    assert run("decoder_sample") != run("decoder_sample", seed=1)
+    assert run("decoder_sample", steps=1) == run("decoder_clamp", steps=1)
+    with pytest.raises(ValueError, match="decoder"):
+        DiffusionSampler(tiny_model(decoder_layers=0), rounding="decoder_sample")
 
 
 def test_self_conditioned_sampler_feeds_back_the_previous_estimate(monkeypatch):

@@ -237,7 +237,7 @@ def set_threads(n: int) -> None:
 
 # The sampler's names (nl2code.sampling.diffusion.ROUNDINGS), repeated so that --help does not import torch;
 # tests/commands/test_generate_cli.py checks that the two agree.
-ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp")
+ROUNDING_CHOICES = ("decoder", "grounding", "clamping", "decoder_clamp", "decoder_sample")
 SCORE_CHOICES = ("final", "denoise")  # nl2code.sampling.diffusion.SCORES
 SYNTAX_CHOICES = ("python", "bash", "cf")  # nl2code.eval.metrics.syntax.LANGUAGES
 MBR_CHOICES = ("bash", "python")  # nl2code.generation.rerank.MBR_LANGUAGES
@@ -249,7 +249,8 @@ def add_rounding(group: Any) -> None:
         choices=ROUNDING_CHOICES,
         help="diffusion: how x_0 becomes tokens; decoder_clamp = snap to D+H's tokens at every step "
         "(default for a model with a decoder: the loop then never falls far below its first step), "
-        "decoder = the paper's D+H after the last step only",
+        "decoder = the paper's D+H after the last step only, decoder_sample = snap to tokens drawn from D+H "
+        "(argmax at the last step)",
     )
 
 

@@ -29,8 +29,8 @@ class DiffusionGenerator:
 
     Args:
         run: the loaded run.
-        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping`` or ``decoder_clamp``; default
-            :func:`default_rounding` (``decoder_clamp``, or ``grounding`` without a decoder).
+        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping``, ``decoder_clamp`` or ``decoder_sample``;
+            default :func:`default_rounding` (``decoder_clamp``, or ``grounding`` without a decoder).
         eta: reverse-step stochasticity (1 = DDPM, 0 = deterministic DDIM given ``x_T``, the default).
     """
 
@@ -41,7 +41,7 @@ class DiffusionGenerator:
         self.run, self.model, self.tok = run, run.model, run.tokenizer
         if rounding is None:
             rounding = default_rounding(self.model)
-        if rounding in ("decoder", "decoder_clamp") and self.model.decoder is None:
+        if rounding in ("decoder", "decoder_clamp", "decoder_sample") and self.model.decoder is None:
             raise ValueError(f"{run.run_dir}: the model has no decoder (decoder_layers: 0); use grounding or clamping")
         self.rounding: Rounding = rounding
         self.eta = eta

@@ -41,8 +41,8 @@ class GenerationConfig:
         stop: strings that end a candidate (cut before the stop string).
         seed: seed of all sampling noise; the same seed gives the same output.
         steps: diffusion: denoising steps at inference (None = the training T).
-        rounding: diffusion: ``decoder`` (the paper), ``grounding``, ``clamping`` or ``decoder_clamp``
-            (see ``nl2code.sampling.diffusion``); None = the generator's default.
+        rounding: diffusion: ``decoder`` (the paper), ``grounding``, ``clamping``, ``decoder_clamp`` or
+            ``decoder_sample`` (see ``nl2code.sampling.diffusion``); None = the generator's default.
         score: diffusion: how candidates are ranked, ``final`` (D+H's confidence on the final ``x_0``) or
             ``denoise`` (each candidate re-noised and denoised in one step; see ``DiffusionSampler``); None =
             the generator's default.

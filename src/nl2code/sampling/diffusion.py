@@ -12,6 +12,11 @@ final ``x_0``; ``"clamping"`` also snaps ``x^_0`` to its nearest embedding at ev
 ``"decoder_clamp"`` (ours, not in the paper) snaps ``x^_0`` at every step to the embeddings of D+H's
 argmax tokens, so each step's input lies on the token manifold the denoiser was trained on; it keeps
 briefly trained models from drifting as the number of steps grows (benchmarks/codefusion_results.md).
+``"decoder_sample"`` (ours) snaps to tokens *drawn* from D+H's distribution instead, every step but the last
+(argmax): the ancestral sampler of discrete diffusion (sample x_0 from the model, then x_t' given x_t and it).
+At high noise D+H's per-position distributions are flat and their argmax is the most common token at every
+position (Bash: ``find . - - - -``); a draw commits each position to one plausible token, and later, less
+noisy steps repair the draft with the request and its neighbours in view.
 Unconditional models (pre-training task a) get fresh N(0, I) noise in place of ``E(s)`` at every step.
 
 Classifier-free guidance (Ho & Salimans 2022; not in the paper), for a model trained with
@@ -32,8 +37,8 @@ import torch
 from nl2code.models.codefusion import CodeFusion, scheduler_for
 from nl2code.sampling.guidance import check_weight, guided_logp
 
-Rounding = Literal["decoder", "grounding", "clamping", "decoder_clamp"]
-ROUNDINGS = ("decoder", "grounding", "clamping", "decoder_clamp")
+Rounding = Literal["decoder", "grounding", "clamping", "decoder_clamp", "decoder_sample"]
+ROUNDINGS = ("decoder", "grounding", "clamping", "decoder_clamp", "decoder_sample")
 Score = Literal["final", "denoise"]
 SCORES = ("final", "denoise")
 SCORE_FRACTIONS = (0.25, 0.5, 0.75)  # of T: the noise levels a ``denoise`` score averages over
@@ -78,6 +83,13 @@ def infill_template(
     return torch.tensor(ids, dtype=torch.long), known
 
 
+def gumbel_argmax(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per position (rows, N) from ``softmax(scores)`` (rows, N, V), by the Gumbel-max trick."""
+    u = torch.rand(scores.shape, generator=generator, device=generator.device).to(scores.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+    return (scores.float() + gumbel).argmax(-1)
+
+
 def default_rounding(model: CodeFusion) -> Rounding:
     """``decoder_clamp`` for a model with a decoder, ``grounding`` without one.
 
@@ -100,8 +112,8 @@ class DiffusionSampler:
         eta: reverse-step stochasticity, 1 = DDPM, 0 = deterministic DDIM (the default: the
             quality tests exercise it, and on Bash eta = 1 lost tokens against a single x^_0
             prediction, issue #18).
-        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping`` or ``decoder_clamp`` (see module
-            docstring); None = :func:`default_rounding`.
+        rounding: ``decoder`` (CodeFusion), ``grounding``, ``clamping``, ``decoder_clamp`` or ``decoder_sample``
+            (see the module docstring); None = :func:`default_rounding`.
         eos_id: a second terminator besides the model's pad id, or None.
         max_rows: most sequences denoised at once (prompts x candidates), to bound memory.
         score: how a prompt's candidates are ranked. ``final``: mean log-probability of D+H's tokens on the
@@ -142,8 +154,8 @@ class DiffusionSampler:
             rounding = default_rounding(model)
         if rounding not in ROUNDINGS:
             raise ValueError(f"unknown rounding {rounding!r} (known: {', '.join(ROUNDINGS)})")
-        if rounding == "decoder_clamp" and model.decoder is None:
-            raise ValueError("decoder_clamp rounding needs a model with a decoder (decoder_layers > 0)")
+        if rounding in ("decoder_clamp", "decoder_sample") and model.decoder is None:
+            raise ValueError(f"{rounding} rounding needs a model with a decoder (decoder_layers > 0)")
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.model = model
@@ -236,6 +248,7 @@ class DiffusionSampler:
             fixed = model.embed_code(template.to(device))[None].expand(shape)
             known = known.to(device)[None, :, None]
         x0 = None  # the previous step's estimate, for self-conditioned models
+        last = int(sched.timesteps[-1])
         for t in sched.timesteps.tolist():
             t_vec = torch.full((rows,), t, dtype=torch.long, device=device)
             prev = {"x0_prev": x0} if cfg.self_condition else {}
@@ -244,8 +257,10 @@ class DiffusionSampler:
             x0 = sched.to_x0(out, x, t, clip=model.x0_bound())
             if self.rounding == "clamping":
                 x0 = self._clamp(x0)
-            elif self.rounding == "decoder_clamp":
-                x0 = model.embed_code(self._token_scores(x0, ctx, enc_mask, ctx_ids, null).argmax(-1))
+            elif self.rounding in ("decoder_clamp", "decoder_sample"):
+                scores = self._token_scores(x0, ctx, enc_mask, ctx_ids, null)
+                draw = self.rounding == "decoder_sample" and t != last
+                x0 = model.embed_code(gumbel_argmax(scores, generator) if draw else scores.argmax(-1))
             if fixed is not None:
                 x0 = torch.where(known, fixed, x0)
             x = sched.step(out, t, x, generator=generator, x0_override=x0).prev_sample
@@ -263,7 +278,7 @@ class DiffusionSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final ``x_0`` -> token ids (rows, N) and their log-probabilities (rows, N)."""
         model = self.model
-        if self.rounding in ("decoder", "decoder_clamp"):
+        if self.rounding in ("decoder", "decoder_clamp", "decoder_sample"):
             ctx = self._context(enc, x0.shape[0], generator, x0.device)
             logp = self._decoded_logp(x0, ctx, enc_mask, ctx_ids, null)
             ids = logp.argmax(-1)
