@@ -69,6 +69,8 @@ from typing import Any
 
 import yaml
 
+from nl2code.config import read_yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header_md, machine_info, md_table, write_results  # noqa: E402
@@ -147,7 +149,7 @@ def apply_set(cfg: dict[str, Any], item: str, name: str) -> None:
 
 
 def write_config(name: str, data: dict[str, Any], args: argparse.Namespace, path: Path) -> Path:
-    cfg = yaml.safe_load((REPO / LANGUAGES[args.language].systems[recipe_of(name)]).read_text())
+    cfg = read_yaml(REPO / LANGUAGES[args.language].systems[recipe_of(name)])  # its extends: resolved
     (_cf if name.startswith("codefusion") else _ar)(cfg, args)
     cfg["data"].update(data)
     cfg["train"].update(

@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from nl2code.config import read_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "codefusion" / "benchmarks"
 LANGS = {  # language -> (eval task, benchmark file, headline metric)
@@ -67,7 +69,7 @@ def sh(cmd: list[str], log: Path) -> float:
 
 
 def write_config(base: Path, out: Path, edit: Any) -> Path:
-    cfg = yaml.safe_load(base.read_text())
+    cfg = read_yaml(base)
     edit(cfg)
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out

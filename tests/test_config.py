@@ -114,3 +114,32 @@ def test_overrides_reach_a_stage_by_name_or_index_and_read_on_off_as_strings(tmp
         load_run_config(path, ["stages.5.train.max_steps=1"])
     with pytest.raises(C.ConfigError, match="expected one of"):
         load_run_config(path, ["train.precision=off"])  # no string choice means off: still an error
+
+
+def test_extends_merges_sections_into_the_base_and_replaces_lists(tmp_path):
+    (tmp_path / "sub").mkdir()
+    base = "steps: 5\nopt: {lr: 0.1, name: sgd}\nmodel: {kind: tiny, width: 4}\ntags: [a]\n"
+    (tmp_path / "base.yaml").write_text(base)
+    (tmp_path / "sub" / "mid.yaml").write_text("extends: ../base.yaml\nopt: {lr: 0.2}\n")
+    leaf = tmp_path / "sub" / "leaf.yaml"
+    leaf.write_text("extends: mid.yaml  # relative to this file\nmodel: {tied: false}\ntags: [b, c]\n")
+    cfg = C.load(Root, leaf, ["opt.betas=[0.8, 0.9]"])
+    assert cfg == Root(steps=5, opt=Opt(lr=0.2, betas=(0.8, 0.9), name="sgd"), model=Tiny(4, False), tags=["b", "c"])
+    assert "extends" not in C.read_yaml(leaf)
+
+
+@pytest.mark.parametrize(
+    "files, match",
+    [
+        ({"a.yaml": "extends: a.yaml\n"}, r"a cycle \(a.yaml -> a.yaml\)"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, r"a cycle \(a.yaml -> b.yaml -> a.yaml\)"),
+        ({"a.yaml": "extends: gone.yaml\n"}, r"a.yaml: extends gone.yaml: no such file"),
+        ({"a.yaml": "extends: [b.yaml]\n"}, r"a.yaml: extends: expected the path of a base config"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "stepz: 1\n"}, r"a.yaml: unknown key 'stepz'"),
+    ],
+)
+def test_extends_errors_name_the_file(tmp_path, files, match):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(C.ConfigError, match=match):
+        C.load(Root, tmp_path / "a.yaml")

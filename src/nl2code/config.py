@@ -276,7 +276,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The mapping of a YAML config file. A top-level ``extends: BASE.yaml`` (a path relative to this file) starts
+    from BASE's mapping: this file's sections are merged into it key by key, its other values (lists included)
+    replace BASE's; BASE may extend another file in turn."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -292,7 +295,27 @@ def read_yaml(path: str | Path) -> dict:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    if "extends" not in data:
+        return data
+    base = data.pop("extends")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends: expected the path of a base config, got {base!r}")
+    seen = (*_seen, path.resolve())
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends {base}: no such file ({base_path})")
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path}: extends {base}: a cycle ({' -> '.join(p.name for p in seen)} -> {base_path.name})")
+    return _merged(read_yaml(base_path, seen), data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in: mappings key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
 
 
 def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:

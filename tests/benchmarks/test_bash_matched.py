@@ -359,10 +359,11 @@ def test_mbr_sampling_settings_and_their_labels(monkeypatch):
 
 
 def test_the_ar_pretraining_recipe_is_the_pairs_recipe_after_a_snippet_stage(tmp_path):
+    from nl2code.config import read_yaml
     from nl2code.train.config import load_run_config
 
-    pairs = yaml.safe_load((bm.REPO / "configs/codegen/bash_cpu.yaml").read_text())
-    pt = yaml.safe_load((bm.REPO / "configs/codegen/bash_cpu_pt.yaml").read_text())
+    pairs = read_yaml(bm.REPO / "configs/codegen/bash_cpu.yaml")
+    pt = read_yaml(bm.REPO / "configs/codegen/bash_cpu_pt.yaml")  # extends bash_cpu.yaml
     for section in ("model", "objective", "data", "tokenizer"):  # bash_ar_pt40.md: only the stage differs
         assert pt[section] == pairs[section], section
     _, stages = load_run_config(bm.REPO / "configs/codegen/bash_cpu_pt.yaml")
