@@ -126,9 +126,8 @@ def test_oracle_denoiser_yields_its_tokens_cut_at_the_terminator(monkeypatch):
     assert out.ids == [[[7, 8, 9, 10, EOS, 11]]]  # without eos_id only pad terminates
 
 
-def test_decoder_clamp_snaps_every_step_to_the_decoders_tokens(monkeypatch):
-    """decoder_clamp hands the scheduler L(argmax H(D(x^_0))) at each step; the decoder mode does not."""
-    model = tiny_model()
+def step_overrides(model: CodeFusion, rounding: str, monkeypatch) -> list[torch.Tensor]:
+    """The ``x0_override`` the sampler hands the scheduler at each of 4 steps (one prompt, 2 candidates, seed 0)."""
     seen: list[torch.Tensor] = []
     real_step = DiffusionSampler(model).scheduler.step
 
@@ -136,15 +135,25 @@ def test_decoder_clamp_snaps_every_step_to_the_decoders_tokens(monkeypatch):
         seen.append(x0_override)
         return real_step(out, t, x, generator=generator, x0_override=x0_override)
 
+    sampler = DiffusionSampler(model, num_steps=4, rounding=rounding)
+    monkeypatch.setattr(type(sampler.scheduler), "step", spy)
+    sampler.generate(PROMPTS[:1], 2, torch.Generator().manual_seed(0))
+    monkeypatch.undo()
+    return seen
+
+
+def on_embedding_rows(model: CodeFusion, x0: torch.Tensor) -> bool:
+    """Whether every position of ``x0`` is exactly one of L's rows."""
+    return bool((x0[..., None, :] == model.code_embed.weight).all(-1).any(-1).all())
+
+
+def test_decoder_clamp_snaps_every_step_to_the_decoders_tokens(monkeypatch):
+    """decoder_clamp hands the scheduler L(argmax H(D(x^_0))) at each step; the decoder mode does not."""
+    model = tiny_model()
     for rounding, snapped in (("decoder_clamp", True), ("decoder", False)):
-        seen.clear()
-        sampler = DiffusionSampler(model, num_steps=4, rounding=rounding)
-        monkeypatch.setattr(type(sampler.scheduler), "step", spy)
-        sampler.generate(PROMPTS[:1], 2, torch.Generator().manual_seed(0))
-        monkeypatch.undo()
+        seen = step_overrides(model, rounding, monkeypatch)
         assert len(seen) == 4
-        rows = model.code_embed.weight
-        on_rows = [bool((x0[..., None, :] == rows).all(-1).any(-1).all()) for x0 in seen]
+        on_rows = [on_embedding_rows(model, x0) for x0 in seen]
         assert all(on_rows) if snapped else not any(on_rows)
     with pytest.raises(ValueError, match="decoder"):
         DiffusionSampler(tiny_model(decoder_layers=0), rounding="decoder_clamp")
@@ -166,22 +175,11 @@ def test_decoder_sample_draws_every_step_but_the_last(monkeypatch):
     """decoder_sample hands the scheduler L(tokens drawn from D+H) at every step but the last (an argmax there:
     one step is decoder_clamp exactly), and a seed repeats the draws."""
     model = tiny_model()
-    seen: list[torch.Tensor] = []
-    real_step = DiffusionSampler(model).scheduler.step
-
-    def spy(self, out, t, x, generator=None, x0_override=None):
-        seen.append(x0_override)
-        return real_step(out, t, x, generator=generator, x0_override=x0_override)
-
-    for rounding in ("decoder_sample", "decoder_clamp"):
-        sampler = DiffusionSampler(model, num_steps=4, rounding=rounding)
-        monkeypatch.setattr(type(sampler.scheduler), "step", spy)
-        sampler.generate(PROMPTS[:1], 2, torch.Generator().manual_seed(0))
-        monkeypatch.undo()
-    rows = model.code_embed.weight
-    assert len(seen) == 8 and all(bool((x0[..., None, :] == rows).all(-1).any(-1).all()) for x0 in seen)
+    drawn = step_overrides(model, "decoder_sample", monkeypatch)
+    argmax = step_overrides(model, "decoder_clamp", monkeypatch)
+    assert len(drawn) == 4 and all(on_embedding_rows(model, x0) for x0 in drawn)
     # An untrained model's D+H is near uniform: a drawn step differs from the argmax step on most positions.
-    assert not torch.equal(seen[0], seen[4])
+    assert not torch.equal(drawn[0], argmax[0])
 
     def run(rounding, steps=4, seed=0):
         sampler = DiffusionSampler(model, num_steps=steps, rounding=rounding)
