@@ -9,7 +9,7 @@ from nl2code.data.retrieval import Retriever, rag_context, retriever_for
 from nl2code.generation.spec import spec_from_config
 from nl2code.generation.types import Candidate, GenerationConfig, LoadedRun
 from nl2code.sampling.autoregressive import cut_at_stop
-from nl2code.sampling.diffusion import DiffusionSampler, DiffusionSamples, Rounding, default_rounding
+from nl2code.sampling.diffusion import DECODED, DiffusionSampler, DiffusionSamples, Rounding, default_rounding
 
 # The steps a user gets when they name none (CLI, server, demo). Eta-0 sampling with 20 strided steps
 # scored at or above 50 steps and above the single-step prediction on Bash (benchmarks/results/
@@ -41,7 +41,7 @@ class DiffusionGenerator:
         self.run, self.model, self.tok = run, run.model, run.tokenizer
         if rounding is None:
             rounding = default_rounding(self.model)
-        if rounding in ("decoder", "decoder_clamp", "decoder_sample") and self.model.decoder is None:
+        if rounding in DECODED and self.model.decoder is None:
             raise ValueError(f"{run.run_dir}: the model has no decoder (decoder_layers: 0); use grounding or clamping")
         self.rounding: Rounding = rounding
         self.eta = eta

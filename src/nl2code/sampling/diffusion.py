@@ -40,6 +40,8 @@ from nl2code.sampling.guidance import check_weight, guided_logp
 
 Rounding = Literal["decoder", "grounding", "clamping", "decoder_clamp", "decoder_sample"]
 ROUNDINGS = ("decoder", "grounding", "clamping", "decoder_clamp", "decoder_sample")
+SNAPPING = ("decoder_clamp", "decoder_sample")  # snap every step's x^_0 to tokens of D+H: they need a decoder
+DECODED = ("decoder", *SNAPPING)  # the final x_0 becomes tokens through D+H
 Score = Literal["final", "denoise"]
 SCORES = ("final", "denoise")
 SCORE_FRACTIONS = (0.25, 0.5, 0.75)  # of T: the noise levels a ``denoise`` score averages over
@@ -155,7 +157,7 @@ class DiffusionSampler:
             rounding = default_rounding(model)
         if rounding not in ROUNDINGS:
             raise ValueError(f"unknown rounding {rounding!r} (known: {', '.join(ROUNDINGS)})")
-        if rounding in ("decoder_clamp", "decoder_sample") and model.decoder is None:
+        if rounding in SNAPPING and model.decoder is None:
             raise ValueError(f"{rounding} rounding needs a model with a decoder (decoder_layers > 0)")
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
@@ -258,7 +260,7 @@ class DiffusionSampler:
             x0 = sched.to_x0(out, x, t, clip=model.x0_bound())
             if self.rounding == "clamping":
                 x0 = self._clamp(x0)
-            elif self.rounding in ("decoder_clamp", "decoder_sample"):
+            elif self.rounding in SNAPPING:
                 scores = self._token_scores(x0, ctx, enc_mask, ctx_ids, null)
                 draw = self.rounding == "decoder_sample" and t != last
                 x0 = model.embed_code(gumbel_argmax(scores, generator) if draw else scores.argmax(-1))
@@ -279,7 +281,7 @@ class DiffusionSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final ``x_0`` -> token ids (rows, N) and their log-probabilities (rows, N)."""
         model = self.model
-        if self.rounding in ("decoder", "decoder_clamp", "decoder_sample"):
+        if self.rounding in DECODED:
             ctx = self._context(enc, x0.shape[0], generator, x0.device)
             logp = self._decoded_logp(x0, ctx, enc_mask, ctx_ids, null)
             ids = logp.argmax(-1)
